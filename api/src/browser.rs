@@ -1,0 +1,192 @@
+//! What binds a sign-in to one browser: a random browser key (private cookie) whose
+//! hash is stored as the operation's redeemer, and one private cookie per attempt
+//! holding its PKCE verifier, nonce and `next`, named after its `state` and sent only
+//! to that provider's callback. Two tabs get two attempts and never collide.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use poem::web::cookie::{Cookie, CookieJar, SameSite};
+use serde::{Deserialize, Serialize};
+use worker::{config::Settings, crypto};
+
+/// Private cookie holding this browser's random key.
+pub const BROWSER_COOKIE: &str = "signin_browser";
+const ATTEMPT_COOKIE_PREFIX: &str = "signin_attempt_";
+/// How long a started sign-in may take to come back from the provider.
+pub const ATTEMPT_TTL: Duration = Duration::from_secs(600);
+/// Longest `state` we accept; ours are 43 characters.
+pub const MAX_STATE_LEN: usize = 512;
+
+/// One started sign-in, as stored in its cookie.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Attempt {
+    pub provider: String,
+    /// SHA-256 of the `state` sent to the provider.
+    state_hash: String,
+    pub pkce_verifier: String,
+    pub nonce: Option<String>,
+    pub next: Option<String>,
+    /// Unix seconds.
+    created_at: i64,
+}
+
+impl Attempt {
+    /// A fresh attempt for `state`.
+    pub fn new(
+        provider: &str,
+        state: &str,
+        pkce_verifier: String,
+        nonce: Option<String>,
+        next: Option<String>,
+    ) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            state_hash: crypto::sha256_hex(state),
+            pkce_verifier,
+            nonce,
+            next,
+            created_at: Utc::now().timestamp(),
+        }
+    }
+}
+
+/// This browser's key, if it has one.
+pub fn browser_key(jar: &CookieJar) -> Option<String> {
+    jar.private()
+        .get(BROWSER_COOKIE)
+        .map(|c| c.value_str().to_owned())
+        .filter(|k| k.len() >= 32)
+}
+
+/// This browser's key, set now if it has none.
+pub fn ensure_browser_key(jar: &CookieJar, settings: &Settings) -> String {
+    if let Some(key) = browser_key(jar) {
+        return key;
+    }
+    let key = crypto::random_token(32);
+    jar.private()
+        .add(cookie(BROWSER_COOKIE, &key, "/", None, settings));
+    key
+}
+
+/// What `async_operation.redeemer_hash` stores for a browser key.
+pub fn redeemer_hash(browser_key: &str) -> String {
+    crypto::sha256_hex(browser_key)
+}
+
+/// Stores `attempt` for the callback of its provider.
+pub fn save_attempt(jar: &CookieJar, settings: &Settings, state: &str, attempt: &Attempt) {
+    let value = serde_json::to_string(attempt).expect("an attempt serializes");
+    let path = callback_path(&attempt.provider);
+    jar.private().add(cookie(
+        &attempt_cookie_name(state),
+        &value,
+        &path,
+        Some(ATTEMPT_TTL),
+        settings,
+    ));
+}
+
+/// The attempt `state` names, if this browser started it for `provider` and it is
+/// still fresh. The cookie is removed either way: a state is good for one callback.
+pub fn take_attempt(
+    jar: &CookieJar,
+    settings: &Settings,
+    provider: &str,
+    state: &str,
+) -> Option<Attempt> {
+    if state.is_empty() || state.len() > MAX_STATE_LEN {
+        return None;
+    }
+    let name = attempt_cookie_name(state);
+    let found = jar.private().get(&name)?;
+    expire(jar, &name, &callback_path(provider), settings);
+    let attempt: Attempt = serde_json::from_str(found.value_str()).ok()?;
+    let fresh = Utc::now().timestamp() - attempt.created_at <= ATTEMPT_TTL.as_secs() as i64;
+    let same_state = crypto::constant_time_eq(
+        attempt.state_hash.as_bytes(),
+        crypto::sha256_hex(state).as_bytes(),
+    );
+    (fresh && same_state && attempt.provider == provider).then_some(attempt)
+}
+
+fn attempt_cookie_name(state: &str) -> String {
+    format!(
+        "{ATTEMPT_COOKIE_PREFIX}{}",
+        &crypto::sha256_hex(state)[..16]
+    )
+}
+
+fn callback_path(provider: &str) -> String {
+    format!("/auth/{provider}/callback")
+}
+
+/// A cookie with our flags: `HttpOnly; SameSite=Lax`, `Secure` on https.
+pub fn cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<Duration>,
+    settings: &Settings,
+) -> Cookie {
+    let mut cookie = Cookie::new_with_str(name, value);
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_path(path);
+    cookie.set_secure(settings.is_https());
+    if let Some(max_age) = max_age {
+        cookie.set_max_age(max_age);
+    }
+    cookie
+}
+
+/// Tells the browser to drop cookie `name` at `path`.
+pub fn expire(jar: &CookieJar, name: &str, path: &str, settings: &Settings) {
+    let mut removal = cookie(name, "", path, Some(Duration::ZERO), settings);
+    removal.make_removal();
+    jar.add(removal);
+}
+
+/// A `next` that stays on this site: an absolute path, not `//host` or `/\host`,
+/// no control characters, bounded length. Anything else is dropped.
+pub fn validate_next(next: &str) -> Option<String> {
+    let ok = next.len() <= 1024
+        && next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+    if !ok {
+        return None;
+    }
+    let base = url::Url::parse("http://same.invalid").expect("static URL");
+    let resolved = base.join(next).ok()?;
+    (resolved.host_str() == Some("same.invalid")).then(|| next.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_accepts_local_paths_only() {
+        for good in ["/", "/account", "/a/b?x=1#top", "/%2F%2Fevil"] {
+            assert_eq!(validate_next(good).as_deref(), Some(good), "{good}");
+        }
+        for bad in [
+            "",
+            "https://evil.com",
+            "//evil.com",
+            "/\\evil.com",
+            "\\\\evil",
+            "/ok\n",
+            "javascript:alert(1)",
+            "/\tx",
+            "evil.com",
+            "/a b",
+        ] {
+            assert_eq!(validate_next(bad), None, "{bad:?}");
+        }
+        assert_eq!(validate_next(&format!("/{}", "a".repeat(2000))), None);
+    }
+}

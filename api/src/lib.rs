@@ -1,0 +1,11 @@
+//! The poem web tier of social-signin: browser sign-in routes, the JSON API, the
+//! demo provider and the embedded worker, over the shared core in `worker`.
+
+pub mod assets;
+pub mod browser;
+pub mod demo_provider;
+pub mod error;
+pub mod routes;
+pub mod session;
+pub mod startup;
+pub mod state;

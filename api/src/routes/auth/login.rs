@@ -1,0 +1,60 @@
+//! `GET /auth/{provider}/login[?next=/path]`: starts one sign-in attempt.
+
+use poem::{
+    IntoResponse, Response, handler,
+    http::Uri,
+    web::{Data, Path, Redirect, cookie::CookieJar},
+};
+use worker::crypto;
+
+use crate::{
+    browser::{self, Attempt},
+    error::PageError,
+    routes::QueryParams,
+    session::MaybeUser,
+    state::AppState,
+};
+
+/// `GET /auth/{provider}/login` — 303 to the provider's authorize URL with a fresh
+/// `state`, PKCE S256 challenge and (OIDC) `nonce`, bound to this browser; 303 to `/`
+/// when already signed in; 404 page for an unknown provider.
+#[handler]
+#[tracing::instrument(skip_all, fields(provider = %provider))]
+pub async fn login(
+    Data(state): Data<&AppState>,
+    Path(provider): Path<String>,
+    uri: &Uri,
+    jar: &CookieJar,
+    MaybeUser(user): MaybeUser,
+) -> Result<Response, PageError> {
+    let Some(provider) = state.providers.get(&provider) else {
+        return Err(PageError::UnknownProvider);
+    };
+    if user.is_some() {
+        return Ok(Redirect::see_other("/").into_response());
+    }
+    let params = QueryParams::parse(uri, &[("next", 1024)])
+        .map_err(|_| PageError::BadRequest("The sign-in link is malformed."))?;
+    let next = params.get("next").and_then(browser::validate_next);
+
+    let csrf_state = crypto::random_token(32);
+    let pkce_verifier = crypto::random_token(32);
+    let nonce = provider.is_oidc().then(|| crypto::random_token(32));
+    let authorize_url = provider
+        .authorize_url(
+            &csrf_state,
+            &crypto::sha256_b64url(&pkce_verifier),
+            nonce.as_deref(),
+        )
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "cannot build the authorize URL");
+            PageError::ProviderUnavailable
+        })?;
+
+    browser::ensure_browser_key(jar, &state.settings);
+    let attempt = Attempt::new(&provider.name, &csrf_state, pkce_verifier, nonce, next);
+    browser::save_attempt(jar, &state.settings, &csrf_state, &attempt);
+    tracing::info!("sign-in started");
+    Ok(Redirect::see_other(authorize_url.as_str()).into_response())
+}

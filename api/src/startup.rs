@@ -1,0 +1,173 @@
+//! `Application`: binds the listener, connects and migrates the database, resolves
+//! providers, and serves the route tree, with the embedded worker beside it when
+//! `worker.embedded` is on. Tests build through here exactly as `main` does.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use futures::FutureExt;
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Route, Server, get,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    middleware::{CookieJarManager, SizeLimit},
+    post,
+    web::cookie::CookieKey,
+};
+use worker::{
+    WorkerState,
+    config::Settings,
+    crypto::Keys,
+    db::Database,
+    jobs::JobQueue,
+    operations::OperationEvents,
+    providers::{ProviderRegistry, presets},
+};
+
+use crate::{
+    assets,
+    demo_provider::{self, DemoProvider},
+    routes::{self, auth},
+    state::AppState,
+};
+
+/// Largest request body any route accepts.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A built, not yet running, api.
+pub struct Application {
+    /// The port actually bound (`listen` may say 0).
+    pub port: u16,
+    pub state: AppState,
+    acceptor: TcpAcceptor,
+}
+
+impl Application {
+    /// Everything `main` does before serving.
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        let acceptor = TcpListener::bind(settings.listen.to_string())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("listen: cannot bind {}", settings.listen))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .context("the listener has no address")?;
+        if settings.public_url.port() == Some(0) {
+            settings
+                .public_url
+                .set_port(Some(port))
+                .expect("http URLs have ports");
+        }
+        let settings = Arc::new(settings);
+        let db = Database::connect(&settings).await?;
+        db.migrate().await?;
+        let keys = Arc::new(Keys::load(&settings)?);
+        let providers =
+            Arc::new(ProviderRegistry::from_settings(&settings).context("configuring providers")?);
+        providers.warm_up();
+        let demo = providers.has_demo().then(|| {
+            Arc::new(DemoProvider::new(
+                keys.demo.clone(),
+                presets::DEMO_CLIENT_ID,
+                presets::DEMO_CLIENT_SECRET,
+                &settings.redirect_uri("demo"),
+            ))
+        });
+        let jobs = JobQueue::new(&db, settings.worker.concurrency);
+        let state = AppState {
+            db: db.conn.clone(),
+            settings,
+            providers,
+            jobs,
+            keys,
+            events: OperationEvents::default(),
+            demo,
+        };
+        Ok(Self {
+            port,
+            state,
+            acceptor,
+        })
+    }
+
+    /// Serves until `shutdown`, then drains: the server and the embedded worker
+    /// (when on) stop together; the first to fail is reported.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let shutdown = shutdown.boxed().shared();
+        let state = self.state.clone();
+        tracing::info!(
+            address = %format!("127.0.0.1:{}", self.port),
+            public_url = %state.settings.public_url,
+            embedded_worker = state.settings.worker.embedded,
+            "api listening"
+        );
+        let server = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(
+                routes(state.clone()),
+                shutdown.clone(),
+                Some(Duration::from_secs(10)),
+            )
+            .map(|r| r.context("the http server failed"));
+        if !state.settings.worker.embedded {
+            return server.await;
+        }
+        let worker_state = WorkerState {
+            db: state.db.clone(),
+            settings: state.settings.clone(),
+            providers: state.providers.clone(),
+            keys: state.keys.clone(),
+            events: state.events.clone(),
+        };
+        let worker = worker::run(worker_state, state.jobs.clone(), shutdown);
+        tokio::try_join!(server, worker).map(|_| ())
+    }
+}
+
+/// The route tree with its middleware.
+pub fn routes(state: AppState) -> impl Endpoint {
+    let mut app = Route::new()
+        .at("/", get(routes::index::index))
+        .at("/api/providers", get(routes::providers::providers))
+        .at("/api/me", get(routes::me::me))
+        .at("/auth/:provider/login", get(auth::login::login))
+        .at("/auth/:provider/callback", get(auth::callback::callback))
+        .at("/auth/preloader", get(auth::preloader::preloader))
+        .at("/auth/status", get(auth::status::status))
+        .at("/auth/success", get(auth::success::success))
+        .at("/auth/error", get(auth::error::error))
+        .at("/auth/logout", post(auth::logout::logout))
+        .nest("/static", assets::endpoint());
+    if state.demo.is_some() {
+        app = app.nest("/demo-provider", demo_provider::routes());
+    }
+    let cookie_key = CookieKey::derive_from(&state.keys.cookie);
+    app.with(CookieJarManager::with_key(cookie_key))
+        .with(SizeLimit::new(MAX_BODY))
+        .around(log_request)
+        .data(state)
+}
+
+/// One line per request: method, path (never the query: it carries codes and
+/// state), status and latency.
+async fn log_request<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<poem::Response> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!("request", http.method = %method, http.path = %path);
+    let result = tracing::Instrument::instrument(next.call(req), span.clone()).await;
+    let response = match result {
+        Ok(response) => response.into_response(),
+        Err(error) => error.into_response(),
+    };
+    let _enter = span.enter();
+    tracing::info!(
+        http.status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(response)
+}

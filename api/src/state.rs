@@ -1,0 +1,25 @@
+//! `AppState`: everything a handler needs, built once by `Application::build` and
+//! added to the route tree with `.data(state)`.
+
+use std::sync::Arc;
+
+use worker::{
+    config::Settings, crypto::Keys, jobs::JobQueue, operations::OperationEvents,
+    providers::ProviderRegistry,
+};
+
+use crate::demo_provider::DemoProvider;
+
+/// Shared, cheaply cloned application state.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: sea_orm::DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub providers: Arc<ProviderRegistry>,
+    pub jobs: JobQueue,
+    pub keys: Arc<Keys>,
+    /// Wakes long-polling `/auth/status` requests when the embedded worker finishes.
+    pub events: OperationEvents,
+    /// The built-in authorization server, when it is on.
+    pub demo: Option<Arc<DemoProvider>>,
+}

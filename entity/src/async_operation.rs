@@ -1,0 +1,69 @@
+//! `async_operation`: one browser sign-in attempt after the provider redirected back.
+//! The web tier inserts it `pending`; the worker moves it to `ok` or `error`; the
+//! success route redeems an `ok` one exactly once, for the browser that started it.
+
+use sea_orm::entity::prelude::*;
+
+/// Where an operation stands. Only the worker (or the timeout sweep) leaves `Pending`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum OperationStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "ok")]
+    Ok,
+    #[sea_orm(string_value = "error")]
+    Error,
+}
+
+impl OperationStatus {
+    /// The lower-case name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ok => "ok",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "async_operation")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub status: OperationStatus,
+    pub provider: String,
+    /// The signed-in user, once `ok`.
+    pub user_id: Option<Uuid>,
+    /// Stable machine-readable reason, once `error`.
+    pub error_code: Option<String>,
+    /// A sentence for the person, once `error`.
+    pub error_message: Option<String>,
+    /// SHA-256 (hex) of the browser key that may poll and redeem this operation.
+    pub redeemer_hash: String,
+    /// Validated same-site path to land on after success.
+    pub next_path: Option<String>,
+    pub redeemed_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::user_profile::Entity",
+        from = "Column::UserId",
+        to = "super::user_profile::Column::Id",
+        on_delete = "SetNull"
+    )]
+    UserProfile,
+}
+
+impl Related<super::user_profile::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::UserProfile.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,8 @@
+//! sea-orm entities of social-signin: users, their linked provider accounts, the
+//! asynchronous sign-in operations the worker completes, and server-side sessions.
+
+pub mod async_operation;
+pub mod prelude;
+pub mod session;
+pub mod social_account;
+pub mod user_profile;

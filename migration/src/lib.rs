@@ -1,0 +1,24 @@
+//! The schema of social-signin as sea-orm migrations. One set serves SQLite and
+//! PostgreSQL; `api` and `worker` apply it at start, and the `migration` binary can too.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20250101_000001_create_user_profile;
+mod m20250101_000002_create_social_account;
+mod m20250101_000003_create_async_operation;
+mod m20250101_000004_create_session;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20250101_000001_create_user_profile::Migration),
+            Box::new(m20250101_000002_create_social_account::Migration),
+            Box::new(m20250101_000003_create_async_operation::Migration),
+            Box::new(m20250101_000004_create_session::Migration),
+        ]
+    }
+}

@@ -1,0 +1,436 @@
+//! `Settings`: every key of SPEC §Configuration, loaded from defaults, then a TOML
+//! file, then `SIGNIN_*` environment variables (`__` nests). Invalid configuration
+//! stops start-up with a message naming the key.
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::{Context, bail};
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+/// The whole configuration of `api` and `worker`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the api listens on. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// External base URL; redirect URIs are `{public_url}/auth/{provider}/callback`.
+    /// Default `http://127.0.0.1:8080`. A port of 0 follows the port `api` bound (tests).
+    #[serde(default = "default_public_url")]
+    pub public_url: Url,
+    /// `sqlite:` or `postgres:`; the job queue lives in the same database.
+    /// Default `sqlite://signin.db?mode=rwc`.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Signs and encrypts cookies, encrypts provider tokens, signs access tokens. When
+    /// absent a development key is generated and saved beside the SQLite file.
+    #[serde(default, deserialize_with = "secret_string_or_number")]
+    pub secret_key: Option<SecretString>,
+    /// The job consumer.
+    #[serde(default)]
+    pub worker: WorkerSettings,
+    /// Sign-in providers by lower-case name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// An operation not finished by then ends in `error` (`timeout`). Default `60s`.
+    #[serde(default = "default_operation_timeout", with = "humantime_serde")]
+    pub operation_timeout: Duration,
+    /// How long a browser session lasts without use. Default `14d`.
+    #[serde(default = "default_session_lifetime", with = "humantime_serde")]
+    pub session_lifetime: Duration,
+}
+
+/// `worker.*` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Run a worker inside `api`. Default `true`; operators set `false` and run
+    /// `worker` processes.
+    #[serde(default = "default_true")]
+    pub embedded: bool,
+    /// Jobs in flight per worker process. Default: the number of CPUs.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            embedded: true,
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+/// The kinds of provider the registry knows how to talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Google,
+    Facebook,
+    Github,
+    Oidc,
+    Oauth2,
+    Demo,
+}
+
+impl ProviderKind {
+    /// The kind a provider name implies when `kind` is not given.
+    pub fn preset_for(name: &str) -> Option<Self> {
+        match name {
+            "google" => Some(Self::Google),
+            "facebook" => Some(Self::Facebook),
+            "github" => Some(Self::Github),
+            "demo" => Some(Self::Demo),
+            _ => None,
+        }
+    }
+
+    /// OpenID Connect kinds validate an ID token and send a `nonce`.
+    pub fn is_oidc(self) -> bool {
+        matches!(self, Self::Google | Self::Oidc)
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Google => "google",
+            Self::Facebook => "facebook",
+            Self::Github => "github",
+            Self::Oidc => "oidc",
+            Self::Oauth2 => "oauth2",
+            Self::Demo => "demo",
+        })
+    }
+}
+
+/// `providers.<name>.*` keys. Everything but the credentials has a preset default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// `google`, `facebook`, `github`, `oidc`, `oauth2`, `demo`; defaults to the name
+    /// when the name is a preset.
+    pub kind: Option<ProviderKind>,
+    /// From the provider's console. Numeric ids (Facebook) are accepted.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub client_id: Option<String>,
+    #[serde(default, deserialize_with = "secret_string_or_number")]
+    pub client_secret: Option<SecretString>,
+    /// OIDC issuer; discovery at `{issuer}/.well-known/openid-configuration`.
+    pub issuer: Option<Url>,
+    /// Requested scopes, as a list or a space-separated string.
+    #[serde(default, deserialize_with = "scopes")]
+    pub scopes: Option<Vec<String>>,
+    pub authorize_url: Option<Url>,
+    pub token_url: Option<Url>,
+    pub userinfo_url: Option<Url>,
+    pub jwks_url: Option<Url>,
+    /// Button label. Default: the preset's, else the name.
+    pub display_name: Option<String>,
+    /// Bound on each request to the provider. Default `10s`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+impl Settings {
+    /// Layers defaults, the TOML file (`path`, else `signin.toml` when present) and
+    /// `SIGNIN_*` variables, then validates.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        match path {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("configuration file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("signin.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("signin.toml"));
+            }
+            None => {}
+        }
+        Self::from_figment(figment.merge(signin_env()))
+    }
+
+    /// Settings from one figment (tests build their own), then validated.
+    pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
+        let settings: Self = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe_figment_error(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: names, URLs and kind-specific requirements.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !matches!(self.public_url.scheme(), "http" | "https") {
+            bail!("public_url: must be an http or https URL");
+        }
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            bail!("database_url: must start with sqlite: or postgres:");
+        }
+        if let Some(key) = &self.secret_key {
+            if key.expose_secret().len() < 32 {
+                bail!("secret_key: must be at least 32 characters");
+            }
+        }
+        if self.worker.concurrency == 0 || self.worker.concurrency > 1024 {
+            bail!("worker.concurrency: must be between 1 and 1024");
+        }
+        if self.operation_timeout < Duration::from_secs(5)
+            || self.operation_timeout > Duration::from_secs(3600)
+        {
+            bail!("operation_timeout: must be between 5s and 1h");
+        }
+        for (name, provider) in &self.providers {
+            provider
+                .validate(name)
+                .with_context(|| format!("invalid provider `{name}`"))?;
+        }
+        Ok(())
+    }
+
+    /// The redirect URI registered with provider `name`.
+    pub fn redirect_uri(&self, name: &str) -> String {
+        format!("{}/auth/{name}/callback", self.public_base())
+    }
+
+    /// `public_url` without a trailing slash.
+    pub fn public_base(&self) -> &str {
+        self.public_url.as_str().trim_end_matches('/')
+    }
+
+    /// Whether browser cookies must carry `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// Whether `database_url` names PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+}
+
+impl ProviderSettings {
+    /// The resolved kind: explicit, or implied by a preset name.
+    pub fn resolved_kind(&self, name: &str) -> Option<ProviderKind> {
+        self.kind.or_else(|| ProviderKind::preset_for(name))
+    }
+
+    fn validate(&self, name: &str) -> anyhow::Result<()> {
+        let valid_name = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid_name {
+            bail!("providers.{name}: names are 1-32 lower-case letters, digits, `-` or `_`");
+        }
+        let Some(kind) = self.resolved_kind(name) else {
+            bail!(
+                "providers.{name}.kind: required (google, facebook, github, oidc, oauth2 or demo)"
+            );
+        };
+        match kind {
+            ProviderKind::Facebook | ProviderKind::Github | ProviderKind::Oauth2 => bail!(
+                "providers.{name}.kind: `{kind}` is not available in this version (use oidc or demo)"
+            ),
+            ProviderKind::Oidc if self.issuer.is_none() => {
+                bail!("providers.{name}.issuer: required for kind oidc")
+            }
+            _ => {}
+        }
+        if kind != ProviderKind::Demo {
+            if self.client_id.as_deref().is_none_or(str::is_empty) {
+                bail!("providers.{name}.client_id: required");
+            }
+            if self.client_secret.is_none() {
+                bail!("providers.{name}.client_secret: required");
+            }
+        }
+        if let Some(timeout) = self.timeout {
+            if timeout.is_zero() || timeout > Duration::from_secs(120) {
+                bail!("providers.{name}.timeout: must be between 1ms and 120s");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `SIGNIN_*` variables, split on `__`, minus the ones meant for tests and the CLI.
+fn signin_env() -> Env {
+    Env::prefixed("SIGNIN_")
+        .split("__")
+        .filter(|key| !key.as_str().starts_with("test_") && key.as_str() != "config")
+}
+
+/// Rewrites figment's error into `key: problem` form.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_lowercase();
+            let kind = e.kind.to_string();
+            if key.is_empty() {
+                kind
+            } else {
+                format!("{key}: {kind}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_public_url() -> Url {
+    Url::parse("http://127.0.0.1:8080").expect("static URL")
+}
+
+fn default_database_url() -> String {
+    "sqlite://signin.db?mode=rwc".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn default_operation_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_session_lifetime() -> Duration {
+    Duration::from_secs(14 * 24 * 3600)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrNumber {
+    String(String),
+    Unsigned(u64),
+    Signed(i64),
+}
+
+impl StringOrNumber {
+    fn into_string(self) -> String {
+        match self {
+            Self::String(s) => s,
+            Self::Unsigned(n) => n.to_string(),
+            Self::Signed(n) => n.to_string(),
+        }
+    }
+}
+
+/// figment parses `SIGNIN_..._CLIENT_ID=1234` as a number; Facebook app ids are numeric.
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<StringOrNumber>::deserialize(d)?.map(StringOrNumber::into_string))
+}
+
+fn secret_string_or_number<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SecretString>, D::Error> {
+    Ok(string_or_number(d)?.map(SecretString::from))
+}
+
+fn scopes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scopes {
+        List(Vec<String>),
+        Spaced(String),
+    }
+    Ok(Option::<Scopes>::deserialize(d)?.map(|s| match s {
+        Scopes::List(list) => list,
+        Scopes::Spaced(s) => s
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn load(toml: &str) -> anyhow::Result<Settings> {
+        Settings::from_figment(Figment::new().merge(Toml::string(toml)))
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = load("").unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_base(), "http://127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://signin.db?mode=rwc");
+        assert!(s.worker.embedded);
+        assert!(s.worker.concurrency >= 1);
+        assert_eq!(s.operation_timeout, Duration::from_secs(60));
+        assert!(s.providers.is_empty());
+    }
+
+    #[test]
+    fn numeric_client_id_from_env_is_a_string() {
+        let figment = Figment::new().merge(Serialized::default(
+            "providers.corp",
+            serde_json::json!({"kind": "oidc", "issuer": "https://id.example.com", "client_id": 1234567890u64, "client_secret": "s"}),
+        ));
+        let s = Settings::from_figment(figment).unwrap();
+        assert_eq!(s.providers["corp"].client_id.as_deref(), Some("1234567890"));
+    }
+
+    #[test]
+    fn oidc_without_issuer_names_the_key() {
+        let err = load("[providers.corp]\nkind = 'oidc'\nclient_id = 'a'\nclient_secret = 'b'\n")
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("providers.corp.issuer"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_names_the_key() {
+        let err = load("[providers.corp]\nkind = 'ldap'\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("providers.corp.kind"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let err = load("operation_timeout = 'soon'\n").unwrap_err();
+        assert!(format!("{err:#}").contains("operation_timeout"), "{err:#}");
+    }
+
+    #[test]
+    fn scopes_accept_a_spaced_string() {
+        let s = load("[providers.corp]\nkind='oidc'\nissuer='https://id.example.com'\nclient_id='a'\nclient_secret='b'\nscopes='openid email'\n").unwrap();
+        assert_eq!(
+            s.providers["corp"].scopes.as_deref().unwrap(),
+            ["openid", "email"]
+        );
+    }
+
+    #[test]
+    fn short_secret_key_is_refused() {
+        let err = load("secret_key = 'short'\n").unwrap_err();
+        assert!(err.to_string().contains("secret_key"));
+    }
+}

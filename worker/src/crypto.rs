@@ -1,0 +1,205 @@
+//! Keys derived from `secret_key`, random tokens and hashing. The secret itself is
+//! loaded here too: configured, or a development key generated and saved beside the
+//! SQLite file (with a warning).
+
+use std::path::PathBuf;
+
+use aes_gcm::{
+    Aes256Gcm, KeyInit,
+    aead::{Aead, AeadCore, OsRng},
+};
+use anyhow::{Context, bail};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+
+/// Keys for every purpose, each derived from `secret_key` with its own label so that
+/// no two purposes share key material.
+#[derive(Clone)]
+pub struct Keys {
+    /// Input for poem's `CookieKey::derive_from` (private and signed cookies).
+    pub cookie: [u8; 32],
+    /// Encrypts provider tokens at rest.
+    pub tokens: Sealer,
+    /// Seals the demo provider's codes and access tokens.
+    pub demo: Sealer,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+impl Keys {
+    /// Derives every key from the secret.
+    pub fn derive(secret: &SecretString) -> Self {
+        let secret = secret.expose_secret().as_bytes();
+        Self {
+            cookie: derive_key(secret, "social-signin cookies v1"),
+            tokens: Sealer::new(derive_key(secret, "social-signin provider tokens v1")),
+            demo: Sealer::new(derive_key(secret, "social-signin demo provider v1")),
+        }
+    }
+
+    /// The configured secret, or the saved development one (generated on first use).
+    pub fn load(settings: &Settings) -> anyhow::Result<Self> {
+        if let Some(secret) = &settings.secret_key {
+            return Ok(Self::derive(secret));
+        }
+        let Some(path) = dev_key_path(&settings.database_url) else {
+            if settings.is_postgres() {
+                bail!("secret_key: required when database_url is postgres (set SIGNIN_SECRET_KEY)");
+            }
+            tracing::warn!(
+                "no secret_key configured and the database is in memory: using a random key; sessions end at restart"
+            );
+            return Ok(Self::derive(&SecretString::from(random_token(32))));
+        };
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(saved) => saved.trim().to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let fresh = random_token(48);
+                write_private(&path, &fresh).with_context(|| {
+                    format!("saving a development secret_key to {}", path.display())
+                })?;
+                fresh
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        if secret.len() < 32 {
+            bail!(
+                "secret_key: the saved development key in {} is too short",
+                path.display()
+            );
+        }
+        tracing::warn!(
+            path = %path.display(),
+            "no secret_key configured: using a generated development key; set secret_key in production"
+        );
+        Ok(Self::derive(&SecretString::from(secret)))
+    }
+}
+
+/// Where the development secret lives for a SQLite URL: `<db file>.secret`.
+fn dev_key_path(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//").split('?').next()?;
+    if path.is_empty() || path == ":memory:" || path.starts_with(":memory") {
+        return None;
+    }
+    Some(PathBuf::from(format!("{path}.secret")))
+}
+
+fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+fn derive_key(secret: &[u8], label: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// AES-256-GCM with a random nonce per message; output is base64url(nonce ‖ ciphertext).
+#[derive(Clone)]
+pub struct Sealer(Aes256Gcm);
+
+impl Sealer {
+    fn new(key: [u8; 32]) -> Self {
+        Self(Aes256Gcm::new(&key.into()))
+    }
+
+    /// Encrypts and authenticates `plaintext`.
+    pub fn seal(&self, plaintext: &[u8]) -> String {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ciphertext = self
+            .0
+            .encrypt(&nonce, plaintext)
+            .expect("AES-GCM encryption cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// Decrypts what `seal` made with the same key; `None` for anything else.
+    pub fn open(&self, sealed: &str) -> Option<Vec<u8>> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(12);
+        let nonce = <[u8; 12]>::try_from(nonce).ok()?;
+        self.0.decrypt(&nonce.into(), ciphertext).ok()
+    }
+}
+
+/// `n` random bytes from the OS, base64url without padding.
+pub fn random_token(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 as lower-case hex: how tokens and browser keys are stored.
+pub fn sha256_hex(input: &str) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 as base64url: the PKCE S256 transform.
+pub fn sha256_b64url(input: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(input.as_bytes()))
+}
+
+/// Compares secrets without an early exit.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_data_opens_only_with_the_same_key() {
+        let a = Keys::derive(&SecretString::from("a".repeat(40)));
+        let b = Keys::derive(&SecretString::from("b".repeat(40)));
+        let sealed = a.tokens.seal(b"refresh-token");
+        assert_eq!(a.tokens.open(&sealed).unwrap(), b"refresh-token");
+        assert!(b.tokens.open(&sealed).is_none());
+        assert!(
+            a.demo.open(&sealed).is_none(),
+            "purposes must not share keys"
+        );
+        assert!(a.tokens.open("garbage").is_none());
+    }
+
+    #[test]
+    fn dev_key_sits_beside_the_sqlite_file() {
+        assert_eq!(
+            dev_key_path("sqlite://data/signin.db?mode=rwc").unwrap(),
+            PathBuf::from("data/signin.db.secret")
+        );
+        assert!(dev_key_path("sqlite::memory:").is_none());
+        assert!(dev_key_path("postgres://localhost/x").is_none());
+    }
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_example() {
+        assert_eq!(
+            sha256_b64url("dBjftJeZ4CVP-mJ92K1qTyaZHm6mQG0HNdwYIqrnx8o"),
+            "E9Melhoa2OwvFrEXTJguCHM3M2JV5XnB5vdbmpd5FC0"
+        );
+    }
+}

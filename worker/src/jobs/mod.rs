@@ -1,0 +1,209 @@
+//! The job queue: apalis' SQLite or PostgreSQL storage in the application database,
+//! behind one `push`, so the web tier never names a backend. Also the worker loop
+//! that consumes it.
+
+pub mod sign_in;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use apalis::prelude::*;
+use apalis_postgres::{PostgresStorage, Pubsub};
+use apalis_sqlite::SqliteStorage;
+use futures::{FutureExt, channel::mpsc};
+
+use crate::{
+    WorkerState,
+    db::{Database, DbPool},
+};
+pub use sign_in::{SignInError, SignInJob};
+
+/// The apalis queue name: explicit, so renaming a module cannot orphan jobs.
+pub const QUEUE_NAME: &str = "signin";
+/// Total runs of one job, counting re-runs after a worker crash.
+const MAX_ATTEMPTS: usize = 3;
+/// Heartbeat × missed beats: how long a dead worker's jobs wait before re-running.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const MISSED_HEARTBEATS: usize = 3;
+/// Polling backstop; pushes in this process wake the embedded worker at once, and
+/// PostgreSQL workers also LISTEN for inserts.
+const SQLITE_POLL: Duration = Duration::from_millis(200);
+const POSTGRES_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+enum Storage {
+    Sqlite(SqliteStorage<SignInJob>),
+    Postgres(PostgresStorage<SignInJob>),
+}
+
+/// Where sign-in jobs go. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct JobQueue {
+    storage: Storage,
+    wake_tx: mpsc::Sender<()>,
+    wake_rx: Arc<std::sync::Mutex<Option<mpsc::Receiver<()>>>>,
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobQueue")
+    }
+}
+
+/// Pushing a job failed; the caller marks the operation `error`.
+#[derive(Debug, thiserror::Error)]
+#[error("could not enqueue the job: {0}")]
+pub struct QueueError(String);
+
+impl JobQueue {
+    /// The queue in `db`; `concurrency` sizes fetch batches so one worker does not
+    /// hoard jobs others could run.
+    pub fn new(db: &Database, concurrency: usize) -> Self {
+        let storage = match &db.pool {
+            DbPool::Sqlite(pool) => {
+                Storage::Sqlite(SqliteStorage::new(pool).with_config(sqlite_config(concurrency)))
+            }
+            DbPool::Postgres(pool) => Storage::Postgres(
+                PostgresStorage::new(pool).with_config(postgres_config(concurrency)),
+            ),
+        };
+        let (wake_tx, wake_rx) = mpsc::channel(1);
+        Self {
+            storage,
+            wake_tx,
+            wake_rx: Arc::new(std::sync::Mutex::new(Some(wake_rx))),
+            concurrency,
+        }
+    }
+
+    /// Enqueues `job`, keyed by its operation so a duplicate push is harmless.
+    pub async fn push(&self, job: SignInJob) -> Result<(), QueueError> {
+        let key = job.operation_id.to_string();
+        let task = TaskBuilder::new(job)
+            .max_attempts(MAX_ATTEMPTS)
+            .idempotency_key(&key)
+            .build();
+        let result = match &self.storage {
+            Storage::Sqlite(s) => s.clone().push_task(task).await.map_err(|e| e.to_string()),
+            Storage::Postgres(s) => s.clone().push_task(task).await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
+            // PostgreSQL reports a repeated idempotency key; the job is queued already.
+            if !e.contains("idx_jobs_idempotency_key") {
+                return Err(QueueError(e));
+            }
+        }
+        // Wake an embedded worker now instead of at its next poll. A full channel
+        // means a wake-up is already pending.
+        let _ = self.wake_tx.clone().try_send(());
+        Ok(())
+    }
+
+    /// Consumes jobs until `shutdown` resolves, then finishes the ones in flight.
+    pub async fn run_worker(
+        &self,
+        state: WorkerState,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let name = worker_name();
+        let stop = async move {
+            shutdown.await;
+            Ok::<(), std::io::Error>(())
+        };
+        let wake = self.wake_rx.lock().expect("wake lock").take();
+        tracing::info!(worker.name = %name, concurrency = self.concurrency, "worker started");
+        match &self.storage {
+            Storage::Sqlite(storage) => {
+                let mut strategy = Strategy::new();
+                if let Some(wake) = wake {
+                    strategy = strategy.stream(wake);
+                }
+                let backend = storage
+                    .clone()
+                    .poll_with_strategy(strategy.interval(SQLITE_POLL));
+                WorkerBuilder::new(name.as_str())
+                    .backend(backend)
+                    .data(state)
+                    .concurrency(self.concurrency)
+                    .enable_tracing()
+                    .build(sign_in::process)
+                    .run_until(stop)
+                    .await
+            }
+            Storage::Postgres(storage) => {
+                let pubsub = Pubsub::new(storage.pool().clone(), QUEUE_NAME.to_owned());
+                let mut strategy = Strategy::new().stream(pubsub);
+                if let Some(wake) = wake {
+                    strategy = strategy.stream(wake);
+                }
+                let backend = storage
+                    .clone()
+                    .poll_with_strategy(strategy.interval(POSTGRES_POLL));
+                WorkerBuilder::new(name.as_str())
+                    .backend(backend)
+                    .data(state)
+                    .concurrency(self.concurrency)
+                    .enable_tracing()
+                    .build(sign_in::process)
+                    .run_until(stop)
+                    .await
+            }
+        }
+        .context("the worker stopped with an error")?;
+        tracing::info!(worker.name = %name, "worker stopped");
+        Ok(())
+    }
+}
+
+fn sqlite_config(concurrency: usize) -> apalis_sqlite::Config {
+    apalis_sqlite::Config::default()
+        .queue(QUEUE_NAME)
+        .batch_size(concurrency.max(1))
+        .heartbeat_interval(HEARTBEAT)
+        .missed_heartbeats(MISSED_HEARTBEATS)
+}
+
+fn postgres_config(concurrency: usize) -> apalis_postgres::Config {
+    apalis_postgres::Config::default()
+        .queue(QUEUE_NAME)
+        .batch_size(concurrency.max(1))
+        .heartbeat_interval(HEARTBEAT)
+        .missed_heartbeats(MISSED_HEARTBEATS)
+}
+
+/// Unique among live workers: apalis refuses a name whose owner looks alive.
+fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned());
+    format!(
+        "signin-{host}-{}-{}",
+        std::process::id(),
+        &crate::crypto::random_token(6)
+    )
+}
+
+/// Re-checks stale pending operations every few seconds until `shutdown`.
+pub(crate) fn spawn_sweeper(
+    state: WorkerState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut shutdown = Box::pin(shutdown.fuse());
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {}
+            }
+            match crate::operations::expire_stale(&state.db, state.settings.operation_timeout).await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(operations = n, "pending operations timed out");
+                    state.events.notify_finished();
+                }
+                Err(error) => tracing::warn!(%error, "could not expire stale operations"),
+            }
+        }
+    });
+}

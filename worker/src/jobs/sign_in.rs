@@ -1,0 +1,330 @@
+//! The sign-in job: exchange the code, validate the ID token (OIDC), read the
+//! profile, find-or-create the user and finish the operation. The payload sits
+//! beside its handler; `run` is a plain function tests can call directly.
+
+use std::time::Duration;
+
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
+use chrono::Utc;
+use rand::Rng;
+use sea_orm::DbErr;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::{
+    WorkerState,
+    accounts::{self, Outcome, SealedTokens},
+    operations,
+    providers::{Provider, ProviderError, TokenSet},
+};
+
+/// One callback's work. Its `Debug` shows no code or verifier.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SignInJob {
+    pub operation_id: Uuid,
+    pub provider: String,
+    pub code: String,
+    pub pkce_verifier: String,
+    pub nonce: Option<String>,
+}
+
+impl std::fmt::Debug for SignInJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInJob")
+            .field("operation_id", &self.operation_id)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a sign-in job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("operation {0} does not exist")]
+    OperationMissing(Uuid),
+    #[error("provider `{0}` is not configured in this worker")]
+    UnknownProvider(String),
+    #[error("the operation ran out of time")]
+    Expired,
+}
+
+impl SignInError {
+    /// The operation's `error_code` and a sentence for the person signing in.
+    pub fn user_error(&self, provider: &str) -> (&'static str, String) {
+        match self {
+            Self::Provider(e) => match e {
+                ProviderError::Unavailable(_) | ProviderError::NoAnswer(_) => (
+                    "provider_unavailable",
+                    format!(
+                        "{provider} is not responding right now. Please try again in a moment."
+                    ),
+                ),
+                ProviderError::InvalidGrant => (
+                    "invalid_grant",
+                    format!(
+                        "{provider} did not accept this sign-in (it may have expired or been used already). Please try again."
+                    ),
+                ),
+                ProviderError::InvalidIdToken(_) => (
+                    "id_token_invalid",
+                    format!("We could not verify the identity {provider} sent. Please try again."),
+                ),
+                ProviderError::Rejected(_) | ProviderError::Discovery(_) => (
+                    "provider_error",
+                    format!(
+                        "{provider} refused the sign-in request. If this keeps happening, contact the site's administrators."
+                    ),
+                ),
+                ProviderError::Profile(_) => (
+                    "profile_invalid",
+                    format!("We could not read your profile from {provider}. Please try again."),
+                ),
+            },
+            Self::Expired => (operations::TIMEOUT.0, operations::TIMEOUT.1.to_owned()),
+            Self::Db(_) | Self::OperationMissing(_) | Self::UnknownProvider(_) => (
+                "internal_error",
+                "Something went wrong on our side. Please try again.".to_owned(),
+            ),
+        }
+    }
+}
+
+/// A code older than this is not worth retrying the exchange for.
+const MAX_CODE_AGE: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_TRIES: u32 = 5;
+
+/// The apalis handler: runs the job, and on a permanent failure marks the operation
+/// `error` and aborts (no re-run). Database errors are left to apalis to re-run.
+#[tracing::instrument(skip_all, fields(provider = %job.provider, operation.id = %job.operation_id, job.attempt = attempt.current()))]
+pub async fn process(
+    job: SignInJob,
+    state: Data<WorkerState>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let started = std::time::Instant::now();
+    match run(&job, &state).await {
+        Ok(()) => {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "sign-in job finished"
+            );
+            Ok(())
+        }
+        Err(SignInError::Db(error)) if attempt.current() < super::MAX_ATTEMPTS => {
+            tracing::warn!(%error, "database error; the job will run again");
+            Err(Box::new(error))
+        }
+        Err(error) => {
+            let display = state
+                .providers
+                .get(&job.provider)
+                .map_or(job.provider.as_str(), |p| p.display_name.as_str());
+            let (code, message) = error.user_error(display);
+            tracing::warn!(error.code = code, error = %error, "sign-in failed");
+            match operations::mark_error(&state.db, job.operation_id, code, &message).await {
+                Ok(_) => state.events.notify_finished(),
+                Err(db) => tracing::error!(error = %db, "could not mark the operation as failed"),
+            }
+            Err(AbortError::new(error).into())
+        }
+    }
+}
+
+/// The whole sign-in for one job. Idempotent: an operation that already left
+/// `pending` is left alone.
+pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError> {
+    let operation = operations::find(&state.db, job.operation_id)
+        .await?
+        .ok_or(SignInError::OperationMissing(job.operation_id))?;
+    if operation.status != entity::async_operation::OperationStatus::Pending {
+        tracing::info!("operation already finished; nothing to do");
+        return Ok(());
+    }
+    let timeout = state.settings.operation_timeout;
+    if operations::is_stale(&operation, timeout) {
+        return Err(SignInError::Expired);
+    }
+    let provider = state
+        .providers
+        .get(&job.provider)
+        .ok_or_else(|| SignInError::UnknownProvider(job.provider.clone()))?;
+
+    let age = Utc::now()
+        .signed_duration_since(operation.created_at)
+        .to_std()
+        .unwrap_or_default();
+    let operation_deadline = Instant::now() + timeout.saturating_sub(age);
+    let code_deadline = Instant::now() + MAX_CODE_AGE.saturating_sub(age);
+
+    let tokens = with_retries(
+        code_deadline.min(operation_deadline),
+        false,
+        "token",
+        || provider.exchange_code(&job.code, &job.pkce_verifier),
+    )
+    .await?;
+    let from_id_token = if provider.is_oidc() {
+        Some(
+            provider
+                .verify_id_token(tokens.id_token.as_ref(), job.nonce.as_deref())
+                .await?,
+        )
+    } else {
+        None
+    };
+    let profile = with_retries(operation_deadline, true, "userinfo", || {
+        provider.fetch_profile(&tokens, from_id_token.as_ref())
+    })
+    .await?;
+    let sealed = seal_tokens(state, &tokens);
+    match store(state, job.operation_id, provider, &profile, &sealed).await? {
+        Outcome::SignedIn { user_id } => {
+            tracing::info!(user.id = %user_id, "signed in");
+            state.events.notify_finished();
+        }
+        Outcome::AlreadyFinished => tracing::info!("operation finished elsewhere meanwhile"),
+    }
+    Ok(())
+}
+
+/// The identity transaction, tried again on a database error: by now the code is
+/// spent, so a whole-job re-run could only fail.
+async fn store(
+    state: &WorkerState,
+    operation_id: Uuid,
+    provider: &Provider,
+    profile: &crate::providers::Profile,
+    sealed: &SealedTokens,
+) -> Result<Outcome, DbErr> {
+    let mut delay = Duration::from_millis(50);
+    for _ in 1..3 {
+        match accounts::sign_in(&state.db, operation_id, &provider.name, profile, sealed).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) => {
+                tracing::warn!(%error, "identity transaction failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+        }
+    }
+    accounts::sign_in(&state.db, operation_id, &provider.name, profile, sealed).await
+}
+
+fn seal_tokens(state: &WorkerState, tokens: &TokenSet) -> SealedTokens {
+    let seal = |s: &str| state.keys.tokens.seal(s.as_bytes());
+    SealedTokens {
+        access_token: Some(seal(tokens.access_token.expose_secret())),
+        refresh_token: tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| seal(t.expose_secret())),
+        expires_at: tokens
+            .expires_in
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| Utc::now() + d),
+    }
+}
+
+/// Calls `step` until it succeeds, fails for good, or the next try would pass
+/// `deadline`; exponential backoff with jitter between tries.
+async fn with_retries<T, F, Fut>(
+    deadline: Instant,
+    idempotent: bool,
+    step: &'static str,
+    mut f: F,
+) -> Result<T, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut tries = 1;
+    loop {
+        match f().await {
+            Ok(value) => return Ok(value),
+            Err(error) => {
+                let jittered = backoff.mul_f64(rand::rng().random_range(0.75..1.25));
+                if !error.is_retryable(idempotent)
+                    || tries >= MAX_TRIES
+                    || Instant::now() + jittered >= deadline
+                {
+                    return Err(error);
+                }
+                tracing::info!(step, tries, %error, "provider call failed; retrying");
+                tokio::time::sleep(jittered).await;
+                backoff *= 2;
+                tries += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_code_and_verifier() {
+        let job = SignInJob {
+            operation_id: Uuid::nil(),
+            provider: "demo".into(),
+            code: "SECRET-CODE".into(),
+            pkce_verifier: "SECRET-VERIFIER".into(),
+            nonce: Some("SECRET-NONCE".into()),
+        };
+        let shown = format!("{job:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("demo"));
+    }
+
+    #[tokio::test]
+    async fn invalid_grant_is_not_retried() {
+        let mut calls = 0;
+        let result: Result<(), _> = with_retries(
+            Instant::now() + Duration::from_secs(10),
+            false,
+            "token",
+            || {
+                calls += 1;
+                async { Err(ProviderError::InvalidGrant) }
+            },
+        )
+        .await;
+        assert!(matches!(result, Err(ProviderError::InvalidGrant)));
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn lost_answers_are_retried_only_for_idempotent_steps() {
+        for (idempotent, expected_calls) in [(false, 1), (true, 3)] {
+            let mut calls = 0;
+            let _ = with_retries(
+                Instant::now() + Duration::from_secs(10),
+                idempotent,
+                "x",
+                || {
+                    calls += 1;
+                    let n = calls;
+                    async move {
+                        if n < 3 {
+                            Err(ProviderError::NoAnswer(
+                                crate::providers::TransportError::Timeout,
+                            ))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                },
+            )
+            .await;
+            assert_eq!(calls, expected_calls, "idempotent = {idempotent}");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The core of social-signin, shared by both binaries: configuration, database,
+//! providers, identity rules and the sign-in job. `api` links it to run the
+//! embedded worker; nothing here knows about the web framework.
+
+pub mod accounts;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod jobs;
+pub mod operations;
+pub mod providers;
+pub mod shutdown;
+pub mod telemetry;
+
+use std::{future::Future, sync::Arc};
+
+use futures::FutureExt;
+
+/// What a sign-in job needs; registered with the apalis worker as `Data`.
+#[derive(Clone, Debug)]
+pub struct WorkerState {
+    pub db: sea_orm::DatabaseConnection,
+    pub settings: Arc<config::Settings>,
+    pub providers: Arc<providers::ProviderRegistry>,
+    pub keys: Arc<crypto::Keys>,
+    /// Wakes long-polling status requests when the worker runs inside `api`.
+    pub events: operations::OperationEvents,
+}
+
+/// Runs a worker on `queue` until `shutdown`: consumes sign-in jobs with
+/// `worker.concurrency` in flight and expires operations no job finished in time.
+pub async fn run(
+    state: WorkerState,
+    queue: jobs::JobQueue,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shutdown = shutdown.boxed().shared();
+    jobs::spawn_sweeper(state.clone(), shutdown.clone());
+    queue.run_worker(state, shutdown).await
+}

@@ -1,0 +1,42 @@
+//! `worker`: consumes sign-in jobs from the database `api` enqueues them in.
+//! Run any number of them next to `api` with `worker.embedded = false`.
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use clap::Parser;
+use worker::{
+    WorkerState, config::Settings, crypto::Keys, db::Database, jobs::JobQueue,
+    operations::OperationEvents, providers::ProviderRegistry, shutdown, telemetry,
+};
+
+/// Consume social-signin's sign-in jobs.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// TOML configuration file (default: `signin.toml` when present).
+    #[arg(long, env = "SIGNIN_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init();
+    let settings = Arc::new(Settings::load(cli.config.as_deref())?);
+    let db = Database::connect(&settings).await?;
+    db.migrate().await?;
+    let keys = Arc::new(Keys::load(&settings)?);
+    let providers =
+        Arc::new(ProviderRegistry::from_settings(&settings).context("configuring providers")?);
+    providers.warm_up();
+    let queue = JobQueue::new(&db, settings.worker.concurrency);
+    let state = WorkerState {
+        db: db.conn.clone(),
+        settings,
+        providers,
+        keys,
+        events: OperationEvents::default(),
+    };
+    worker::run(state, queue, shutdown::signal()).await
+}

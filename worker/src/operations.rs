@@ -1,0 +1,162 @@
+//! The `async_operation` lifecycle shared by the web tier and the worker: create
+//! pending, finish `ok`/`error` (only from pending, so the first finisher wins),
+//! redeem once, expire stale ones, and wake long-polling status requests.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use entity::async_operation::{self, Column, Entity as AsyncOperation, Model, OperationStatus};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// The code and sentence for an operation that ran out of time.
+pub const TIMEOUT: (&str, &str) = ("timeout", "Signing in took too long. Please try again.");
+/// The code and sentence when the job could not be queued.
+pub const QUEUE_UNAVAILABLE: (&str, &str) = (
+    "queue_unavailable",
+    "We could not start your sign-in right now. Please try again in a moment.",
+);
+
+/// Wakes long-polling status requests in this process when an operation finishes.
+/// Separate worker processes cannot reach it; status requests then re-check the
+/// database on a short interval.
+#[derive(Clone, Debug, Default)]
+pub struct OperationEvents(Arc<Notify>);
+
+impl OperationEvents {
+    /// Tells every waiter that some operation finished.
+    pub fn notify_finished(&self) {
+        self.0.notify_waiters();
+    }
+
+    /// Resolves at the next `notify_finished`, or after `fallback` at the latest.
+    pub async fn wait(&self, fallback: Duration) {
+        let _ = tokio::time::timeout(fallback, self.0.notified()).await;
+    }
+}
+
+/// Records a new pending operation bound to the browser whose key hashes to `redeemer_hash`.
+pub async fn create_pending(
+    db: &impl ConnectionTrait,
+    provider: &str,
+    redeemer_hash: &str,
+    next_path: Option<String>,
+) -> Result<Model, DbErr> {
+    let now = Utc::now();
+    let model = async_operation::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        status: Set(OperationStatus::Pending),
+        provider: Set(provider.to_owned()),
+        user_id: Set(None),
+        error_code: Set(None),
+        error_message: Set(None),
+        redeemer_hash: Set(redeemer_hash.to_owned()),
+        next_path: Set(next_path),
+        redeemed_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    AsyncOperation::insert(model).exec_with_returning(db).await
+}
+
+/// The operation `id` if this browser may see it, else this browser's latest one.
+pub async fn find_for_browser(
+    db: &impl ConnectionTrait,
+    redeemer_hash: &str,
+    id: Option<Uuid>,
+) -> Result<Option<Model>, DbErr> {
+    let query = AsyncOperation::find().filter(Column::RedeemerHash.eq(redeemer_hash));
+    match id {
+        Some(id) => query.filter(Column::Id.eq(id)).one(db).await,
+        None => query.order_by_desc(Column::CreatedAt).one(db).await,
+    }
+}
+
+/// Loads one operation by id.
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, DbErr> {
+    AsyncOperation::find_by_id(id).one(db).await
+}
+
+/// Moves a pending operation to `ok` with its user. False if it was no longer pending.
+pub async fn mark_ok(db: &impl ConnectionTrait, id: Uuid, user_id: Uuid) -> Result<bool, DbErr> {
+    let result = AsyncOperation::update_many()
+        .col_expr(Column::Status, Expr::value(OperationStatus::Ok.as_str()))
+        .col_expr(Column::UserId, Expr::value(user_id))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(OperationStatus::Pending))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Moves a pending operation to `error`. False if it was no longer pending.
+pub async fn mark_error(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    code: &str,
+    message: &str,
+) -> Result<bool, DbErr> {
+    let result = AsyncOperation::update_many()
+        .col_expr(Column::Status, Expr::value(OperationStatus::Error.as_str()))
+        .col_expr(Column::ErrorCode, Expr::value(code))
+        .col_expr(Column::ErrorMessage, Expr::value(message))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(OperationStatus::Pending))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Marks `id` redeemed if it is `ok`, unredeemed and bound to this browser; returns
+/// it then. Atomic: of two concurrent redemptions exactly one gets `Some`.
+pub async fn redeem(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    redeemer_hash: &str,
+) -> Result<Option<Model>, DbErr> {
+    let now = Utc::now();
+    let result = AsyncOperation::update_many()
+        .col_expr(Column::RedeemedAt, Expr::value(now))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::RedeemerHash.eq(redeemer_hash))
+        .filter(Column::Status.eq(OperationStatus::Ok))
+        .filter(Column::RedeemedAt.is_null())
+        .exec(db)
+        .await?;
+    if result.rows_affected != 1 {
+        return Ok(None);
+    }
+    find(db, id).await
+}
+
+/// Whether a pending operation has outlived `timeout`.
+pub fn is_stale(operation: &Model, timeout: Duration) -> bool {
+    operation.status == OperationStatus::Pending
+        && Utc::now()
+            .signed_duration_since(operation.created_at)
+            .to_std()
+            .unwrap_or_default()
+            >= timeout
+}
+
+/// Ends every pending operation older than `timeout` with `error` (`timeout`).
+pub async fn expire_stale(db: &impl ConnectionTrait, timeout: Duration) -> Result<u64, DbErr> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let result = AsyncOperation::update_many()
+        .col_expr(Column::Status, Expr::value(OperationStatus::Error.as_str()))
+        .col_expr(Column::ErrorCode, Expr::value(TIMEOUT.0))
+        .col_expr(Column::ErrorMessage, Expr::value(TIMEOUT.1))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Status.eq(OperationStatus::Pending))
+        .filter(Column::CreatedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

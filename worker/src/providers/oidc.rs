@@ -1,0 +1,115 @@
+//! ID-token validation (OpenID Connect Core 3.1.3.7) with the openidconnect crate:
+//! signature from the provider's JWKS, `iss`, `aud`, `azp`, `exp`, a bound on `iat`
+//! and the `nonce`. Unknown `kid` refreshes the keys once (key rotation).
+
+use chrono::{Duration as ChronoDuration, Utc};
+use openidconnect::{
+    ClaimsVerificationError, ClientId, IssuerUrl, Nonce, SignatureVerificationError,
+    core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm},
+};
+use secrecy::ExposeSecret;
+
+use super::{Endpoints, Profile, Provider, ProviderError, profile};
+
+/// How far in the future `iat` may be (clock skew between us and the provider).
+const MAX_IAT_SKEW: ChronoDuration = ChronoDuration::seconds(60);
+/// How old an ID token may be when we see it: it was issued by the token request we
+/// just made, so anything older is a replay.
+const MAX_IAT_AGE: ChronoDuration = ChronoDuration::minutes(5);
+
+pub(super) async fn verify(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    id_token: &CoreIdToken,
+    nonce: &str,
+) -> Result<Profile, ProviderError> {
+    let issuer = endpoints
+        .issuer
+        .clone()
+        .ok_or_else(|| ProviderError::Discovery("an OIDC provider needs an issuer".into()))?;
+    let jwks_url = endpoints
+        .jwks_url
+        .as_ref()
+        .ok_or_else(|| ProviderError::Discovery("no jwks_url configured or discovered".into()))?;
+    let keys = provider.jwks.get(&provider.http, jwks_url).await?;
+    match check(provider, endpoints, &issuer, &keys, id_token, nonce) {
+        Err(ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        )) => {
+            // The provider may have rotated its keys since we cached them.
+            match provider.jwks.refresh(&provider.http, jwks_url).await? {
+                Some(fresh) => check(provider, endpoints, &issuer, &fresh, id_token, nonce),
+                None => Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )),
+            }
+        }
+        other => other,
+    }
+    .map_err(|e| ProviderError::InvalidIdToken(e.to_string()))
+}
+
+fn check(
+    provider: &Provider,
+    endpoints: &Endpoints,
+    issuer: &url::Url,
+    keys: &CoreJsonWebKeySet,
+    id_token: &CoreIdToken,
+    nonce: &str,
+) -> Result<Profile, ClaimsVerificationError> {
+    let client_id = ClientId::new(provider.client_id.clone());
+    let issuer = IssuerUrl::new(issuer.as_str().trim_end_matches('/').to_owned())
+        .map_err(|e| ClaimsVerificationError::Other(e.to_string()))?;
+    let verifier = match &provider.client_secret {
+        Some(secret) => CoreIdTokenVerifier::new_confidential_client(
+            client_id,
+            openidconnect::ClientSecret::new(secret.expose_secret().to_owned()),
+            issuer,
+            keys.clone(),
+        ),
+        None => CoreIdTokenVerifier::new_public_client(client_id, issuer, keys.clone()),
+    }
+    .set_allowed_algs(allowed_algs(&endpoints.signing_algs))
+    .set_issue_time_verifier_fn(|iat| {
+        let now = Utc::now();
+        if iat > now + MAX_IAT_SKEW {
+            Err(format!("issued in the future ({iat})"))
+        } else if iat < now - MAX_IAT_AGE {
+            Err(format!("issued too long ago ({iat})"))
+        } else {
+            Ok(())
+        }
+    });
+    let claims = id_token.claims(&verifier, &Nonce::new(nonce.to_owned()))?;
+    Ok(profile::from_id_token(claims))
+}
+
+/// The asymmetric algorithms the provider advertises (RS256 when it says nothing).
+/// `none` and the HMAC family are never accepted.
+fn allowed_algs(advertised: &[String]) -> Vec<CoreJwsSigningAlgorithm> {
+    let algs: Vec<CoreJwsSigningAlgorithm> = advertised
+        .iter()
+        .filter(|a| !a.starts_with("HS") && *a != "none")
+        .filter_map(|a| serde_json::from_value(serde_json::Value::String(a.clone())).ok())
+        .collect();
+    if algs.is_empty() {
+        vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]
+    } else {
+        algs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_and_none_are_never_allowed() {
+        let algs = allowed_algs(&["HS256".into(), "none".into(), "ES256".into()]);
+        assert_eq!(algs, vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+        assert_eq!(
+            allowed_algs(&[]),
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]
+        );
+    }
+}

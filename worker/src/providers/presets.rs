@@ -1,0 +1,48 @@
+//! What each provider kind brings before configuration: label, scopes, issuer and
+//! endpoints. Configuration overrides any of it; OIDC kinds discover the rest.
+
+use url::Url;
+
+use crate::config::ProviderKind;
+
+/// Defaults of one kind.
+#[derive(Debug, Clone, Default)]
+pub struct Preset {
+    pub display_name: Option<&'static str>,
+    pub scopes: &'static [&'static str],
+    pub issuer: Option<Url>,
+    pub authorize_url: Option<Url>,
+    pub token_url: Option<Url>,
+    pub userinfo_url: Option<Url>,
+}
+
+/// The demo provider's OAuth client: it only ever runs on loopback.
+pub const DEMO_CLIENT_ID: &str = "social-signin-demo";
+/// The demo client's secret, checked by the demo token endpoint.
+pub const DEMO_CLIENT_SECRET: &str = "social-signin-demo-secret";
+
+/// The preset of `kind`; the demo provider lives under `public_base`.
+pub fn preset(kind: ProviderKind, public_base: &str) -> Preset {
+    let url = |s: &str| Some(Url::parse(s).expect("preset URLs are valid"));
+    match kind {
+        ProviderKind::Google => Preset {
+            display_name: Some("Google"),
+            scopes: &["openid", "email", "profile"],
+            issuer: url("https://accounts.google.com"),
+            ..Preset::default()
+        },
+        ProviderKind::Oidc => Preset {
+            scopes: &["openid", "email", "profile"],
+            ..Preset::default()
+        },
+        ProviderKind::Demo => Preset {
+            display_name: Some("Demo"),
+            scopes: &["profile", "email"],
+            authorize_url: url(&format!("{public_base}/demo-provider/authorize")),
+            token_url: url(&format!("{public_base}/demo-provider/token")),
+            userinfo_url: url(&format!("{public_base}/demo-provider/userinfo")),
+            ..Preset::default()
+        },
+        ProviderKind::Facebook | ProviderKind::Github | ProviderKind::Oauth2 => Preset::default(),
+    }
+}

@@ -1,0 +1,28 @@
+//! Logging for both binaries: `tracing` with an `EnvFilter` from `RUST_LOG`
+//! (default `info`). apalis-sqlite logs through `log`; the fmt subscriber bridges it.
+
+use tracing_subscriber::EnvFilter;
+
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the process-wide subscriber. Call once, first thing in `main`.
+pub fn init() {
+    tracing_subscriber::fmt().with_env_filter(filter()).init();
+}
+
+/// For tests: output goes through the test harness (shown only for failing tests),
+/// and a second call is harmless.
+pub fn init_for_test() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_test_writer()
+        .try_init();
+}
+
+/// reqwest is built without a default TLS provider (one crypto stack: ring);
+/// install it before the first client is built. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
