@@ -9,7 +9,7 @@ use futures::FutureExt;
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Route, Server, get,
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
-    middleware::{CookieJarManager, SizeLimit},
+    middleware::CookieJarManager,
     post,
     web::cookie::CookieKey,
 };
@@ -146,9 +146,29 @@ pub fn routes(state: AppState) -> impl Endpoint {
     }
     let cookie_key = CookieKey::derive_from(&state.keys.cookie);
     app.with(CookieJarManager::with_key(cookie_key))
-        .with(SizeLimit::new(MAX_BODY))
+        .around(limit_body)
         .around(log_request)
         .data(state)
+}
+
+/// Refuses bodies over [`MAX_BODY`] with 413, whether or not they declare a length.
+async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Result<poem::Response> {
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || poem::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Ok(too_large());
+    }
+    if declared.is_none() && req.method() != poem::http::Method::GET && req.method() != poem::http::Method::HEAD {
+        match req.take_body().into_bytes_limit(MAX_BODY).await {
+            Ok(bytes) => req.set_body(bytes),
+            Err(_) => return Ok(too_large()),
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// One line per request: method, path (never the query: it carries codes and
