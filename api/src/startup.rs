@@ -162,7 +162,10 @@ async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Resul
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Ok(too_large());
     }
-    if declared.is_none() && req.method() != poem::http::Method::GET && req.method() != poem::http::Method::HEAD {
+    if declared.is_none()
+        && req.method() != poem::http::Method::GET
+        && req.method() != poem::http::Method::HEAD
+    {
         match req.take_body().into_bytes_limit(MAX_BODY).await {
             Ok(bytes) => req.set_body(bytes),
             Err(_) => return Ok(too_large()),

@@ -1,0 +1,180 @@
+//! The whole path, on SQLite and (when configured) PostgreSQL, with the worker
+//! embedded or running separately.
+
+use entity::prelude::{SocialAccount, UserProfile};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Backend, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with};
+
+async fn happy_path(app: TestApp) {
+    let me = app.sign_in(&app.browser, "user-1").await;
+    assert_eq!(me["email"], "user-1@example.com");
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(me["first_name"], "Grace");
+    assert_eq!(me["last_name"], "Hopper");
+    assert_eq!(me["display_name"], "Grace Hopper");
+    assert_eq!(me["avatar_url"], "https://example.com/grace.png");
+    assert_eq!(me["providers"], json!(["mock"]));
+    let index = app.get("/").await.text().await.unwrap();
+    assert!(index.contains("Hi, Grace"), "{index}");
+    assert!(index.contains(r#"<form method="post" action="/auth/logout">"#));
+
+    // The token request carried the PKCE verifier and the client credentials.
+    let token_request = &app.provider.token_requests().await[0];
+    let body = String::from_utf8_lossy(&token_request.body).into_owned();
+    assert!(
+        body.contains("grant_type=authorization_code") && body.contains("code=code-"),
+        "{body}"
+    );
+    assert!(body.contains("code_verifier="), "{body}");
+    assert!(
+        token_request
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
+}
+
+async fn second_sign_in_finds_the_same_user(app: TestApp) {
+    let first = app.sign_in(&app.browser, "user-2").await;
+    let other_browser = app.new_browser();
+    let second = app.sign_in(&other_browser, "user-2").await;
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(app.count(UserProfile).await, 1);
+    assert_eq!(app.count(SocialAccount).await, 1);
+}
+
+#[tokio::test]
+async fn happy_path_on_sqlite() {
+    happy_path(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn happy_path_on_postgres() {
+    let Some(app) = spawn_app_with(Options {
+        backend: Backend::Postgres,
+        ..Options::default()
+    })
+    .await
+    else {
+        eprintln!("SIGNIN_TEST_POSTGRES_URL not set: PostgreSQL tests skipped");
+        return;
+    };
+    happy_path(app).await;
+}
+
+#[tokio::test]
+async fn second_sign_in_finds_the_same_user_on_sqlite() {
+    second_sign_in_finds_the_same_user(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn second_sign_in_finds_the_same_user_on_postgres() {
+    let Some(app) = spawn_app_with(Options {
+        backend: Backend::Postgres,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    second_sign_in_finds_the_same_user(app).await;
+}
+
+/// `worker.embedded = false`: the api only enqueues; two separate workers (own
+/// pools, own queues, as `worker` processes have) finish the sign-ins.
+async fn separate_workers_complete_the_flow(backend: Backend) {
+    let Some(app) = spawn_app_with(Options {
+        backend,
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    for _ in 0..2 {
+        let settings = app.settings.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let db = worker::db::Database::connect(&settings).await.unwrap();
+            db.migrate().await.unwrap();
+            let state = worker::WorkerState {
+                db: db.conn.clone(),
+                keys: std::sync::Arc::new(worker::crypto::Keys::load(&settings).unwrap()),
+                providers: std::sync::Arc::new(
+                    worker::providers::ProviderRegistry::from_settings(&settings).unwrap(),
+                ),
+                settings: settings.clone(),
+                events: Default::default(),
+            };
+            let queue = worker::jobs::JobQueue::new(&db, 2);
+            worker::run(state, queue, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .unwrap();
+        });
+    }
+    let me = app.sign_in(&app.browser, "user-sep").await;
+    assert_eq!(me["email"], "user-sep@example.com");
+    let other = app.new_browser();
+    let again = app.sign_in(&other, "user-sep").await;
+    assert_eq!(me["id"], again["id"]);
+    stop.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn separate_workers_complete_the_flow_on_sqlite() {
+    separate_workers_complete_the_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn separate_workers_complete_the_flow_on_postgres() {
+    separate_workers_complete_the_flow(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn two_tabs_signing_in_at_once_both_succeed() {
+    let app = spawn_app().await;
+    // Both tabs start before either comes back.
+    let tab_a = app.start_login("mock", "?next=/a").await;
+    let tab_b = app.start_login("mock", "?next=/b").await;
+    assert_ne!(tab_a.state, tab_b.state);
+    app.given_provider_signs_in(&tab_a, "code-tab-a", "tabs")
+        .await;
+    app.given_provider_signs_in(&tab_b, "code-tab-b", "tabs")
+        .await;
+    // Each tab comes back and loads its preloader; then both wait and finish.
+    let mut operations = Vec::new();
+    for (tab, code, next) in [(&tab_a, "code-tab-a", "/a"), (&tab_b, "code-tab-b", "/b")] {
+        let callback = app
+            .get_callback("mock", &format!("code={code}&state={}", tab.state))
+            .await;
+        assert_redirect_to(&callback, "/auth/preloader");
+        let page = app.get("/auth/preloader").await.text().await.unwrap();
+        let id = page
+            .split("data-operation=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        operations.push((id, next));
+    }
+    assert_ne!(operations[0].0, operations[1].0);
+    for (id, next) in &operations {
+        assert_eq!(
+            app.wait_for_status(&format!("?operation={id}")).await["status"],
+            "ok"
+        );
+        assert_redirect_to(&app.get_success(&format!("?operation={id}")).await, next);
+    }
+    assert_eq!(app.get_me().await.status(), StatusCode::OK);
+}

@@ -1,0 +1,375 @@
+//! `spawn_app`: the real application on a random port with fresh storage (a SQLite
+//! file in a temp dir, or a new PostgreSQL database when asked and configured), a
+//! mock OpenID Provider, and a cookie-keeping HTTP client acting as one browser.
+
+pub mod mock_provider;
+
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+use api::{startup::Application, state::AppState};
+use figment::{Figment, providers::Serialized};
+use reqwest::{Response, StatusCode, header::LOCATION, redirect::Policy};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use url::Url;
+use uuid::Uuid;
+use worker::config::Settings;
+
+pub use mock_provider::MockProvider;
+
+/// Where a test app keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Knobs a test may turn before the app starts.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub backend: Backend,
+    pub embedded_worker: bool,
+    /// Extra configuration merged last (JSON object of settings keys).
+    pub overrides: Value,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            embedded_worker: true,
+            overrides: json!({}),
+        }
+    }
+}
+
+/// One browser: a cookie jar and no automatic redirects, so every 303 is visible.
+pub struct Browser {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db: DatabaseConnection,
+    pub state: AppState,
+    pub settings: Arc<Settings>,
+    pub provider: MockProvider,
+    pub browser: Browser,
+    _storage: Storage,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl Deref for TestApp {
+    type Target = Browser;
+    fn deref(&self) -> &Browser {
+        &self.browser
+    }
+}
+
+/// The app on SQLite with the embedded worker and a mock OIDC provider `mock`.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default())
+        .await
+        .expect("SQLite needs no configuration")
+}
+
+/// The app with `options`; `None` when PostgreSQL is asked for but
+/// `SIGNIN_TEST_POSTGRES_URL` is not set.
+pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
+    worker::telemetry::init_for_test();
+    let provider = MockProvider::start().await;
+    let storage = Storage::create(options.backend).await?;
+    let mut config = json!({
+        "listen": "127.0.0.1:0",
+        "public_url": "http://127.0.0.1:0",
+        "database_url": storage.url(),
+        "secret_key": "test-secret-key-that-is-long-enough-0123456789",
+        "operation_timeout": "30s",
+        "worker": {"embedded": options.embedded_worker, "concurrency": 2},
+        "providers": {"mock": {
+            "kind": "oidc",
+            "display_name": "Mock ID",
+            "issuer": provider.issuer(),
+            "client_id": mock_provider::CLIENT_ID,
+            "client_secret": mock_provider::CLIENT_SECRET,
+        }},
+    });
+    if let Value::Object(overrides) = options.overrides {
+        for (key, value) in overrides {
+            merge(&mut config[key.as_str()], value);
+        }
+    }
+    let settings = Settings::from_figment(Figment::from(Serialized::defaults(config)))
+        .expect("valid test settings");
+    let app = Application::build(settings).await.expect("the app builds");
+    let port = app.port;
+    let state = app.state.clone();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    let address = format!("http://127.0.0.1:{port}");
+    Some(TestApp {
+        browser: Browser::new(&address),
+        address,
+        port,
+        db: state.db.clone(),
+        settings: state.settings.clone(),
+        state,
+        provider,
+        _storage: storage,
+        _shutdown: shutdown,
+    })
+}
+
+/// Deep-merges JSON objects: `extra` wins; an empty object replaces (clears) one.
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(base), Value::Object(extra)) if !extra.is_empty() => {
+            for (k, v) in extra {
+                merge(base.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (base, extra) => *base = extra,
+    }
+}
+
+/// What `start_login` read off the redirect to the provider.
+#[derive(Debug)]
+pub struct Authorize {
+    pub url: Url,
+    pub state: String,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+}
+
+impl Authorize {
+    pub fn param(&self, key: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+impl Browser {
+    pub fn new(address: &str) -> Self {
+        worker::telemetry::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .timeout(Duration::from_secs(40))
+            .build()
+            .expect("client builds");
+        Self {
+            address: address.to_owned(),
+            client,
+        }
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Response {
+        self.client
+            .get(format!("{}{path_and_query}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_login(&self, provider: &str) -> Response {
+        self.get(&format!("/auth/{provider}/login")).await
+    }
+
+    /// `GET /auth/{provider}/login`, asserting the 303 to the provider.
+    pub async fn start_login(&self, provider: &str, query: &str) -> Authorize {
+        let response = self.get(&format!("/auth/{provider}/login{query}")).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "login redirects");
+        let url = Url::parse(location(&response)).expect("absolute authorize URL");
+        let find = |k: &str| {
+            url.query_pairs()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.into_owned())
+        };
+        Authorize {
+            state: find("state").expect("state"),
+            nonce: find("nonce"),
+            code_challenge: find("code_challenge").expect("code_challenge"),
+            url,
+        }
+    }
+
+    pub async fn get_callback(&self, provider: &str, query: &str) -> Response {
+        self.get(&format!("/auth/{provider}/callback?{query}"))
+            .await
+    }
+
+    pub async fn get_status(&self, query: &str) -> Response {
+        self.get(&format!("/auth/status{query}")).await
+    }
+
+    /// Long-polls `/auth/status` until it leaves `pending` (at most ~30 s).
+    pub async fn wait_for_status(&self, query: &str) -> Value {
+        for _ in 0..6 {
+            let sep = if query.is_empty() { "?" } else { "&" };
+            let response = self.get_status(&format!("{query}{sep}wait=5")).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let body: Value = response.json().await.expect("status is JSON");
+            if body["status"] != "pending" {
+                return body;
+            }
+        }
+        panic!("operation still pending after 30 s");
+    }
+
+    pub async fn get_success(&self, query: &str) -> Response {
+        self.get(&format!("/auth/success{query}")).await
+    }
+
+    pub async fn get_me(&self) -> Response {
+        self.get("/api/me").await
+    }
+
+    pub async fn post_logout(&self) -> Response {
+        self.client
+            .post(format!("{}/auth/logout", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+impl TestApp {
+    /// A second browser with its own cookie jar.
+    pub fn new_browser(&self) -> Browser {
+        Browser::new(&self.address)
+    }
+
+    /// Sets up the mock for a successful OIDC sign-in of `sub` whose ID token
+    /// echoes the nonce of `authorize`.
+    pub async fn given_provider_signs_in(&self, authorize: &Authorize, code: &str, sub: &str) {
+        let claims = self
+            .provider
+            .claims(sub, authorize.nonce.as_deref().expect("OIDC sends a nonce"));
+        self.provider
+            .given_token_ok(code, &self.provider.id_token(&claims))
+            .await;
+        self.provider
+            .given_userinfo(json!({
+                "sub": sub,
+                "email": format!("{sub}@example.com"),
+                "email_verified": true,
+                "given_name": "Grace",
+                "family_name": "Hopper",
+                "name": "Grace Hopper",
+            }))
+            .await;
+    }
+
+    /// The whole browser flow for `sub` in `browser`; returns `/api/me`.
+    pub async fn sign_in(&self, browser: &Browser, sub: &str) -> Value {
+        let authorize = browser.start_login("mock", "").await;
+        let code = format!("code-{}", Uuid::new_v4().simple());
+        self.given_provider_signs_in(&authorize, &code, sub).await;
+        let callback = browser
+            .get_callback("mock", &format!("code={code}&state={}", authorize.state))
+            .await;
+        assert_redirect_to(&callback, "/auth/preloader");
+        assert_eq!(browser.wait_for_status("").await["status"], "ok");
+        assert_redirect_to(&browser.get_success("").await, "/");
+        let me = browser.get_me().await;
+        assert_eq!(me.status(), StatusCode::OK);
+        me.json().await.expect("me is JSON")
+    }
+
+    pub async fn count<E: EntityTrait>(&self, _entity: E) -> u64
+    where
+        E::Model: Sync,
+    {
+        E::find().count(&self.db).await.expect("count")
+    }
+}
+
+pub fn location(response: &Response) -> &str {
+    response
+        .headers()
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .expect("ASCII location")
+}
+
+pub fn assert_redirect_to(response: &Response, expected: &str) {
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "expected a 303 to {expected}"
+    );
+    assert_eq!(location(response), expected);
+}
+
+/// A SQLite file in a temp dir, or a PostgreSQL database dropped afterwards.
+enum Storage {
+    Sqlite(TempDir),
+    Postgres { base_url: String, name: String },
+}
+
+impl Storage {
+    async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(Self::Sqlite(TempDir::new().expect("temp dir"))),
+            Backend::Postgres => {
+                let base_url = std::env::var("SIGNIN_TEST_POSTGRES_URL").ok()?;
+                let name = format!("signin_test_{}", Uuid::new_v4().simple());
+                let admin = Database::connect(&base_url)
+                    .await
+                    .expect("connect to SIGNIN_TEST_POSTGRES_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                Some(Self::Postgres { base_url, name })
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("signin.db").display()
+            ),
+            Self::Postgres { base_url, name } => {
+                let mut url = Url::parse(base_url).expect("valid postgres URL");
+                url.set_path(name);
+                url.to_string()
+            }
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Self::Postgres { base_url, name } = self {
+            let (base_url, name) = (base_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                runtime.block_on(async {
+                    let admin = Database::connect(&base_url).await.ok()?;
+                    admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                        .ok()
+                })
+            })
+            .join();
+        }
+    }
+}

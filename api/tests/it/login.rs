@@ -1,0 +1,79 @@
+//! `GET /auth/{provider}/login`.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{assert_redirect_to, location, mock_provider::CLIENT_ID, spawn_app};
+
+#[tokio::test]
+async fn login_redirects_to_the_provider_with_state_pkce_and_nonce() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "?next=/account").await;
+    assert!(
+        authorize
+            .url
+            .as_str()
+            .starts_with(&format!("{}/authorize?", app.provider.issuer()))
+    );
+    assert_eq!(authorize.param("response_type").as_deref(), Some("code"));
+    assert_eq!(authorize.param("client_id").as_deref(), Some(CLIENT_ID));
+    assert_eq!(
+        authorize.param("redirect_uri"),
+        Some(format!("http://127.0.0.1:{}/auth/mock/callback", app.port))
+    );
+    assert_eq!(
+        authorize.param("scope").as_deref(),
+        Some("openid email profile")
+    );
+    assert_eq!(
+        authorize.param("code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(authorize.code_challenge.len(), 43);
+    assert!(authorize.state.len() >= 32);
+    assert!(authorize.nonce.as_ref().is_some_and(|n| n.len() >= 32));
+
+    let again = app.start_login("mock", "").await;
+    assert_ne!(
+        again.state, authorize.state,
+        "every attempt gets a fresh state"
+    );
+    assert_ne!(again.nonce, authorize.nonce);
+    assert_ne!(again.code_challenge, authorize.code_challenge);
+}
+
+#[tokio::test]
+async fn unknown_provider_is_a_404_page() {
+    let app = spawn_app().await;
+    let response = app.get_login("nope").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Unknown sign-in provider")
+    );
+}
+
+#[tokio::test]
+async fn signed_in_user_is_sent_home() {
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "home").await;
+    assert_redirect_to(&app.get_login("mock").await, "/");
+}
+
+#[tokio::test]
+async fn index_links_each_provider() {
+    let app = spawn_app().await;
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(page.contains(r#"<a href="/auth/mock/login""#), "{page}");
+    assert!(page.contains("Sign in with Mock ID"));
+    let providers: serde_json::Value = app.get("/api/providers").await.json().await.unwrap();
+    assert_eq!(
+        providers,
+        serde_json::json!([{"name": "mock", "display_name": "Mock ID", "login_url": "/auth/mock/login"}])
+    );
+    // A dangerous `next` is dropped, not followed.
+    let response = app.get("/auth/mock/login?next=//evil.example").await;
+    assert!(location(&response).starts_with(&app.provider.issuer()));
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real app on a random port, driven over HTTP with cookie
+//! jars, against a mock OpenID Provider served over real HTTP. One binary.
+
+mod bad_input;
+mod callback;
+mod demo;
+mod flow;
+mod helpers;
+mod login;
+mod me;
+mod sign_in_job;
+mod status;
+mod success;

@@ -1,0 +1,238 @@
+//! The worker's sign-in job through the whole app: token errors, ID-token
+//! validation, idempotent and concurrent runs.
+
+use entity::prelude::{SocialAccount, UserProfile};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use worker::jobs::SignInJob;
+
+use crate::helpers::{Authorize, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with};
+
+async fn finish(app: &TestApp, authorize: &Authorize, code: &str) -> Value {
+    let callback = app
+        .get_callback("mock", &format!("code={code}&state={}", authorize.state))
+        .await;
+    assert_redirect_to(&callback, "/auth/preloader");
+    app.wait_for_status("").await
+}
+
+#[tokio::test]
+async fn invalid_grant_fails_the_operation_without_retry() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "").await;
+    app.provider.given_token_error("invalid_grant", 1).await;
+    let status = finish(&app, &authorize, "spent").await;
+    assert_eq!(status["status"], "error");
+    assert_eq!(status["error"]["code"], "invalid_grant");
+    assert!(
+        status["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Mock ID")
+    );
+    assert_eq!(app.provider.token_requests().await.len(), 1, "no retry");
+    assert_eq!(app.count(UserProfile).await, 0);
+}
+
+#[tokio::test]
+async fn token_endpoint_5xx_is_retried_then_fails_readably() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "").await;
+    app.provider.given_token_status(503).await;
+    let status = finish(&app, &authorize, "x").await;
+    assert_eq!(status["error"]["code"], "provider_unavailable");
+    assert_eq!(
+        status["error"]["message"],
+        "Mock ID is not responding right now. Please try again in a moment."
+    );
+    assert!(
+        app.provider.token_requests().await.len() > 1,
+        "5xx means the code was not used: retried"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_token_endpoint_ends_in_error() {
+    let app = spawn_app_with(Options {
+        overrides: json!({"providers": {"mock": {"token_url": "http://127.0.0.1:9/token"}}}),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let authorize = app.start_login("mock", "").await;
+    let status = finish(&app, &authorize, "x").await;
+    assert_eq!(status["error"]["code"], "provider_unavailable");
+}
+
+async fn bad_id_token(mutate: impl FnOnce(&TestApp, &mut Value) -> Option<String>) {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "").await;
+    let mut claims = app
+        .provider
+        .claims("victim", authorize.nonce.as_deref().unwrap());
+    let token = mutate(&app, &mut claims).unwrap_or_else(|| app.provider.id_token(&claims));
+    app.provider.given_token_ok("c", &token).await;
+    app.provider
+        .given_userinfo(
+            json!({"sub": "victim", "email": "victim@example.com", "email_verified": true}),
+        )
+        .await;
+    let status = finish(&app, &authorize, "c").await;
+    assert_eq!(status["status"], "error", "{status}");
+    assert_eq!(status["error"]["code"], "id_token_invalid");
+    assert_eq!(
+        app.count(UserProfile).await,
+        0,
+        "no user from a bad ID token"
+    );
+    assert_eq!(app.count(SocialAccount).await, 0);
+}
+
+#[tokio::test]
+async fn id_token_with_a_wrong_signature_fails() {
+    bad_id_token(|app, claims| Some(app.provider.id_token_with_wrong_key(claims))).await;
+}
+
+#[tokio::test]
+async fn id_token_for_another_audience_fails() {
+    bad_id_token(|_, claims| {
+        claims["aud"] = json!("someone-else");
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_with_a_wrong_nonce_fails() {
+    bad_id_token(|_, claims| {
+        claims["nonce"] = json!("not-the-nonce");
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_from_another_issuer_fails() {
+    bad_id_token(|_, claims| {
+        claims["iss"] = json!("https://evil.example");
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_id_token_fails() {
+    bad_id_token(|_, claims| {
+        let now = chrono::Utc::now().timestamp();
+        claims["iat"] = json!(now - 120);
+        claims["exp"] = json!(now - 60);
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_issued_in_the_future_fails() {
+    bad_id_token(|_, claims| {
+        claims["iat"] = json!(chrono::Utc::now().timestamp() + 600);
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_with_alg_none_fails() {
+    bad_id_token(|_, claims| {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        Some(format!("{header}.{payload}."))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn userinfo_for_another_subject_fails() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "").await;
+    let claims = app
+        .provider
+        .claims("alice", authorize.nonce.as_deref().unwrap());
+    app.provider
+        .given_token_ok("c", &app.provider.id_token(&claims))
+        .await;
+    app.provider
+        .given_userinfo(json!({"sub": "mallory", "email": "mallory@example.com"}))
+        .await;
+    let status = finish(&app, &authorize, "c").await;
+    assert_eq!(status["error"]["code"], "id_token_invalid");
+    assert_eq!(app.count(UserProfile).await, 0);
+}
+
+/// A job run twice, or by two workers at once, makes one user and one link.
+#[tokio::test]
+async fn repeated_and_concurrent_runs_make_one_user_and_one_link() {
+    let app = spawn_app_with(Options {
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let authorize = app.start_login("mock", "").await;
+    app.given_provider_signs_in(&authorize, "twice", "twice")
+        .await;
+    app.get_callback("mock", &format!("code=twice&state={}", authorize.state))
+        .await;
+    let operation = <entity::prelude::AsyncOperation as sea_orm::EntityTrait>::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let job = SignInJob {
+        operation_id: operation.id,
+        provider: "mock".into(),
+        code: "twice".into(),
+        pkce_verifier: "v".repeat(43),
+        nonce: authorize.nonce.clone(),
+    };
+    let state = worker_state(&app);
+    let (a, b) = tokio::join!(
+        worker::jobs::sign_in::run(&job, &state),
+        worker::jobs::sign_in::run(&job, &state)
+    );
+    a.unwrap();
+    b.unwrap();
+    worker::jobs::sign_in::run(&job, &state).await.unwrap();
+    assert_eq!(app.count(UserProfile).await, 1);
+    assert_eq!(app.count(SocialAccount).await, 1);
+    assert_eq!(app.wait_for_status("").await["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
+    let app = spawn_app().await;
+    let job = SignInJob {
+        operation_id: Uuid::new_v4(),
+        provider: "mock".into(),
+        code: "x".into(),
+        pkce_verifier: "v".repeat(43),
+        nonce: None,
+    };
+    let error = worker::jobs::sign_in::run(&job, &worker_state(&app))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        worker::jobs::SignInError::OperationMissing(_)
+    ));
+}
+
+fn worker_state(app: &TestApp) -> worker::WorkerState {
+    worker::WorkerState {
+        db: app.db.clone(),
+        settings: app.settings.clone(),
+        providers: app.state.providers.clone(),
+        keys: app.state.keys.clone(),
+        events: app.state.events.clone(),
+    }
+}

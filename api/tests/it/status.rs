@@ -1,0 +1,162 @@
+//! `GET /auth/status`.
+
+use chrono::{Duration, Utc};
+use entity::async_operation;
+use reqwest::StatusCode;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
+use serde_json::Value;
+
+use crate::helpers::{Backend, Options, assert_redirect_to, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn no_operation_is_a_404_json() {
+    let app = spawn_app().await;
+    let response = app.get_status("").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn another_browser_cannot_read_the_status() {
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "owner").await;
+    let id = async_operation::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let stranger = app.new_browser();
+    assert_eq!(
+        stranger
+            .get_status(&format!("?operation={id}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // Even with a browser key of its own.
+    stranger.start_login("mock", "").await;
+    assert_eq!(
+        stranger
+            .get_status(&format!("?operation={id}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        stranger.get_status("").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn long_poll_answers_as_soon_as_the_operation_finishes() {
+    let app = spawn_app_with(Options {
+        backend: Backend::Sqlite,
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let authorize = app.start_login("mock", "").await;
+    assert_redirect_to(
+        &app.get_callback("mock", &format!("code=x&state={}", authorize.state))
+            .await,
+        "/auth/preloader",
+    );
+    let operation = async_operation::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let db = app.db.clone();
+    let finisher = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        worker::operations::mark_error(&db, operation.id, "test", "finished by the test")
+            .await
+            .unwrap();
+    });
+    let started = std::time::Instant::now();
+    let body: Value = app.get_status("?wait=20").await.json().await.unwrap();
+    let waited = started.elapsed();
+    finisher.await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["error"]["message"], "finished by the test");
+    assert!(
+        waited >= std::time::Duration::from_millis(600),
+        "it waited for the change: {waited:?}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "it answered at the change, not at the deadline: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn pending_without_wait_answers_at_once() {
+    let app = spawn_app_with(Options {
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let authorize = app.start_login("mock", "").await;
+    app.get_callback("mock", &format!("code=x&state={}", authorize.state))
+        .await;
+    let body: Value = app.get_status("").await.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "pending"}));
+}
+
+#[tokio::test]
+async fn an_operation_no_job_finished_times_out() {
+    let app = spawn_app_with(Options {
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let authorize = app.start_login("mock", "").await;
+    app.get_callback("mock", &format!("code=x&state={}", authorize.state))
+        .await;
+    // Age it past operation_timeout (30 s in tests).
+    let operation = async_operation::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut aged = operation.into_active_model();
+    aged.created_at = Set(Utc::now() - Duration::seconds(31));
+    aged.update(&app.db).await.unwrap();
+    let body: Value = app.get_status("").await.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["error"]["code"], "timeout");
+}
+
+#[tokio::test]
+async fn the_sweeper_ends_operations_whose_job_never_ran() {
+    let app = spawn_app().await;
+    // An operation with no job behind it, older than operation_timeout.
+    let operation = worker::operations::create_pending(&app.db, "mock", "nobody", None)
+        .await
+        .unwrap();
+    let mut aged = operation.clone().into_active_model();
+    aged.created_at = Set(Utc::now() - Duration::seconds(31));
+    aged.update(&app.db).await.unwrap();
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            let current = async_operation::Entity::find_by_id(operation.id)
+                .one(&app.db)
+                .await
+                .unwrap()
+                .unwrap();
+            if current.status != async_operation::OperationStatus::Pending {
+                return current;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the sweep ended the operation");
+    assert_eq!(finished.error_code.as_deref(), Some("timeout"));
+}
