@@ -64,10 +64,22 @@ impl Keys {
             Ok(saved) => saved.trim().to_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let fresh = random_token(48);
-                write_private(&path, &fresh).with_context(|| {
-                    format!("saving a development secret_key to {}", path.display())
-                })?;
-                fresh
+                match write_private(&path, &fresh) {
+                    Ok(()) => fresh,
+                    // Another process (a worker starting beside the api) won the race.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))?
+                            .trim()
+                            .to_owned()
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("saving a development secret_key to {}", path.display())
+                        });
+                    }
+                }
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };

@@ -33,9 +33,10 @@ impl OperationEvents {
         self.0.notify_waiters();
     }
 
-    /// Resolves at the next `notify_finished`, or after `fallback` at the latest.
-    pub async fn wait(&self, fallback: Duration) {
-        let _ = tokio::time::timeout(fallback, self.0.notified()).await;
+    /// A future resolving at the next `notify_finished`. Call `enable()` on it (pinned)
+    /// before re-reading the database, so a finish in between is not missed.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.notified()
     }
 }
 

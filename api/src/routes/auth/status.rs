@@ -44,13 +44,21 @@ pub async fn status(
     })?;
 
     let deadline = Instant::now() + wait;
-    let mut operation = current(state, jar, id).await?;
-    while operation.status == OperationStatus::Pending && Instant::now() < deadline {
+    let mut following = id;
+    let operation = loop {
+        // Listen before reading, so a finish between the read and the wait wakes us.
+        let notified = state.events.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let operation = current(state, jar, following).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        state.events.wait(remaining.min(RECHECK)).await;
+        if operation.status != OperationStatus::Pending || remaining.is_zero() {
+            break operation;
+        }
         // Follow the same operation even if the browser starts another meanwhile.
-        operation = current(state, jar, Some(operation.id)).await?;
-    }
+        following = Some(operation.id);
+        let _ = tokio::time::timeout(remaining.min(RECHECK), notified).await;
+    };
     Ok(Json(status_json(&operation))
         .with_header(header::CACHE_CONTROL, "no-store")
         .into_response())
