@@ -3,8 +3,10 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// `RUST_LOG`, else `info` without PostgreSQL's "already exists, skipping" notices.
 fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"))
 }
 
 /// Installs the process-wide subscriber. Call once, first thing in `main`.

@@ -4,7 +4,7 @@ use entity::prelude::AsyncOperation;
 use reqwest::StatusCode;
 use sea_orm::ConnectionTrait;
 
-use crate::helpers::{Options, assert_redirect_to, location, spawn_app, spawn_app_with};
+use crate::helpers::{assert_redirect_to, location, spawn_app, spawn_app_without_worker};
 
 #[tokio::test]
 async fn callback_with_missing_state_returns_400_and_records_nothing() {
@@ -43,13 +43,9 @@ async fn state_from_another_browser_is_refused() {
 async fn a_state_works_for_one_callback_only() {
     let app = spawn_app().await;
     let authorize = app.start_login("mock", "").await;
-    let first = app
-        .get_callback("mock", &format!("code=abc&state={}", authorize.state))
-        .await;
+    let first = app.return_from_provider(&authorize, "abc").await;
     assert_redirect_to(&first, "/auth/preloader");
-    let replay = app
-        .get_callback("mock", &format!("code=abc&state={}", authorize.state))
-        .await;
+    let replay = app.return_from_provider(&authorize, "abc").await;
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.count(AsyncOperation).await, 1);
 }
@@ -78,16 +74,9 @@ async fn provider_error_goes_to_the_error_page() {
 
 #[tokio::test]
 async fn callback_never_calls_the_provider() {
-    let app = spawn_app_with(Options {
-        embedded_worker: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_without_worker().await;
     let authorize = app.start_login("mock", "").await;
-    let response = app
-        .get_callback("mock", &format!("code=abc&state={}", authorize.state))
-        .await;
+    let response = app.return_from_provider(&authorize, "abc").await;
     assert_redirect_to(&response, "/auth/preloader");
     assert!(app.provider.token_requests().await.is_empty());
     assert_eq!(app.count(AsyncOperation).await, 1);
@@ -99,9 +88,7 @@ async fn a_failed_enqueue_ends_the_operation_in_error_with_a_page_saying_so() {
     let authorize = app.start_login("mock", "").await;
     // Break the queue: its table disappears.
     app.db.execute_unprepared("DROP TABLE Jobs").await.unwrap();
-    let response = app
-        .get_callback("mock", &format!("code=abc&state={}", authorize.state))
-        .await;
+    let response = app.return_from_provider(&authorize, "abc").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let error_page = location(&response).to_owned();
     assert!(

@@ -157,15 +157,7 @@ async fn two_tabs_signing_in_at_once_both_succeed() {
             .get_callback("mock", &format!("code={code}&state={}", tab.state))
             .await;
         assert_redirect_to(&callback, "/auth/preloader");
-        let page = app.get("/auth/preloader").await.text().await.unwrap();
-        let id = page
-            .split("data-operation=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_owned();
+        let id = app.preloader_operation().await;
         operations.push((id, next));
     }
     assert_ne!(operations[0].0, operations[1].0);

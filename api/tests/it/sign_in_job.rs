@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use worker::jobs::SignInJob;
 
-use crate::helpers::{Authorize, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Authorize, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with,
+    spawn_app_without_worker,
+};
 
 async fn finish(app: &TestApp, authorize: &Authorize, code: &str) -> Value {
     let callback = app
@@ -172,17 +175,11 @@ async fn userinfo_for_another_subject_fails() {
 /// A job run twice, or by two workers at once, makes one user and one link.
 #[tokio::test]
 async fn repeated_and_concurrent_runs_make_one_user_and_one_link() {
-    let app = spawn_app_with(Options {
-        embedded_worker: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_without_worker().await;
     let authorize = app.start_login("mock", "").await;
     app.given_provider_signs_in(&authorize, "twice", "twice")
         .await;
-    app.get_callback("mock", &format!("code=twice&state={}", authorize.state))
-        .await;
+    app.return_from_provider(&authorize, "twice").await;
     let operation = <entity::prelude::AsyncOperation as sea_orm::EntityTrait>::find()
         .one(&app.db)
         .await

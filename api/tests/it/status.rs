@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
 use serde_json::Value;
 
-use crate::helpers::{Backend, Options, assert_redirect_to, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, Options, assert_redirect_to, spawn_app, spawn_app_with, spawn_app_without_worker,
+};
 
 #[tokio::test]
 async fn no_operation_is_a_404_json() {
@@ -61,8 +63,7 @@ async fn long_poll_answers_as_soon_as_the_operation_finishes() {
     .unwrap();
     let authorize = app.start_login("mock", "").await;
     assert_redirect_to(
-        &app.get_callback("mock", &format!("code=x&state={}", authorize.state))
-            .await,
+        &app.return_from_provider(&authorize, "x").await,
         "/auth/preloader",
     );
     let operation = async_operation::Entity::find()
@@ -95,30 +96,18 @@ async fn long_poll_answers_as_soon_as_the_operation_finishes() {
 
 #[tokio::test]
 async fn pending_without_wait_answers_at_once() {
-    let app = spawn_app_with(Options {
-        embedded_worker: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_without_worker().await;
     let authorize = app.start_login("mock", "").await;
-    app.get_callback("mock", &format!("code=x&state={}", authorize.state))
-        .await;
+    app.return_from_provider(&authorize, "x").await;
     let body: Value = app.get_status("").await.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"status": "pending"}));
 }
 
 #[tokio::test]
 async fn an_operation_no_job_finished_times_out() {
-    let app = spawn_app_with(Options {
-        embedded_worker: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_without_worker().await;
     let authorize = app.start_login("mock", "").await;
-    app.get_callback("mock", &format!("code=x&state={}", authorize.state))
-        .await;
+    app.return_from_provider(&authorize, "x").await;
     // Age it past operation_timeout (30 s in tests).
     let operation = async_operation::Entity::find()
         .one(&app.db)

@@ -31,15 +31,7 @@ async fn another_browser_cannot_redeem_the_operation() {
     )
     .await;
     assert_eq!(app.wait_for_status("").await["status"], "ok");
-    let page = app.get("/auth/preloader").await.text().await.unwrap();
-    let id = page
-        .split("data-operation=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = app.preloader_operation().await;
 
     let attacker = app.new_browser();
     attacker.start_login("mock", "").await; // has a browser key of its own
@@ -68,8 +60,7 @@ async fn success_before_the_operation_is_ok_goes_to_the_error_page() {
     assert!(location(&app.get_success("").await).starts_with("/auth/error"));
     let authorize = app.start_login("mock", "").await;
     app.provider.given_token_error("invalid_grant", 1).await;
-    app.get_callback("mock", &format!("code=bad&state={}", authorize.state))
-        .await;
+    app.return_from_provider(&authorize, "bad").await;
     // Pending (or already failed): no session either way.
     assert!(location(&app.get_success("").await).starts_with("/auth/error"));
     assert_eq!(app.wait_for_status("").await["status"], "error");

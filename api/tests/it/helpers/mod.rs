@@ -77,6 +77,17 @@ pub async fn spawn_app() -> TestApp {
         .expect("SQLite needs no configuration")
 }
 
+/// The app on SQLite with no worker at all: operations stay pending until a test
+/// (or a worker it starts) finishes them.
+pub async fn spawn_app_without_worker() -> TestApp {
+    spawn_app_with(Options {
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+    .expect("SQLite needs no configuration")
+}
+
 /// The app with `options`; `None` when PostgreSQL is asked for but
 /// `SIGNIN_TEST_POSTGRES_URL` is not set.
 pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
@@ -199,6 +210,27 @@ impl Browser {
             code_challenge: find("code_challenge").expect("code_challenge"),
             url,
         }
+    }
+
+    /// The provider's redirect back for `authorize`, carrying `code`.
+    pub async fn return_from_provider(&self, authorize: &Authorize, code: &str) -> Response {
+        self.get_callback("mock", &format!("code={code}&state={}", authorize.state))
+            .await
+    }
+
+    /// The operation id the preloader page is bound to.
+    pub async fn preloader_operation(&self) -> String {
+        let page = self
+            .get("/auth/preloader")
+            .await
+            .text()
+            .await
+            .expect("preloader page");
+        page.split("data-operation=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the preloader names its operation")
+            .to_owned()
     }
 
     pub async fn get_callback(&self, provider: &str, query: &str) -> Response {
