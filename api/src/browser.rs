@@ -27,6 +27,9 @@ pub struct Attempt {
     pub pkce_verifier: String,
     pub nonce: Option<String>,
     pub next: Option<String>,
+    /// For "link another provider": the signed-in user to link to.
+    #[serde(default)]
+    pub link_user_id: Option<uuid::Uuid>,
     /// Unix seconds.
     created_at: i64,
 }
@@ -39,6 +42,7 @@ impl Attempt {
         pkce_verifier: String,
         nonce: Option<String>,
         next: Option<String>,
+        link_user_id: Option<uuid::Uuid>,
     ) -> Self {
         Self {
             provider: provider.to_owned(),
@@ -46,6 +50,7 @@ impl Attempt {
             pkce_verifier,
             nonce,
             next,
+            link_user_id,
             created_at: Utc::now().timestamp(),
         }
     }

@@ -19,6 +19,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// The request conflicts with the current state (409).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -45,6 +48,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -53,7 +57,9 @@ impl ResponseError for ApiError {
         let (code, message) = match self {
             Self::NotFound(what) => ("not_found", (*what).to_owned()),
             Self::Unauthorized => ("unauthorized", "Sign in to use this endpoint.".to_owned()),
-            Self::BadRequest { code, message } => (*code, message.clone()),
+            Self::BadRequest { code, message } | Self::Conflict { code, message } => {
+                (*code, message.clone())
+            }
             Self::Internal(error) => {
                 tracing::error!(error = ?error, "internal error");
                 (

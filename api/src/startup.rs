@@ -7,7 +7,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use futures::FutureExt;
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Route, Server, get,
+    Endpoint, EndpointExt, IntoResponse, Route, Server, delete, get,
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::CookieJarManager,
     post,
@@ -132,9 +132,16 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let mut app = Route::new()
         .at("/", get(routes::index::index))
         .at("/api/providers", get(routes::providers::providers))
-        .at("/api/me", get(routes::me::me))
+        .at("/api/me", get(routes::me::me).patch(routes::me::update_me))
+        .at(
+            "/api/me/providers/:provider",
+            delete(routes::me_providers::unlink),
+        )
         .at("/auth/:provider/login", get(auth::login::login))
-        .at("/auth/:provider/callback", get(auth::callback::callback))
+        .at(
+            "/auth/:provider/callback",
+            get(auth::callback::callback).post(auth::callback::callback_post),
+        )
         .at("/auth/preloader", get(auth::preloader::preloader))
         .at("/auth/status", get(auth::status::status))
         .at("/auth/success", get(auth::success::success))

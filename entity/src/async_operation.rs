@@ -44,6 +44,8 @@ pub struct Model {
     pub redeemer_hash: String,
     /// Validated same-site path to land on after success.
     pub next_path: Option<String>,
+    /// For an explicit "link another provider": the signed-in user to link to.
+    pub link_user_id: Option<Uuid>,
     pub redeemed_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

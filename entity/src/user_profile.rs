@@ -17,6 +17,9 @@ pub struct Model {
     pub last_name: Option<String>,
     pub display_name: Option<String>,
     pub avatar_url: Option<String>,
+    /// Comma-separated profile fields the user set locally; sign-ins leave them be.
+    #[serde(skip)]
+    pub locked_fields: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
@@ -42,3 +45,10 @@ impl Related<super::session::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// Whether the user set `field` (`first_name`, …) locally.
+    pub fn is_locked(&self, field: &str) -> bool {
+        self.locked_fields.split(',').any(|f| f == field)
+    }
+}

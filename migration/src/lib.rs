@@ -7,6 +7,7 @@ mod m20250101_000001_create_user_profile;
 mod m20250101_000002_create_social_account;
 mod m20250101_000003_create_async_operation;
 mod m20250101_000004_create_session;
+mod m20250201_000005_add_linking_and_local_profile;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000002_create_social_account::Migration),
             Box::new(m20250101_000003_create_async_operation::Migration),
             Box::new(m20250101_000004_create_session::Migration),
+            Box::new(m20250201_000005_add_linking_and_local_profile::Migration),
         ]
     }
 }

@@ -1,6 +1,8 @@
 //! Who a sign-in is: in one transaction, find the user by (provider, subject), else
 //! link through an email both sides mark verified, else create one; refresh the
-//! profile, store the provider tokens encrypted, and mark the operation `ok`.
+//! profile (except fields the user set locally), store the provider tokens
+//! encrypted, and mark the operation `ok`. An explicit link attaches the provider
+//! account to the signed-in user instead.
 
 use chrono::Utc;
 use entity::{
@@ -32,6 +34,8 @@ pub enum Outcome {
     /// The operation had already left `pending` (a second run, or it timed out):
     /// nothing was written.
     AlreadyFinished,
+    /// An explicit link found the provider account linked to another user.
+    AccountInUse,
 }
 
 /// Runs the whole identity step for `operation_id` in one transaction. A concurrent
@@ -42,6 +46,7 @@ pub async fn sign_in(
     provider: &str,
     profile: &Profile,
     tokens: &SealedTokens,
+    link_to: Option<Uuid>,
 ) -> Result<Outcome, DbErr> {
     // Two tries: the second sees the row a concurrent run inserted.
     for _ in 0..2 {
@@ -51,9 +56,22 @@ pub async fn sign_in(
                 ..Default::default()
             })
             .await?;
-        let Some(user_id) = find_link_or_create(&txn, provider, profile, tokens).await? else {
-            txn.rollback().await?;
-            continue;
+        let found = match link_to {
+            Some(user_id) => link_to_user(&txn, user_id, provider, profile, tokens).await?,
+            None => find_link_or_create(&txn, provider, profile, tokens)
+                .await?
+                .map(Ok),
+        };
+        let user_id = match found {
+            None => {
+                txn.rollback().await?;
+                continue;
+            }
+            Some(Err(outcome)) => {
+                txn.rollback().await?;
+                return Ok(outcome);
+            }
+            Some(Ok(user_id)) => user_id,
         };
         if !operations::mark_ok(&txn, operation_id, user_id).await? {
             txn.rollback().await?;
@@ -91,6 +109,50 @@ async fn find_link_or_create(
         }
         None => create_user(txn, profile).await?,
     };
+    Ok(insert_account(txn, user_id, provider, profile, tokens)
+        .await?
+        .then_some(user_id))
+}
+
+/// Attaches (provider, subject) to `user_id`: `Ok` when it is now linked to them,
+/// `Err(AccountInUse)` when it belongs to someone else, `None` on a concurrent insert.
+async fn link_to_user(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    provider: &str,
+    profile: &Profile,
+    tokens: &SealedTokens,
+) -> Result<Option<Result<Uuid, Outcome>>, DbErr> {
+    match find_account(txn, provider, &profile.subject).await? {
+        Some(account) if account.user_id != user_id => Ok(Some(Err(Outcome::AccountInUse))),
+        Some(account) => {
+            let mut account = account.into_active_model();
+            set_tokens(&mut account, tokens);
+            account.updated_at = Set(Utc::now());
+            account.update(txn).await?;
+            Ok(Some(Ok(user_id)))
+        }
+        None => {
+            if UserProfile::find_by_id(user_id).one(txn).await?.is_none() {
+                return Err(DbErr::RecordNotFound(format!("user_profile {user_id}")));
+            }
+            refresh_profile(txn, user_id, profile).await?;
+            Ok(insert_account(txn, user_id, provider, profile, tokens)
+                .await?
+                .then_some(Ok(user_id)))
+        }
+    }
+}
+
+/// Inserts the account; false when a concurrent run inserted (provider, subject) first.
+async fn insert_account(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    provider: &str,
+    profile: &Profile,
+    tokens: &SealedTokens,
+) -> Result<bool, DbErr> {
+    let now = Utc::now();
     let mut account = social_account::ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(user_id),
@@ -112,11 +174,8 @@ async fn find_link_or_create(
         ])
         .exec(txn)
         .await?;
-    Ok(match inserted {
-        TryInsertResult::Inserted(_) => Some(user_id),
-        // Another run linked it between our read and our insert.
-        TryInsertResult::Conflicted | TryInsertResult::Empty => None,
-    })
+    // Conflicted: another run linked it between our read and our insert.
+    Ok(matches!(inserted, TryInsertResult::Inserted(_)))
 }
 
 /// The account of (provider, subject), if linked.
@@ -160,6 +219,7 @@ async fn create_user(txn: &DatabaseTransaction, profile: &Profile) -> Result<Uui
         last_name: Set(profile.last_name.clone()),
         display_name: Set(profile.display_name.clone()),
         avatar_url: Set(profile.avatar_url.clone()),
+        locked_fields: Set(String::new()),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -167,8 +227,8 @@ async fn create_user(txn: &DatabaseTransaction, profile: &Profile) -> Result<Uui
 }
 
 /// Fills the user's profile from the provider: names and avatar the provider gives
-/// replace the stored ones; an email is adopted when the user has none or it is the
-/// same address now verified.
+/// replace the stored ones, except fields the user set locally; an email is adopted
+/// when the user has none or it is the same address now verified.
 async fn refresh_profile(
     txn: &DatabaseTransaction,
     user_id: Uuid,
@@ -181,8 +241,9 @@ async fn refresh_profile(
     let mut changed = false;
     let mut update = |field: &mut sea_orm::ActiveValue<Option<String>>,
                       current: &Option<String>,
-                      new: &Option<String>| {
-        if new.is_some() && new != current {
+                      new: &Option<String>,
+                      name: &str| {
+        if new.is_some() && new != current && !user.is_locked(name) {
             *field = Set(new.clone());
             changed = true;
         }
@@ -191,17 +252,25 @@ async fn refresh_profile(
         &mut active.first_name,
         &user.first_name,
         &profile.first_name,
+        "first_name",
     );
-    update(&mut active.last_name, &user.last_name, &profile.last_name);
+    update(
+        &mut active.last_name,
+        &user.last_name,
+        &profile.last_name,
+        "last_name",
+    );
     update(
         &mut active.display_name,
         &user.display_name,
         &profile.display_name,
+        "display_name",
     );
     update(
         &mut active.avatar_url,
         &user.avatar_url,
         &profile.avatar_url,
+        "avatar_url",
     );
     if user.email.is_none() && profile.email.is_some() {
         active.email = Set(profile.email.clone());
@@ -227,4 +296,104 @@ fn set_tokens(account: &mut social_account::ActiveModel, tokens: &SealedTokens) 
     if tokens.refresh_token.is_some() {
         account.refresh_token_enc = Set(tokens.refresh_token.clone());
     }
+}
+
+/// How an unlink request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlinked {
+    Removed,
+    /// The user has no account at that provider.
+    NotLinked,
+    /// It is the user's last way to sign in.
+    LastMethod,
+}
+
+/// Removes the user's account at `provider` unless it is their last way to sign in.
+/// The user row is locked (PostgreSQL) or the write lock taken (SQLite) first, so two
+/// concurrent unlinks cannot remove both of the last two accounts.
+pub async fn unlink(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    provider: &str,
+) -> Result<Unlinked, DbErr> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, PaginatorTrait, QuerySelect};
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    let mut user = UserProfile::find_by_id(user_id);
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        user = user.lock_exclusive();
+    }
+    if user.one(&txn).await?.is_none() {
+        return Ok(Unlinked::NotLinked);
+    }
+    let Some(account) = find_account_of_user(&txn, user_id, provider).await? else {
+        return Ok(Unlinked::NotLinked);
+    };
+    let methods = SocialAccount::find()
+        .filter(social_account::Column::UserId.eq(user_id))
+        .count(&txn)
+        .await?;
+    if methods <= 1 {
+        return Ok(Unlinked::LastMethod);
+    }
+    SocialAccount::delete_by_id(account.id).exec(&txn).await?;
+    txn.commit().await?;
+    Ok(Unlinked::Removed)
+}
+
+async fn find_account_of_user(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: Uuid,
+    provider: &str,
+) -> Result<Option<social_account::Model>, DbErr> {
+    SocialAccount::find()
+        .filter(social_account::Column::UserId.eq(user_id))
+        .filter(social_account::Column::Provider.eq(provider))
+        .one(db)
+        .await
+}
+
+/// Profile fields a user may set locally.
+#[derive(Debug, Default, Clone)]
+pub struct ProfileEdit {
+    pub first_name: Option<Option<String>>,
+    pub last_name: Option<Option<String>>,
+    pub display_name: Option<Option<String>>,
+}
+
+/// Sets the given fields and locks them against provider updates.
+pub async fn edit_profile(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    edit: ProfileEdit,
+) -> Result<Option<user_profile::Model>, DbErr> {
+    let Some(user) = UserProfile::find_by_id(user_id).one(db).await? else {
+        return Ok(None);
+    };
+    let mut locked: Vec<String> = user
+        .locked_fields
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut active = user.into_active_model();
+    for (name, value, field) in [
+        ("first_name", edit.first_name, &mut active.first_name),
+        ("last_name", edit.last_name, &mut active.last_name),
+        ("display_name", edit.display_name, &mut active.display_name),
+    ] {
+        if let Some(value) = value {
+            *field = Set(value);
+            if !locked.iter().any(|f| f == name) {
+                locked.push(name.to_owned());
+            }
+        }
+    }
+    active.locked_fields = Set(locked.join(","));
+    active.updated_at = Set(Utc::now());
+    Ok(Some(active.update(db).await?))
 }

@@ -41,6 +41,13 @@ pub struct Settings {
     /// An operation not finished by then ends in `error` (`timeout`). Default `60s`.
     #[serde(default = "default_operation_timeout", with = "humantime_serde")]
     pub operation_timeout: Duration,
+    /// Retired secret keys, still accepted to decrypt provider tokens stored before a
+    /// rotation. Default: none.
+    #[serde(default)]
+    pub previous_secret_keys: Vec<SecretString>,
+    /// Refuse sign-ins whose provider gives no email (`email_required`). Default false.
+    #[serde(default)]
+    pub require_email: bool,
     /// How long a browser session lasts without use. Default `14d`.
     #[serde(default = "default_session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
@@ -75,6 +82,7 @@ pub enum ProviderKind {
     Google,
     Facebook,
     Github,
+    Apple,
     Oidc,
     Oauth2,
     Demo,
@@ -87,6 +95,7 @@ impl ProviderKind {
             "google" => Some(Self::Google),
             "facebook" => Some(Self::Facebook),
             "github" => Some(Self::Github),
+            "apple" => Some(Self::Apple),
             "demo" => Some(Self::Demo),
             _ => None,
         }
@@ -94,7 +103,7 @@ impl ProviderKind {
 
     /// OpenID Connect kinds validate an ID token and send a `nonce`.
     pub fn is_oidc(self) -> bool {
-        matches!(self, Self::Google | Self::Oidc)
+        matches!(self, Self::Google | Self::Apple | Self::Oidc)
     }
 }
 
@@ -104,6 +113,7 @@ impl fmt::Display for ProviderKind {
             Self::Google => "google",
             Self::Facebook => "facebook",
             Self::Github => "github",
+            Self::Apple => "apple",
             Self::Oidc => "oidc",
             Self::Oauth2 => "oauth2",
             Self::Demo => "demo",
@@ -137,6 +147,48 @@ pub struct ProviderSettings {
     /// Bound on each request to the provider. Default `10s`.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// Google: only accept accounts of this Google Workspace domain (`hd`).
+    pub hd: Option<String>,
+    /// Apple: the team id of the developer account.
+    pub team_id: Option<String>,
+    /// Apple: the id of the Sign in with Apple key.
+    pub key_id: Option<String>,
+    /// Apple: the `.p8` private key (PEM text)…
+    #[serde(default, deserialize_with = "secret_string_or_number")]
+    pub private_key: Option<SecretString>,
+    /// …or the path of the `.p8` file.
+    pub private_key_file: Option<std::path::PathBuf>,
+    /// `oauth2`: JSON pointers into the userinfo document.
+    #[serde(default)]
+    pub claims: ClaimPointers,
+}
+
+/// Where the generic `oauth2` kind finds each profile field in the userinfo JSON
+/// (RFC 6901 pointers). Defaults fit most providers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimPointers {
+    pub subject: String,
+    pub email: String,
+    pub email_verified: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub display_name: String,
+    pub avatar_url: String,
+}
+
+impl Default for ClaimPointers {
+    fn default() -> Self {
+        Self {
+            subject: "/id".to_owned(),
+            email: "/email".to_owned(),
+            email_verified: "/email_verified".to_owned(),
+            first_name: "/given_name".to_owned(),
+            last_name: "/family_name".to_owned(),
+            display_name: "/name".to_owned(),
+            avatar_url: "/picture".to_owned(),
+        }
+    }
 }
 
 impl Settings {
@@ -182,6 +234,13 @@ impl Settings {
                 bail!("secret_key: must be at least 32 characters");
             }
         }
+        if self
+            .previous_secret_keys
+            .iter()
+            .any(|k| k.expose_secret().len() < 32)
+        {
+            bail!("previous_secret_keys: every key must be at least 32 characters");
+        }
         if self.worker.concurrency == 0 || self.worker.concurrency > 1024 {
             bail!("worker.concurrency: must be between 1 and 1024");
         }
@@ -219,6 +278,22 @@ impl Settings {
     }
 }
 
+impl ClaimPointers {
+    /// Every pointer with its key, for validation.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("subject", self.subject.as_str()),
+            ("email", self.email.as_str()),
+            ("email_verified", self.email_verified.as_str()),
+            ("first_name", self.first_name.as_str()),
+            ("last_name", self.last_name.as_str()),
+            ("display_name", self.display_name.as_str()),
+            ("avatar_url", self.avatar_url.as_str()),
+        ]
+        .into_iter()
+    }
+}
+
 impl ProviderSettings {
     /// The resolved kind: explicit, or implied by a preset name.
     pub fn resolved_kind(&self, name: &str) -> Option<ProviderKind> {
@@ -236,15 +311,40 @@ impl ProviderSettings {
         }
         let Some(kind) = self.resolved_kind(name) else {
             bail!(
-                "providers.{name}.kind: required (google, facebook, github, oidc, oauth2 or demo)"
+                "providers.{name}.kind: required (google, facebook, github, apple, oidc, oauth2 or demo)"
             );
         };
         match kind {
-            ProviderKind::Facebook | ProviderKind::Github | ProviderKind::Oauth2 => bail!(
-                "providers.{name}.kind: `{kind}` is not available in this version (use oidc or demo)"
-            ),
             ProviderKind::Oidc if self.issuer.is_none() => {
                 bail!("providers.{name}.issuer: required for kind oidc")
+            }
+            ProviderKind::Oauth2 => {
+                for (key, value) in [
+                    ("authorize_url", &self.authorize_url),
+                    ("token_url", &self.token_url),
+                    ("userinfo_url", &self.userinfo_url),
+                ] {
+                    if value.is_none() {
+                        bail!("providers.{name}.{key}: required for kind oauth2");
+                    }
+                }
+                for (key, pointer) in self.claims.iter() {
+                    if !pointer.is_empty() && !pointer.starts_with('/') {
+                        bail!("providers.{name}.claims.{key}: a JSON pointer starts with `/`");
+                    }
+                }
+            }
+            ProviderKind::Apple => {
+                for (key, value) in [("team_id", &self.team_id), ("key_id", &self.key_id)] {
+                    if value.as_deref().is_none_or(str::is_empty) {
+                        bail!("providers.{name}.{key}: required for kind apple");
+                    }
+                }
+                if self.private_key.is_none() && self.private_key_file.is_none() {
+                    bail!(
+                        "providers.{name}.private_key: required for kind apple (or private_key_file)"
+                    );
+                }
             }
             _ => {}
         }
@@ -252,7 +352,8 @@ impl ProviderSettings {
             if self.client_id.as_deref().is_none_or(str::is_empty) {
                 bail!("providers.{name}.client_id: required");
             }
-            if self.client_secret.is_none() {
+            // Apple's secret is a JWT made from the private key.
+            if self.client_secret.is_none() && kind != ProviderKind::Apple {
                 bail!("providers.{name}.client_secret: required");
             }
         }

@@ -25,6 +25,8 @@ pub struct Keys {
     pub cookie: [u8; 32],
     /// Encrypts provider tokens at rest.
     pub tokens: Sealer,
+    /// Token keys of retired secrets (`previous_secret_keys`), tried when opening.
+    pub previous_tokens: Vec<Sealer>,
     /// Seals the demo provider's codes and access tokens.
     pub demo: Sealer,
 }
@@ -42,12 +44,38 @@ impl Keys {
         Self {
             cookie: derive_key(secret, "social-signin cookies v1"),
             tokens: Sealer::new(derive_key(secret, "social-signin provider tokens v1")),
+            previous_tokens: Vec::new(),
             demo: Sealer::new(derive_key(secret, "social-signin demo provider v1")),
         }
     }
 
+    /// Also accepts tokens sealed under `previous` secrets (key rotation).
+    pub fn with_previous(mut self, previous: &[SecretString]) -> Self {
+        self.previous_tokens = previous
+            .iter()
+            .map(|s| {
+                Sealer::new(derive_key(
+                    s.expose_secret().as_bytes(),
+                    "social-signin provider tokens v1",
+                ))
+            })
+            .collect();
+        self
+    }
+
+    /// Opens a stored provider token with the current key, else a previous one.
+    pub fn open_token(&self, sealed: &str) -> Option<Vec<u8>> {
+        self.tokens
+            .open(sealed)
+            .or_else(|| self.previous_tokens.iter().find_map(|k| k.open(sealed)))
+    }
+
     /// The configured secret, or the saved development one (generated on first use).
     pub fn load(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(Self::load_current(settings)?.with_previous(&settings.previous_secret_keys))
+    }
+
+    fn load_current(settings: &Settings) -> anyhow::Result<Self> {
         if let Some(secret) = &settings.secret_key {
             return Ok(Self::derive(secret));
         }
@@ -195,6 +223,19 @@ mod tests {
             "purposes must not share keys"
         );
         assert!(a.tokens.open("garbage").is_none());
+    }
+
+    #[test]
+    fn rotated_keys_still_open_old_tokens() {
+        let old = SecretString::from("o".repeat(40));
+        let sealed = Keys::derive(&old).tokens.seal(b"t");
+        let rotated = Keys::derive(&SecretString::from("n".repeat(40))).with_previous(&[old]);
+        assert_eq!(rotated.open_token(&sealed).unwrap(), b"t");
+        assert!(
+            Keys::derive(&SecretString::from("n".repeat(40)))
+                .open_token(&sealed)
+                .is_none()
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub async fn create_pending(
     provider: &str,
     redeemer_hash: &str,
     next_path: Option<String>,
+    link_user_id: Option<Uuid>,
 ) -> Result<Model, DbErr> {
     let now = Utc::now();
     let model = async_operation::ActiveModel {
@@ -57,6 +58,7 @@ pub async fn create_pending(
         error_message: Set(None),
         redeemer_hash: Set(redeemer_hash.to_owned()),
         next_path: Set(next_path),
+        link_user_id: Set(link_user_id),
         redeemed_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),

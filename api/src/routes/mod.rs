@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod index;
 pub mod me;
+pub mod me_providers;
 pub mod providers;
 
 use std::collections::HashMap;
@@ -39,7 +40,11 @@ impl QueryError {
 impl QueryParams {
     /// Parses `uri`'s query for `keys`, each with its maximum length.
     pub fn parse(uri: &Uri, keys: &[(&'static str, usize)]) -> Result<Self, QueryError> {
-        let query = uri.query().unwrap_or_default();
+        Self::parse_str(uri.query().unwrap_or_default(), keys)
+    }
+
+    /// Parses an `application/x-www-form-urlencoded` string (a query or a form body).
+    pub fn parse_str(query: &str, keys: &[(&'static str, usize)]) -> Result<Self, QueryError> {
         if query.len() > MAX_QUERY_LEN {
             return Err(QueryError::TooLong);
         }

@@ -191,6 +191,7 @@ async fn repeated_and_concurrent_runs_make_one_user_and_one_link() {
         code: "twice".into(),
         pkce_verifier: "v".repeat(43),
         nonce: authorize.nonce.clone(),
+        form_user: None,
     };
     let state = worker_state(&app);
     let (a, b) = tokio::join!(
@@ -214,6 +215,7 @@ async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
         code: "x".into(),
         pkce_verifier: "v".repeat(43),
         nonce: None,
+        form_user: None,
     };
     let error = worker::jobs::sign_in::run(&job, &worker_state(&app))
         .await

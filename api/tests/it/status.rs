@@ -126,7 +126,7 @@ async fn an_operation_no_job_finished_times_out() {
 async fn the_sweeper_ends_operations_whose_job_never_ran() {
     let app = spawn_app().await;
     // An operation with no job behind it, older than operation_timeout.
-    let operation = worker::operations::create_pending(&app.db, "mock", "nobody", None)
+    let operation = worker::operations::create_pending(&app.db, "mock", "nobody", None, None)
         .await
         .unwrap();
     let mut aged = operation.clone().into_active_model();

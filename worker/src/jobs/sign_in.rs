@@ -28,6 +28,9 @@ pub struct SignInJob {
     pub code: String,
     pub pkce_verifier: String,
     pub nonce: Option<String>,
+    /// Apple's `user` form field (JSON with the name), sent on the first sign-in only.
+    #[serde(default)]
+    pub form_user: Option<String>,
 }
 
 impl std::fmt::Debug for SignInJob {
@@ -52,6 +55,10 @@ pub enum SignInError {
     UnknownProvider(String),
     #[error("the operation ran out of time")]
     Expired,
+    #[error("the provider gave no email and one is required")]
+    EmailRequired,
+    #[error("the provider account is linked to another user")]
+    AccountInUse,
 }
 
 impl SignInError {
@@ -85,7 +92,23 @@ impl SignInError {
                     "profile_invalid",
                     format!("We could not read your profile from {provider}. Please try again."),
                 ),
+                ProviderError::DomainNotAllowed => (
+                    "domain_not_allowed",
+                    format!(
+                        "This {provider} account is not from an organisation allowed to sign in here."
+                    ),
+                ),
             },
+            Self::EmailRequired => (
+                "email_required",
+                format!(
+                    "{provider} did not share an email address, and this site needs one. Allow access to your email and try again."
+                ),
+            ),
+            Self::AccountInUse => (
+                "account_in_use",
+                format!("This {provider} account is already linked to another user."),
+            ),
             Self::Expired => (operations::TIMEOUT.0, operations::TIMEOUT.1.to_owned()),
             Self::Db(_) | Self::OperationMissing(_) | Self::UnknownProvider(_) => (
                 "internal_error",
@@ -180,16 +203,29 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
         None
     };
     let profile = with_retries(operation_deadline, true, "userinfo", || {
-        provider.fetch_profile(&tokens, from_id_token.as_ref())
+        provider.fetch_profile(&tokens, from_id_token.as_ref(), job.form_user.as_deref())
     })
     .await?;
+    if state.settings.require_email && profile.email.is_none() {
+        return Err(SignInError::EmailRequired);
+    }
     let sealed = seal_tokens(state, &tokens);
-    match store(state, job.operation_id, provider, &profile, &sealed).await? {
+    match store(
+        state,
+        job.operation_id,
+        provider,
+        &profile,
+        &sealed,
+        operation.link_user_id,
+    )
+    .await?
+    {
         Outcome::SignedIn { user_id } => {
-            tracing::info!(user.id = %user_id, "signed in");
+            tracing::info!(user.id = %user_id, linked = operation.link_user_id.is_some(), "signed in");
             state.events.notify_finished();
         }
         Outcome::AlreadyFinished => tracing::info!("operation finished elsewhere meanwhile"),
+        Outcome::AccountInUse => return Err(SignInError::AccountInUse),
     }
     Ok(())
 }
@@ -202,10 +238,20 @@ async fn store(
     provider: &Provider,
     profile: &crate::providers::Profile,
     sealed: &SealedTokens,
+    link_to: Option<Uuid>,
 ) -> Result<Outcome, DbErr> {
     let mut delay = Duration::from_millis(50);
     for _ in 1..3 {
-        match accounts::sign_in(&state.db, operation_id, &provider.name, profile, sealed).await {
+        match accounts::sign_in(
+            &state.db,
+            operation_id,
+            &provider.name,
+            profile,
+            sealed,
+            link_to,
+        )
+        .await
+        {
             Ok(outcome) => return Ok(outcome),
             Err(error) => {
                 tracing::warn!(%error, "identity transaction failed; retrying");
@@ -214,7 +260,15 @@ async fn store(
             }
         }
     }
-    accounts::sign_in(&state.db, operation_id, &provider.name, profile, sealed).await
+    accounts::sign_in(
+        &state.db,
+        operation_id,
+        &provider.name,
+        profile,
+        sealed,
+        link_to,
+    )
+    .await
 }
 
 fn seal_tokens(state: &WorkerState, tokens: &TokenSet) -> SealedTokens {
@@ -278,6 +332,7 @@ mod tests {
             code: "SECRET-CODE".into(),
             pkce_verifier: "SECRET-VERIFIER".into(),
             nonce: Some("SECRET-NONCE".into()),
+            form_user: Some("SECRET-NAME".into()),
         };
         let shown = format!("{job:?}");
         assert!(!shown.contains("SECRET"), "{shown}");

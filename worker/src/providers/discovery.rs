@@ -1,13 +1,15 @@
 //! OpenID Connect discovery (`{issuer}/.well-known/openid-configuration`) and the
-//! JWKS cache: keys are kept for an hour, and an unknown `kid` triggers at most one
-//! refresh per 30 seconds so a flood of forged tokens cannot hammer the provider.
+//! JWKS cache: keys are kept as long as the provider's `Cache-Control` allows (an
+//! hour if it says nothing), and an unknown `kid` triggers at most one refresh per
+//! 30 seconds, so key rotation works and a flood of forged tokens cannot hammer the
+//! provider.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use openidconnect::{JsonWebKeySetUrl, core::CoreJsonWebKeySet};
+use openidconnect::core::CoreJsonWebKeySet;
 use serde::Deserialize;
 use tokio::sync::RwLock;
 use url::Url;
@@ -51,41 +53,57 @@ pub async fn discover(http: &ProviderHttp, issuer: &Url) -> Result<Metadata, Pro
     Ok(metadata)
 }
 
-const JWKS_TTL: Duration = Duration::from_secs(3600);
-const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
+/// Keys are kept this long when the JWKS response sets no `max-age`…
+const JWKS_DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// …and `max-age` is clamped to this range.
+const JWKS_MIN_TTL: Duration = Duration::from_secs(300);
+const JWKS_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// At most one refresh for an unknown `kid` per this interval.
+const JWKS_FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// A provider's signing keys, fetched lazily.
+#[derive(Debug)]
+struct CachedKeys {
+    keys: Arc<CoreJsonWebKeySet>,
+    fetched: Instant,
+    ttl: Duration,
+}
+
+/// A provider's signing keys, fetched lazily and kept as the response's
+/// `Cache-Control: max-age` says.
 #[derive(Debug, Default)]
 pub struct JwksCache {
-    keys: RwLock<Option<(Arc<CoreJsonWebKeySet>, Instant)>>,
+    cached: RwLock<Option<CachedKeys>>,
+    last_forced: std::sync::Mutex<Option<Instant>>,
 }
 
 impl JwksCache {
-    /// The cached keys, fetched when absent or older than an hour.
+    /// The cached keys, fetched when absent or expired.
     pub async fn get(
         &self,
         http: &ProviderHttp,
         url: &Url,
     ) -> Result<Arc<CoreJsonWebKeySet>, ProviderError> {
-        if let Some((keys, fetched)) = &*self.keys.read().await {
-            if fetched.elapsed() < JWKS_TTL {
-                return Ok(keys.clone());
+        if let Some(cached) = &*self.cached.read().await {
+            if cached.fetched.elapsed() < cached.ttl {
+                return Ok(cached.keys.clone());
             }
         }
         self.fetch(http, url).await
     }
 
-    /// Fetches again after a key was not found, unless it was fetched moments ago.
-    /// Returns `None` when throttled.
+    /// Fetches again because a token named a key we do not have (the provider may
+    /// have rotated). `None` when another forced refresh happened moments ago.
     pub async fn refresh(
         &self,
         http: &ProviderHttp,
         url: &Url,
     ) -> Result<Option<Arc<CoreJsonWebKeySet>>, ProviderError> {
-        if let Some((_, fetched)) = &*self.keys.read().await {
-            if fetched.elapsed() < JWKS_MIN_REFRESH {
+        {
+            let mut last = self.last_forced.lock().expect("jwks lock");
+            if last.is_some_and(|at| at.elapsed() < JWKS_FORCED_REFRESH_INTERVAL) {
                 return Ok(None);
             }
+            *last = Some(Instant::now());
         }
         self.fetch(http, url).await.map(Some)
     }
@@ -95,15 +113,70 @@ impl JwksCache {
         http: &ProviderHttp,
         url: &Url,
     ) -> Result<Arc<CoreJsonWebKeySet>, ProviderError> {
-        let url = JsonWebKeySetUrl::from_url(url.clone());
-        let keys = CoreJsonWebKeySet::fetch_async(&url, http)
-            .await
-            .map_err(|e| match e {
-                openidconnect::DiscoveryError::Request(transport) => ProviderError::from(transport),
-                other => ProviderError::Discovery(format!("cannot read the JWKS: {other}")),
-            })?;
+        let response = http.get_json(url, None).await?;
+        if response.status() != 200 {
+            return Err(ProviderError::Discovery(format!(
+                "the JWKS answered HTTP {}",
+                response.status()
+            )));
+        }
+        let keys: CoreJsonWebKeySet = serde_json::from_slice(response.body())
+            .map_err(|e| ProviderError::Discovery(format!("invalid JWKS: {e}")))?;
+        let ttl = max_age(response.headers()).map_or(JWKS_DEFAULT_TTL, |age| {
+            age.clamp(JWKS_MIN_TTL, JWKS_MAX_TTL)
+        });
         let keys = Arc::new(keys);
-        *self.keys.write().await = Some((keys.clone(), Instant::now()));
+        *self.cached.write().await = Some(CachedKeys {
+            keys: keys.clone(),
+            fetched: Instant::now(),
+            ttl,
+        });
         Ok(keys)
+    }
+}
+
+/// `max-age` of a `Cache-Control` header; `no-store`/`no-cache` count as zero.
+fn max_age(headers: &openidconnect::http::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(openidconnect::http::header::CACHE_CONTROL)?
+        .to_str()
+        .ok()?;
+    let mut age = None;
+    for directive in value.split(',').map(str::trim) {
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+        {
+            return Some(Duration::ZERO);
+        }
+        if let Some(seconds) = directive.strip_prefix("max-age=") {
+            age = seconds
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openidconnect::http::{HeaderMap, HeaderValue, header::CACHE_CONTROL};
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CACHE_CONTROL, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age(&headers("public, max-age=21600, must-revalidate")),
+            Some(Duration::from_secs(21600))
+        );
+        assert_eq!(max_age(&headers("no-store")), Some(Duration::ZERO));
+        assert_eq!(max_age(&headers("public")), None);
+        assert_eq!(max_age(&HeaderMap::new()), None);
     }
 }

@@ -2,6 +2,7 @@
 //! configuration overrides and (for OIDC) discovery. The api asks the registry for
 //! authorize URLs; the worker exchanges codes and reads profiles through it.
 
+mod apple;
 mod discovery;
 pub mod http;
 mod oidc;
@@ -12,15 +13,16 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use openidconnect::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, IssuerUrl, OAuth2TokenResponse,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, TokenResponse, TokenUrl,
-    core::{CoreClient, CoreErrorResponseType, CoreIdToken, CoreJsonWebKeySet},
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
+    IssuerUrl, OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    TokenResponse, TokenUrl,
+    core::{CoreClient, CoreErrorResponseType, CoreIdToken, CoreJsonWebKeySet, CoreTokenResponse},
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::config::{ProviderKind, Settings};
+use crate::config::{ClaimPointers, ProviderKind, ProviderSettings, Settings};
 use http::ProviderHttp;
 pub use http::TransportError;
 pub use profile::Profile;
@@ -46,6 +48,9 @@ pub enum ProviderError {
     /// The profile could not be read or lacks a subject.
     #[error("invalid profile: {0}")]
     Profile(String),
+    /// The account is outside the allowed Google Workspace domain (`hd`).
+    #[error("account outside the allowed domain")]
+    DomainNotAllowed,
     /// Discovery or JWKS could not be used.
     #[error("discovery failed: {0}")]
     Discovery(String),
@@ -90,6 +95,38 @@ impl std::fmt::Debug for TokenSet {
     }
 }
 
+impl TokenSet {
+    fn from_response(response: &CoreTokenResponse) -> Self {
+        Self {
+            access_token: SecretString::from(response.access_token().secret().to_owned()),
+            refresh_token: response
+                .refresh_token()
+                .map(|t| SecretString::from(t.secret().to_owned())),
+            expires_in: response.expires_in(),
+            id_token: response.id_token().cloned(),
+        }
+    }
+}
+
+/// Classifies a failed token request.
+fn token_error(
+    error: RequestTokenError<
+        TransportError,
+        openidconnect::StandardErrorResponse<CoreErrorResponseType>,
+    >,
+) -> ProviderError {
+    match error {
+        RequestTokenError::ServerResponse(err) => match err.error() {
+            CoreErrorResponseType::InvalidGrant => ProviderError::InvalidGrant,
+            other => ProviderError::Rejected(other.to_string()),
+        },
+        RequestTokenError::Request(transport) => ProviderError::from(transport),
+        RequestTokenError::Parse(e, body) => error_in_ok_response(&body)
+            .unwrap_or_else(|| ProviderError::Rejected(format!("unreadable token response: {e}"))),
+        RequestTokenError::Other(e) => ProviderError::Rejected(e),
+    }
+}
+
 /// Endpoints after overrides and discovery.
 #[derive(Debug)]
 struct Endpoints {
@@ -115,7 +152,13 @@ pub struct Provider {
     pub issuer: Option<Url>,
     pub scopes: Vec<String>,
     pub redirect_uri: String,
+    /// Google: the only Workspace domain accepted.
+    pub hd: Option<String>,
     overrides: Overrides,
+    /// Apple: makes the client secret.
+    apple: Option<apple::AppleSecret>,
+    /// `oauth2`: where the profile fields are.
+    claims: ClaimPointers,
     http: ProviderHttp,
     endpoints: OnceCell<Arc<Endpoints>>,
     jwks: discovery::JwksCache,
@@ -133,6 +176,12 @@ impl Provider {
     /// Whether sign-in validates an ID token and sends a nonce.
     pub fn is_oidc(&self) -> bool {
         self.kind.is_oidc()
+    }
+
+    /// Whether the provider returns to the callback with a cross-site POST
+    /// (`response_mode=form_post`): Apple, when it is asked for name or email.
+    pub fn uses_form_post(&self) -> bool {
+        self.kind == ProviderKind::Apple
     }
 
     /// The provider's authorize URL for one attempt.
@@ -157,6 +206,12 @@ impl Provider {
             if let Some(nonce) = nonce {
                 query.append_pair("nonce", nonce);
             }
+            if let Some(hd) = &self.hd {
+                query.append_pair("hd", hd);
+            }
+            if self.uses_form_post() {
+                query.append_pair("response_mode", "form_post");
+            }
         }
         Ok(url)
     }
@@ -168,6 +223,42 @@ impl Provider {
         code: &str,
         pkce_verifier: &str,
     ) -> Result<TokenSet, ProviderError> {
+        let client = self.oauth_client().await?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        Ok(TokenSet::from_response(&response))
+    }
+
+    /// Trades a refresh token for a new access token (and perhaps a new refresh token).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, ProviderError> {
+        let client = self.oauth_client().await?;
+        let token = RefreshToken::new(refresh_token.to_owned());
+        let response = client
+            .exchange_refresh_token(&token)
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        Ok(TokenSet::from_response(&response))
+    }
+
+    /// An OAuth client for the token endpoint with this provider's credentials.
+    async fn oauth_client(
+        &self,
+    ) -> Result<
+        CoreClient<
+            EndpointSet,
+            EndpointNotSet,
+            EndpointNotSet,
+            EndpointNotSet,
+            EndpointSet,
+            EndpointNotSet,
+        >,
+        ProviderError,
+    > {
         let endpoints = self.endpoints().await?;
         let issuer = endpoints
             .issuer
@@ -185,33 +276,13 @@ impl Provider {
                 .map_err(|e| ProviderError::Rejected(e.to_string()))?,
         )
         .set_auth_type(endpoints.auth_type.clone());
-        if let Some(secret) = &self.client_secret {
+        if let Some(apple) = &self.apple {
+            client =
+                client.set_client_secret(ClientSecret::new(apple.client_secret(&self.client_id)?));
+        } else if let Some(secret) = &self.client_secret {
             client = client.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
         }
-        let response = client
-            .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
-            .request_async(&self.http)
-            .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(err) => match err.error() {
-                    CoreErrorResponseType::InvalidGrant => ProviderError::InvalidGrant,
-                    other => ProviderError::Rejected(other.to_string()),
-                },
-                RequestTokenError::Request(transport) => ProviderError::from(transport),
-                RequestTokenError::Parse(e, _) => {
-                    ProviderError::Rejected(format!("unreadable token response: {e}"))
-                }
-                RequestTokenError::Other(e) => ProviderError::Rejected(e),
-            })?;
-        Ok(TokenSet {
-            access_token: SecretString::from(response.access_token().secret().to_owned()),
-            refresh_token: response
-                .refresh_token()
-                .map(|t| SecretString::from(t.secret().to_owned())),
-            expires_in: response.expires_in(),
-            id_token: response.id_token().cloned(),
-        })
+        Ok(client)
     }
 
     /// Validates the ID token of an OIDC sign-in (OpenID Connect Core 3.1.3.7).
@@ -226,35 +297,104 @@ impl Provider {
         let nonce =
             nonce.ok_or_else(|| ProviderError::InvalidIdToken("no nonce was sent".into()))?;
         let endpoints = self.endpoints().await?;
-        oidc::verify(self, &endpoints, id_token, nonce).await
+        let (profile, extra) = oidc::verify(self, &endpoints, id_token, nonce).await?;
+        if let Some(hd) = &self.hd {
+            // Core checks passed; the hosted-domain claim is Google's addition.
+            if extra.get("hd").and_then(|v| v.as_str()) != Some(hd.as_str()) {
+                return Err(ProviderError::DomainNotAllowed);
+            }
+        }
+        Ok(profile)
     }
 
-    /// Reads the profile with the access token and merges it over `from_id_token`.
-    /// Safe to retry.
+    /// Reads the profile with the access token, per kind, merged over what the ID
+    /// token said. `form_user` is Apple's first-sign-in `user` field. Safe to retry.
     pub async fn fetch_profile(
         &self,
         tokens: &TokenSet,
         from_id_token: Option<&Profile>,
+        form_user: Option<&str>,
     ) -> Result<Profile, ProviderError> {
         let endpoints = self.endpoints().await?;
-        let Some(url) = &endpoints.userinfo_url else {
-            return from_id_token.cloned().ok_or_else(|| {
-                ProviderError::Profile("no userinfo endpoint and no ID token".into())
-            });
-        };
-        let response = self
-            .http
-            .get_json(url, Some(tokens.access_token.expose_secret()))
-            .await?;
+        let access_token = tokens.access_token.expose_secret();
+        match self.kind {
+            ProviderKind::Apple => {
+                let id = from_id_token
+                    .ok_or_else(|| ProviderError::Profile("Apple sent no ID token".into()))?;
+                Ok(profile::from_apple(id, form_user))
+            }
+            ProviderKind::Facebook => {
+                let mut url = self.userinfo_url(&endpoints)?.clone();
+                url.query_pairs_mut()
+                    .append_pair("fields", "id,email,first_name,last_name,name,picture")
+                    .append_pair("appsecret_proof", &self.appsecret_proof(access_token));
+                profile::from_facebook(&self.get_json(&url, access_token).await?)
+            }
+            ProviderKind::Github => {
+                let url = self.userinfo_url(&endpoints)?;
+                let user = self.get_json(url, access_token).await?;
+                let emails_url =
+                    Url::parse(&format!("{}/emails", url.as_str().trim_end_matches('/')))
+                        .map_err(|e| ProviderError::Profile(e.to_string()))?;
+                // Without the user:email scope this is 404; fall back to the public email.
+                let emails = self.get_json(&emails_url, access_token).await.ok();
+                profile::from_github(&user, emails.as_ref())
+            }
+            ProviderKind::Oauth2 => {
+                let json = self
+                    .get_json(self.userinfo_url(&endpoints)?, access_token)
+                    .await?;
+                profile::from_pointers(&json, &self.claims)
+            }
+            ProviderKind::Google | ProviderKind::Oidc | ProviderKind::Demo => {
+                let Some(url) = &endpoints.userinfo_url else {
+                    return from_id_token.cloned().ok_or_else(|| {
+                        ProviderError::Profile("no userinfo endpoint and no ID token".into())
+                    });
+                };
+                let json = self.get_json(url, access_token).await?;
+                profile::from_userinfo(self.kind, &json, from_id_token)
+            }
+        }
+    }
+
+    fn userinfo_url<'a>(&self, endpoints: &'a Endpoints) -> Result<&'a Url, ProviderError> {
+        endpoints
+            .userinfo_url
+            .as_ref()
+            .ok_or_else(|| ProviderError::Discovery("no userinfo_url configured".into()))
+    }
+
+    /// GET a JSON document with the access token; non-200 is a profile error.
+    async fn get_json(
+        &self,
+        url: &Url,
+        access_token: &str,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let response = self.http.get_json(url, Some(access_token)).await?;
         if response.status() != 200 {
             return Err(ProviderError::Profile(format!(
-                "userinfo answered HTTP {}",
+                "{} answered HTTP {}",
+                url.path(),
                 response.status()
             )));
         }
-        let json: serde_json::Value = serde_json::from_slice(response.body())
-            .map_err(|e| ProviderError::Profile(format!("userinfo is not JSON: {e}")))?;
-        profile::from_userinfo(self.kind, &json, from_id_token)
+        serde_json::from_slice(response.body())
+            .map_err(|e| ProviderError::Profile(format!("{} is not JSON: {e}", url.path())))
+    }
+
+    /// Facebook's `appsecret_proof`: HMAC-SHA256 of the access token with the app secret.
+    fn appsecret_proof(&self, access_token: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let secret = self
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned())
+            .unwrap_or_default();
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes any key");
+        mac.update(access_token.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Overrides, then discovery for OIDC kinds. Cached after the first success.
@@ -283,7 +423,13 @@ impl Provider {
             .as_ref()
             .map(|m| m.token_endpoint_auth_methods_supported.clone())
             .unwrap_or_default();
-        let auth_type = if !methods.is_empty()
+        let auth_type = if matches!(
+            self.kind,
+            ProviderKind::Apple | ProviderKind::Facebook | ProviderKind::Github
+        ) {
+            // These expect client_id and client_secret in the form body.
+            AuthType::RequestBody
+        } else if !methods.is_empty()
             && !methods.iter().any(|m| m == "client_secret_basic")
             && methods.iter().any(|m| m == "client_secret_post")
         {
@@ -353,6 +499,10 @@ impl ProviderRegistry {
                     config.client_secret.clone(),
                 ),
             };
+            let apple = match kind {
+                ProviderKind::Apple => Some(apple_secret(&name, &config)?),
+                _ => None,
+            };
             let provider = Provider {
                 display_name: config
                     .display_name
@@ -368,12 +518,15 @@ impl ProviderRegistry {
                     .clone()
                     .unwrap_or_else(|| preset.scopes.iter().map(|s| (*s).to_owned()).collect()),
                 redirect_uri: settings.redirect_uri(&name),
+                hd: config.hd.clone().filter(|_| kind == ProviderKind::Google),
                 overrides: Overrides {
                     authorize_url: config.authorize_url.clone().or(preset.authorize_url),
                     token_url: config.token_url.clone().or(preset.token_url),
                     userinfo_url: config.userinfo_url.clone().or(preset.userinfo_url),
-                    jwks_url: config.jwks_url.clone(),
+                    jwks_url: config.jwks_url.clone().or(preset.jwks_url),
                 },
+                apple,
+                claims: config.claims.clone(),
                 http: ProviderHttp::new(
                     client.clone(),
                     config.timeout.unwrap_or(Duration::from_secs(10)),
@@ -418,6 +571,39 @@ impl ProviderRegistry {
             });
         }
     }
+}
+
+/// Loads Apple's signing key from `private_key` or `private_key_file`.
+fn apple_secret(name: &str, config: &ProviderSettings) -> anyhow::Result<apple::AppleSecret> {
+    let pem = match (&config.private_key, &config.private_key_file) {
+        (Some(pem), _) => pem.clone(),
+        (None, Some(path)) => {
+            SecretString::from(std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "providers.{name}.private_key_file: cannot read {}",
+                    path.display()
+                )
+            })?)
+        }
+        (None, None) => anyhow::bail!("providers.{name}.private_key: required for kind apple"),
+    };
+    apple::AppleSecret::new(
+        config.team_id.as_deref().unwrap_or_default(),
+        config.key_id.as_deref().unwrap_or_default(),
+        &pem,
+    )
+    .with_context(|| format!("providers.{name}"))
+}
+
+/// Some providers (GitHub) answer a failed token request with HTTP 200 and an OAuth
+/// error body; oauth2 then cannot parse a token. Read the error from it.
+fn error_in_ok_response(body: &[u8]) -> Option<ProviderError> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = json.get("error")?.as_str()?;
+    Some(match code {
+        "invalid_grant" | "bad_verification_code" => ProviderError::InvalidGrant,
+        other => ProviderError::Rejected(other.to_owned()),
+    })
 }
 
 /// Whether `url`'s host is a loopback address or `localhost`.

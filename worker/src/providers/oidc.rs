@@ -22,7 +22,7 @@ pub(super) async fn verify(
     endpoints: &Endpoints,
     id_token: &CoreIdToken,
     nonce: &str,
-) -> Result<Profile, ProviderError> {
+) -> Result<(Profile, serde_json::Value), ProviderError> {
     let issuer = endpoints
         .issuer
         .clone()
@@ -32,7 +32,7 @@ pub(super) async fn verify(
         .as_ref()
         .ok_or_else(|| ProviderError::Discovery("no jwks_url configured or discovered".into()))?;
     let keys = provider.jwks.get(&provider.http, jwks_url).await?;
-    match check(provider, endpoints, &issuer, &keys, id_token, nonce) {
+    let profile = match check(provider, endpoints, &issuer, &keys, id_token, nonce) {
         Err(ClaimsVerificationError::SignatureVerification(
             SignatureVerificationError::NoMatchingKey,
         )) => {
@@ -46,7 +46,20 @@ pub(super) async fn verify(
         }
         other => other,
     }
-    .map_err(|e| ProviderError::InvalidIdToken(e.to_string()))
+    .map_err(|e| ProviderError::InvalidIdToken(e.to_string()))?;
+    Ok((profile, raw_claims(id_token)))
+}
+
+/// The verified token's payload as JSON, for provider-specific claims (`hd`).
+fn raw_claims(id_token: &CoreIdToken) -> serde_json::Value {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    id_token
+        .to_string()
+        .split('.')
+        .nth(1)
+        .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 fn check(

@@ -1,14 +1,16 @@
-//! `GET /auth/{provider}/callback`: turns the provider's redirect into a pending
-//! operation and a job. It never calls the provider.
+//! `GET|POST /auth/{provider}/callback`: turns the provider's redirect into a pending
+//! operation and a job. It never calls the provider. POST is for providers that
+//! return with `response_mode=form_post` (Apple).
 
 use poem::{
     IntoResponse, Response, handler,
-    http::Uri,
-    web::{Data, Path, Redirect, cookie::CookieJar},
+    http::{Uri, header},
+    web::{Data, Html, Path, Redirect, cookie::CookieJar},
 };
-use worker::{jobs::SignInJob, operations};
+use worker::{jobs::SignInJob, operations, providers::Provider};
 
 use crate::{
+    assets,
     browser::{self, MAX_STATE_LEN},
     error::PageError,
     routes::QueryParams,
@@ -21,6 +23,10 @@ const PARAMS: &[(&str, usize)] = &[
     ("error", 256),
     ("error_description", 1024),
     ("iss", 1024),
+    // Apple's first sign-in: `{"name":{"firstName","lastName"},"email"}`.
+    ("user", 2048),
+    // Set by our own re-post page; see `repost_page`.
+    ("_hop", 1),
 ];
 
 /// `GET /auth/{provider}/callback` — 303 to `/auth/preloader` with the operation
@@ -34,10 +40,47 @@ pub async fn callback(
     uri: &Uri,
     jar: &CookieJar,
 ) -> Result<Response, PageError> {
-    let Some(provider) = state.providers.get(&provider) else {
-        return Err(PageError::UnknownProvider);
-    };
+    let provider = state
+        .providers
+        .get(&provider)
+        .ok_or(PageError::UnknownProvider)?;
     let params = QueryParams::parse(uri, PARAMS).map_err(|_| PageError::BadState)?;
+    handle(state, provider, &params, jar).await
+}
+
+/// `POST /auth/{provider}/callback` — the same for `form_post` providers. Their POST
+/// is cross-site, so `SameSite=Lax` cookies do not come with it: when they are
+/// missing, answer a page that re-posts the form from our own origin once.
+#[handler]
+#[tracing::instrument(skip_all, fields(provider = %provider, operation.id))]
+pub async fn callback_post(
+    Data(state): Data<&AppState>,
+    Path(provider): Path<String>,
+    body: String,
+    jar: &CookieJar,
+) -> Result<Response, PageError> {
+    let provider = state
+        .providers
+        .get(&provider)
+        .ok_or(PageError::UnknownProvider)?;
+    if !provider.uses_form_post() {
+        return Err(PageError::BadRequest(
+            "This provider returns with a GET request.",
+        ));
+    }
+    let params = QueryParams::parse_str(&body, PARAMS).map_err(|_| PageError::BadState)?;
+    if browser::browser_key(jar).is_none() && params.get("_hop").is_none() {
+        return Ok(repost_page(&provider.name, &params));
+    }
+    handle(state, provider, &params, jar).await
+}
+
+async fn handle(
+    state: &AppState,
+    provider: &Provider,
+    params: &QueryParams,
+    jar: &CookieJar,
+) -> Result<Response, PageError> {
     let attempt = params
         .get("state")
         .and_then(|s| browser::take_attempt(jar, &state.settings, &provider.name, s));
@@ -54,6 +97,7 @@ pub async fn callback(
     // RFC 9207: a provider that names itself must be the one this attempt went to.
     if let (Some(iss), Some(expected)) = (params.get("iss"), &provider.issuer) {
         if iss.trim_end_matches('/') != expected.as_str().trim_end_matches('/') {
+            tracing::warn!("authorization response from another issuer (mix-up?)");
             return Err(PageError::BadState);
         }
     }
@@ -70,6 +114,7 @@ pub async fn callback(
         &provider.name,
         &browser::redeemer_hash(&browser_key),
         attempt.next,
+        attempt.link_user_id,
     )
     .await?;
     tracing::Span::current().record("operation.id", tracing::field::display(operation.id));
@@ -79,6 +124,7 @@ pub async fn callback(
         code: code.to_owned(),
         pkce_verifier: attempt.pkce_verifier,
         nonce: attempt.nonce,
+        form_user: params.get("user").map(str::to_owned),
     };
     if let Err(error) = state.jobs.push(job).await {
         tracing::error!(%error, "could not enqueue the sign-in job");
@@ -90,6 +136,34 @@ pub async fn callback(
     }
     tracing::info!("sign-in queued");
     Ok(Redirect::see_other("/auth/preloader").into_response())
+}
+
+/// A page that posts the provider's fields back to the callback from our origin, so
+/// the browser attaches its `SameSite=Lax` cookies. `_hop` stops a second round.
+fn repost_page(provider: &str, params: &QueryParams) -> Response {
+    let fields: String = ["state", "code", "error", "error_description", "iss", "user"]
+        .iter()
+        .filter_map(|key| params.get(key).map(|value| (key, value)))
+        .map(|(key, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{key}\" value=\"{}\">",
+                assets::escape(value)
+            )
+        })
+        .collect();
+    let page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing you in…</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"stylesheet\" href=\"/static/style.css\"><script src=\"/static/repost.js\" defer></script></head>\
+         <body><main class=\"card\"><h1>Signing you in…</h1>\
+         <form id=\"repost\" method=\"post\" action=\"/auth/{}/callback\">{fields}<input type=\"hidden\" name=\"_hop\" value=\"1\">\
+         <button type=\"submit\" class=\"btn btn-primary\">Continue</button></form></main></body></html>",
+        assets::escape(provider)
+    );
+    Html(page)
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .with_header(header::REFERRER_POLICY, "no-referrer")
+        .into_response()
 }
 
 /// Keeps `error` to a short identifier so it is safe in a URL and a page.

@@ -15,9 +15,10 @@ use crate::{
     state::AppState,
 };
 
-/// `GET /auth/{provider}/login` — 303 to the provider's authorize URL with a fresh
-/// `state`, PKCE S256 challenge and (OIDC) `nonce`, bound to this browser; 303 to `/`
-/// when already signed in; 404 page for an unknown provider.
+/// `GET /auth/{provider}/login[?next=/path][&link=1]` — 303 to the provider's
+/// authorize URL with a fresh `state`, PKCE S256 challenge and (OIDC) `nonce`, bound
+/// to this browser; 303 to `/` when already signed in (unless `link=1`, which links
+/// the provider account to the signed-in user); 404 page for an unknown provider.
 #[handler]
 #[tracing::instrument(skip_all, fields(provider = %provider))]
 pub async fn login(
@@ -30,11 +31,19 @@ pub async fn login(
     let Some(provider) = state.providers.get(&provider) else {
         return Err(PageError::UnknownProvider);
     };
-    if user.is_some() {
-        return Ok(Redirect::see_other("/").into_response());
-    }
-    let params = QueryParams::parse(uri, &[("next", 1024)])
+    let params = QueryParams::parse(uri, &[("next", 1024), ("link", 8)])
         .map_err(|_| PageError::BadRequest("The sign-in link is malformed."))?;
+    let link = matches!(params.get("link"), Some("1" | "true"));
+    let link_user_id = match (link, &user) {
+        (false, Some(_)) => return Ok(Redirect::see_other("/").into_response()),
+        (false, None) => None,
+        (true, Some(current)) => Some(current.user.id),
+        (true, None) => {
+            return Err(PageError::BadRequest(
+                "Sign in first to link another account.",
+            ));
+        }
+    };
     let next = params.get("next").and_then(browser::validate_next);
 
     let csrf_state = crypto::random_token(32);
@@ -53,7 +62,14 @@ pub async fn login(
         })?;
 
     browser::ensure_browser_key(jar, &state.settings);
-    let attempt = Attempt::new(&provider.name, &csrf_state, pkce_verifier, nonce, next);
+    let attempt = Attempt::new(
+        &provider.name,
+        &csrf_state,
+        pkce_verifier,
+        nonce,
+        next,
+        link_user_id,
+    );
     browser::save_attempt(jar, &state.settings, &csrf_state, &attempt);
     tracing::info!("sign-in started");
     Ok(Redirect::see_other(authorize_url.as_str()).into_response())
