@@ -7,8 +7,7 @@ use uuid::Uuid;
 use worker::jobs::SignInJob;
 
 use crate::helpers::{
-    Authorize, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with,
-    spawn_app_without_worker,
+    Authorize, Backend, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with,
 };
 
 async fn finish(app: &TestApp, authorize: &Authorize, code: &str) -> Value {
@@ -173,9 +172,16 @@ async fn userinfo_for_another_subject_fails() {
 }
 
 /// A job run twice, or by two workers at once, makes one user and one link.
-#[tokio::test]
-async fn repeated_and_concurrent_runs_make_one_user_and_one_link() {
-    let app = spawn_app_without_worker().await;
+async fn repeated_and_concurrent_runs_make_one_user_and_one_link(backend: Backend) {
+    let Some(app) = spawn_app_with(Options {
+        backend,
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
     let authorize = app.start_login("mock", "").await;
     app.given_provider_signs_in(&authorize, "twice", "twice")
         .await;
@@ -207,6 +213,16 @@ async fn repeated_and_concurrent_runs_make_one_user_and_one_link() {
 }
 
 #[tokio::test]
+async fn repeated_and_concurrent_runs_make_one_user_and_one_link_on_sqlite() {
+    repeated_and_concurrent_runs_make_one_user_and_one_link(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn repeated_and_concurrent_runs_make_one_user_and_one_link_on_postgres() {
+    repeated_and_concurrent_runs_make_one_user_and_one_link(Backend::Postgres).await;
+}
+
+#[tokio::test]
 async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
     let app = spawn_app().await;
     let job = SignInJob {
@@ -234,4 +250,215 @@ fn worker_state(app: &TestApp) -> worker::WorkerState {
         keys: app.state.keys.clone(),
         events: app.state.events.clone(),
     }
+}
+
+#[tokio::test]
+async fn id_token_with_a_foreign_azp_fails() {
+    bad_id_token(|_, claims| {
+        claims["aud"] = json!([crate::helpers::mock_provider::CLIENT_ID, "other-client"]);
+        claims["azp"] = json!("other-client");
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_with_several_audiences_and_no_azp_fails() {
+    bad_id_token(|_, claims| {
+        claims["aud"] = json!([crate::helpers::mock_provider::CLIENT_ID, "other-client"]);
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_without_a_nonce_fails() {
+    bad_id_token(|_, claims| {
+        claims.as_object_mut().unwrap().remove("nonce");
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_without_kid_is_refused_when_several_keys_could_match() {
+    let app = spawn_app().await;
+    app.provider
+        .rotate_keys(include_str!("fixtures/jwks_both_no_kid.json"))
+        .await;
+    let authorize = app.start_login("mock", "").await;
+    let claims = app
+        .provider
+        .claims("nokid", authorize.nonce.as_deref().unwrap());
+    app.provider
+        .given_token_ok("c", &app.provider.id_token_without_kid(&claims))
+        .await;
+    app.provider.given_userinfo(json!({"sub": "nokid"})).await;
+    let status = finish(&app, &authorize, "c").await;
+    assert_eq!(status["error"]["code"], "id_token_invalid");
+    assert_eq!(app.count(UserProfile).await, 0);
+}
+
+#[tokio::test]
+async fn provider_key_rotation_is_followed_and_unknown_kids_do_not_hammer_the_jwks() {
+    let app = spawn_app().await;
+    // First sign-in caches the JWKS with key 1.
+    app.sign_in(&app.browser, "rotating").await;
+    assert_eq!(app.provider.jwks_requests().await, 1);
+
+    // The provider rotates to key 2; a token signed with it triggers one refresh.
+    app.provider
+        .rotate_keys(include_str!("fixtures/jwks_both.json"))
+        .await;
+    let browser = app.new_browser();
+    let authorize = browser.start_login("mock", "").await;
+    let claims = app
+        .provider
+        .claims("rotating", authorize.nonce.as_deref().unwrap());
+    app.provider
+        .given_token_ok(
+            "rot",
+            &app.provider
+                .id_token_with_second_key(&claims, Some("test-key-2")),
+        )
+        .await;
+    app.provider
+        .given_userinfo(json!({"sub": "rotating"}))
+        .await;
+    browser.return_from_provider(&authorize, "rot").await;
+    assert_eq!(
+        browser.wait_for_status("").await["status"],
+        "ok",
+        "the new key was fetched"
+    );
+    assert_eq!(
+        app.provider.jwks_requests().await,
+        1,
+        "one fetch since the reset"
+    );
+
+    // Tokens naming keys that do not exist: no further fetches within the interval.
+    for n in 0..3 {
+        let browser = app.new_browser();
+        let authorize = browser.start_login("mock", "").await;
+        let claims = app
+            .provider
+            .claims("rotating", authorize.nonce.as_deref().unwrap());
+        let code = format!("bogus-{n}");
+        app.provider
+            .given_token_ok(
+                &code,
+                &app.provider
+                    .id_token_with_second_key(&claims, Some(&format!("nope-{n}"))),
+            )
+            .await;
+        browser.return_from_provider(&authorize, &code).await;
+        assert_eq!(
+            browser.wait_for_status("").await["error"]["code"],
+            "id_token_invalid"
+        );
+    }
+    assert_eq!(
+        app.provider.jwks_requests().await,
+        1,
+        "a flood of unknown kids is throttled"
+    );
+    assert_eq!(app.count(UserProfile).await, 1);
+}
+
+#[tokio::test]
+async fn an_iss_in_the_authorization_response_must_be_the_providers() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "").await;
+    let mix_up = app
+        .get_callback(
+            "mock",
+            &format!(
+                "code=x&state={}&iss=https://attacker.example",
+                authorize.state
+            ),
+        )
+        .await;
+    assert_eq!(mix_up.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(app.count(entity::prelude::AsyncOperation).await, 0);
+
+    let authorize = app.start_login("mock", "").await;
+    let good = app
+        .get_callback(
+            "mock",
+            &format!(
+                "code=x&state={}&iss={}",
+                authorize.state,
+                app.provider.issuer()
+            ),
+        )
+        .await;
+    assert_redirect_to(&good, "/auth/preloader");
+}
+
+/// The application asks for a user's provider access token; an expired one is
+/// refreshed with the stored refresh token, and the new tokens are stored encrypted.
+#[tokio::test]
+async fn provider_access_tokens_are_refreshed_when_expired() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
+    use secrecy::ExposeSecret;
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{body_string_contains, method, path},
+    };
+
+    let app = spawn_app().await;
+    let me = app.sign_in(&app.browser, "tokens").await;
+    let user_id: Uuid = me["id"].as_str().unwrap().parse().unwrap();
+    let state = worker_state(&app);
+    let account = SocialAccount::find().one(&app.db).await.unwrap().unwrap();
+    let stored = account.access_token_enc.clone().unwrap();
+    assert!(!stored.contains("mock-access-token"), "stored encrypted");
+    assert!(
+        !account
+            .refresh_token_enc
+            .clone()
+            .unwrap()
+            .contains("mock-refresh-token")
+    );
+
+    let token = worker::provider_tokens::access_token(&state, user_id, "mock")
+        .await
+        .unwrap();
+    assert_eq!(
+        token.expose_secret(),
+        "mock-access-token",
+        "still fresh: no refresh"
+    );
+
+    let mut expired = account.into_active_model();
+    expired.token_expires_at = Set(Some(chrono::Utc::now() - chrono::Duration::minutes(1)));
+    expired.update(&app.db).await.unwrap();
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains("refresh_token=mock-refresh-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "fresh-access-token", "token_type": "Bearer", "expires_in": 3600,
+        })))
+        .expect(1)
+        .mount(&app.provider.server)
+        .await;
+    let token = worker::provider_tokens::access_token(&state, user_id, "mock")
+        .await
+        .unwrap();
+    assert_eq!(token.expose_secret(), "fresh-access-token");
+    let again = worker::provider_tokens::access_token(&state, user_id, "mock")
+        .await
+        .unwrap();
+    assert_eq!(
+        again.expose_secret(),
+        "fresh-access-token",
+        "stored, not refreshed twice"
+    );
+    let missing = worker::provider_tokens::access_token(&state, user_id, "github").await;
+    assert!(matches!(
+        missing,
+        Err(worker::provider_tokens::TokenError::NotLinked(_))
+    ));
 }

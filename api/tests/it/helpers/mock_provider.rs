@@ -21,6 +21,21 @@ impl MockProvider {
     /// Starts the server with discovery and the JWKS mounted.
     pub async fn start() -> Self {
         let server = MockServer::start().await;
+        let provider = Self { server };
+        provider
+            .mount_discovery_and_jwks(include_str!("../fixtures/jwks.json"))
+            .await;
+        provider
+    }
+
+    /// Forgets every mock and publishes `jwks` instead (a key rotation).
+    pub async fn rotate_keys(&self, jwks: &str) {
+        self.server.reset().await;
+        self.mount_discovery_and_jwks(jwks).await;
+    }
+
+    async fn mount_discovery_and_jwks(&self, jwks: &str) {
+        let server = &self.server;
         let uri = server.uri();
         Mock::given(method("GET"))
             .and(path("/.well-known/openid-configuration"))
@@ -36,17 +51,15 @@ impl MockProvider {
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "scopes_supported": ["openid", "email", "profile"],
             })))
-            .mount(&server)
+            .mount(server)
             .await;
         Mock::given(method("GET"))
             .and(path("/jwks"))
             .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_raw(include_str!("../fixtures/jwks.json"), "application/json"),
+                ResponseTemplate::new(200).set_body_raw(jwks.to_owned(), "application/json"),
             )
-            .mount(&server)
+            .mount(server)
             .await;
-        Self { server }
     }
 
     /// The issuer URL (no trailing slash).
@@ -89,6 +102,31 @@ impl MockProvider {
             include_bytes!("../fixtures/rsa_other_private.pem"),
             "test-key-1",
         )
+    }
+
+    /// `claims` signed with the second fixture key, under `kid` (or none).
+    pub fn id_token_with_second_key(&self, claims: &Value, kid: Option<&str>) -> String {
+        sign_with(
+            claims,
+            include_bytes!("../fixtures/rsa_other_private.pem"),
+            kid,
+        )
+    }
+
+    /// `claims` signed with the published key but no `kid` in the header.
+    pub fn id_token_without_kid(&self, claims: &Value) -> String {
+        sign_with(claims, include_bytes!("../fixtures/rsa_private.pem"), None)
+    }
+
+    /// How many times the JWKS was fetched.
+    pub async fn jwks_requests(&self) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == "/jwks")
+            .count()
     }
 
     /// The token endpoint answers requests for `code` with tokens and `id_token`.
@@ -154,8 +192,12 @@ impl MockProvider {
 }
 
 fn sign(claims: &Value, pem: &[u8], kid: &str) -> String {
+    sign_with(claims, pem, Some(kid))
+}
+
+fn sign_with(claims: &Value, pem: &[u8], kid: Option<&str>) -> String {
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.to_owned());
+    header.kid = kid.map(str::to_owned);
     let key = EncodingKey::from_rsa_pem(pem).expect("fixture key is a valid RSA PEM");
     jsonwebtoken::encode(&header, claims, &key).expect("signing works")
 }

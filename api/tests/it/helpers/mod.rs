@@ -33,6 +33,11 @@ pub struct Options {
     pub embedded_worker: bool,
     /// Extra configuration merged last (JSON object of settings keys).
     pub overrides: Value,
+    /// The provider name the mock OpenID Provider is configured under…
+    pub mock_name: &'static str,
+    /// …and extra keys for it (`{"hd": …}`, Apple's keys, endpoint overrides);
+    /// `{mock}` in a string stands for the mock's base URL.
+    pub mock_config: Value,
 }
 
 impl Default for Options {
@@ -41,6 +46,8 @@ impl Default for Options {
             backend: Backend::Sqlite,
             embedded_worker: true,
             overrides: json!({}),
+            mock_name: "mock",
+            mock_config: json!({"kind": "oidc", "display_name": "Mock ID"}),
         }
     }
 }
@@ -101,14 +108,22 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
         "secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "operation_timeout": "30s",
         "worker": {"embedded": options.embedded_worker, "concurrency": 2},
-        "providers": {"mock": {
-            "kind": "oidc",
-            "display_name": "Mock ID",
-            "issuer": provider.issuer(),
-            "client_id": mock_provider::CLIENT_ID,
-            "client_secret": mock_provider::CLIENT_SECRET,
-        }},
+        "providers": {},
     });
+    let mut mock = json!({
+        "issuer": provider.issuer(),
+        "client_id": mock_provider::CLIENT_ID,
+        "client_secret": mock_provider::CLIENT_SECRET,
+    });
+    let mock_config = options
+        .mock_config
+        .to_string()
+        .replace("{mock}", &provider.issuer());
+    merge(
+        &mut mock,
+        serde_json::from_str(&mock_config).expect("mock_config is JSON"),
+    );
+    config["providers"][options.mock_name] = mock;
     if let Value::Object(overrides) = options.overrides {
         for (key, value) in overrides {
             merge(&mut config[key.as_str()], value);
@@ -138,7 +153,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
 }
 
 /// Deep-merges JSON objects: `extra` wins; an empty object replaces (clears) one.
-fn merge(base: &mut Value, extra: Value) {
+pub fn merge(base: &mut Value, extra: Value) {
     match (base, extra) {
         (Value::Object(base), Value::Object(extra)) if !extra.is_empty() => {
             for (k, v) in extra {
