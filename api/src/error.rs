@@ -17,11 +17,29 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("authentication required")]
     Unauthorized,
+    /// A bearer token was presented but is invalid, expired or revoked.
+    #[error("invalid token")]
+    InvalidToken,
+    /// Too many attempts; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: u64 },
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     /// The request conflicts with the current state (409).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 401 with a specific code (a bad refresh token).
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    /// Email and password do not match (the same answer for an unknown email).
+    #[error("invalid credentials")]
+    Credentials,
+    /// Already consumed (410), e.g. an operation's tokens were delivered.
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
+    /// A dependency (the job queue) is down (503).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -46,9 +64,13 @@ impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Credentials | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Gone { .. } => StatusCode::GONE,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -57,9 +79,23 @@ impl ResponseError for ApiError {
         let (code, message) = match self {
             Self::NotFound(what) => ("not_found", (*what).to_owned()),
             Self::Unauthorized => ("unauthorized", "Sign in to use this endpoint.".to_owned()),
-            Self::BadRequest { code, message } | Self::Conflict { code, message } => {
-                (*code, message.clone())
-            }
+            Self::InvalidToken => (
+                "invalid_token",
+                "The access token is invalid, expired or revoked.".to_owned(),
+            ),
+            Self::TooManyRequests { retry_after } => (
+                "too_many_requests",
+                format!("Too many attempts. Try again in {retry_after} seconds."),
+            ),
+            Self::BadRequest { code, message }
+            | Self::Conflict { code, message }
+            | Self::Gone { code, message }
+            | Self::Unavailable { code, message }
+            | Self::Unauthenticated { code, message } => (*code, message.clone()),
+            Self::Credentials => (
+                "invalid_credentials",
+                "Email or password is incorrect.".to_owned(),
+            ),
             Self::Internal(error) => {
                 tracing::error!(error = ?error, "internal error");
                 (
@@ -72,11 +108,24 @@ impl ResponseError for ApiError {
             .with_status(self.status())
             .with_header(header::CACHE_CONTROL, "no-store")
             .into_response();
-        if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Self::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            Self::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+            }
+            _ => {}
         }
         response
     }

@@ -1,16 +1,22 @@
-//! Server-side sessions: the browser (or an app, as a bearer token) holds a random
-//! token, the `session` table its SHA-256. `CurrentUser` and `MaybeUser` extract the
-//! signed-in user from the session cookie or `Authorization: Bearer`.
+//! Server-side sessions, one table for browsers and apps. A browser holds a random
+//! session token in a cookie (only its SHA-256 is stored); an app holds a short-lived
+//! JWT access token naming its session, plus a rotating refresh token (stored
+//! hashed). `CurrentUser` / `MaybeUser` extract the signed-in user from either.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use entity::{
+    refresh_token::{self, Entity as RefreshToken},
     session::{self, Entity as Session},
     user_profile::{self, Entity as UserProfile},
 };
 use poem::{FromRequest, Request, RequestBody, http::header, web::cookie::CookieJar};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::Expr,
+};
+use serde::Serialize;
 use uuid::Uuid;
 use worker::crypto;
 
@@ -18,9 +24,13 @@ use crate::{browser, error::ApiError, state::AppState};
 
 /// The session cookie: the raw token, `HttpOnly; SameSite=Lax; Path=/`.
 pub const SESSION_COOKIE: &str = "signin_session";
+/// `session.kind` of cookie sessions…
+pub const KIND_BROWSER: &str = "browser";
+/// …and of token sessions.
+pub const KIND_API: &str = "api";
 /// `last_seen_at` is written at most this often, to keep reads cheap.
 const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
-const MAX_TOKEN_LEN: usize = 256;
+const MAX_TOKEN_LEN: usize = 2048;
 
 /// The signed-in user of a request.
 #[derive(Debug, Clone)]
@@ -33,68 +43,88 @@ pub struct CurrentUser {
 #[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<CurrentUser>);
 
+/// What a request presented.
+enum Credential {
+    Bearer(String),
+    Cookie(String),
+}
+
 impl<'a> FromRequest<'a> for MaybeUser {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
         let state = req
             .data::<AppState>()
             .expect("AppState is registered with .data()");
-        let Some(token) = request_token(req) else {
-            return Ok(Self(None));
-        };
-        Ok(Self(
-            find_current_user(state, &token)
+        Ok(Self(match credential(req) {
+            None => None,
+            Some(credential) => find_current_user(state, &credential)
                 .await
                 .map_err(ApiError::from)?,
-        ))
+        }))
     }
 }
 
 impl<'a> FromRequest<'a> for CurrentUser {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
-        MaybeUser::from_request(req, body)
-            .await?
-            .0
-            .ok_or_else(|| ApiError::Unauthorized.into())
+        let presented_bearer = matches!(credential(req), Some(Credential::Bearer(_)));
+        MaybeUser::from_request(req, body).await?.0.ok_or_else(|| {
+            if presented_bearer {
+                ApiError::InvalidToken.into()
+            } else {
+                ApiError::Unauthorized.into()
+            }
+        })
     }
 }
 
-/// The session token of a request: bearer header first, then the cookie.
-fn request_token(req: &Request) -> Option<String> {
-    if let Some(value) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned())
-            .filter(|t| valid_token(t));
+/// The bearer token first, then the session cookie.
+fn credential(req: &Request) -> Option<Credential> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().unwrap_or_default();
+        let token = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        // A malformed Authorization header is a bad bearer, not "no credentials".
+        return Some(Credential::Bearer(token.unwrap_or_default().to_owned()));
     }
-    let jar = req.cookie();
-    jar.get(SESSION_COOKIE)
+    req.cookie()
+        .get(SESSION_COOKIE)
         .map(|c| c.value_str().to_owned())
-        .filter(|t| valid_token(t))
+        .filter(|t| is_plausible_token(t))
+        .map(Credential::Cookie)
 }
 
-fn valid_token(token: &str) -> bool {
+fn is_plausible_token(token: &str) -> bool {
     !token.is_empty() && token.len() <= MAX_TOKEN_LEN
 }
 
-async fn find_current_user(state: &AppState, token: &str) -> Result<Option<CurrentUser>, DbErr> {
+async fn find_current_user(
+    state: &AppState,
+    credential: &Credential,
+) -> Result<Option<CurrentUser>, DbErr> {
     let now = Utc::now();
-    let found = Session::find()
-        .filter(session::Column::TokenHash.eq(crypto::sha256_hex(token)))
+    let query = Session::find()
         .filter(session::Column::RevokedAt.is_null())
-        .filter(session::Column::ExpiresAt.gt(now))
-        .find_also_related(UserProfile)
-        .one(&state.db)
-        .await?;
-    let Some((session, Some(user))) = found else {
+        .filter(session::Column::ExpiresAt.gt(now));
+    let query = match credential {
+        Credential::Bearer(token) => {
+            let Some(claims) = state.tokens.verify(token) else {
+                return Ok(None);
+            };
+            query
+                .filter(session::Column::Id.eq(claims.sid))
+                .filter(session::Column::UserId.eq(claims.sub))
+        }
+        Credential::Cookie(token) => query
+            .filter(session::Column::TokenHash.eq(crypto::sha256_hex(token)))
+            .filter(session::Column::Kind.eq(KIND_BROWSER)),
+    };
+    let Some((session, Some(user))) = query.find_also_related(UserProfile).one(&state.db).await?
+    else {
         return Ok(None);
     };
     if now - session.last_seen_at > TOUCH_INTERVAL {
-        touch(state, session.id).await?;
+        touch(state, &session).await?;
     }
     Ok(Some(CurrentUser {
         user,
@@ -102,24 +132,31 @@ async fn find_current_user(state: &AppState, token: &str) -> Result<Option<Curre
     }))
 }
 
-/// Slides the expiry forward on use.
-async fn touch(state: &AppState, session_id: Uuid) -> Result<(), DbErr> {
+/// Records use; browser sessions also slide their expiry forward.
+async fn touch(state: &AppState, session: &session::Model) -> Result<(), DbErr> {
     let now = Utc::now();
-    Session::update_many()
-        .col_expr(session::Column::LastSeenAt, Expr::value(now))
-        .col_expr(
+    let mut update = Session::update_many().col_expr(session::Column::LastSeenAt, Expr::value(now));
+    if session.kind == KIND_BROWSER {
+        update = update.col_expr(
             session::Column::ExpiresAt,
-            Expr::value(now + lifetime(state)),
-        )
-        .filter(session::Column::Id.eq(session_id))
+            Expr::value(now + browser_lifetime(state)),
+        );
+    }
+    update
+        .filter(session::Column::Id.eq(session.id))
         .exec(&state.db)
         .await?;
     Ok(())
 }
 
-fn lifetime(state: &AppState) -> chrono::Duration {
+fn browser_lifetime(state: &AppState) -> chrono::Duration {
     chrono::Duration::from_std(state.settings.session_lifetime)
         .unwrap_or(chrono::Duration::days(14))
+}
+
+fn refresh_lifetime(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.settings.tokens.refresh_ttl)
+        .unwrap_or(chrono::Duration::days(30))
 }
 
 /// Request details recorded with a new session.
@@ -146,8 +183,37 @@ impl Client {
     }
 }
 
-/// Starts a new session with a fresh random token for `user_id`, sets the cookie,
-/// and revokes the session the browser held before (no fixation, no stale sessions).
+async fn insert_session(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: Uuid,
+    kind: &str,
+    client: Client,
+    device: Option<String>,
+    lifetime: chrono::Duration,
+) -> Result<(Uuid, String), DbErr> {
+    let token = crypto::random_token(32);
+    let now = Utc::now();
+    let id = Uuid::new_v4();
+    Session::insert(session::ActiveModel {
+        id: Set(id),
+        token_hash: Set(crypto::sha256_hex(&token)),
+        user_id: Set(user_id),
+        created_at: Set(now),
+        last_seen_at: Set(now),
+        expires_at: Set(now + lifetime),
+        revoked_at: Set(None),
+        user_agent: Set(client.user_agent),
+        ip: Set(client.ip),
+        kind: Set(kind.to_owned()),
+        device: Set(device),
+    })
+    .exec(db)
+    .await?;
+    Ok((id, token))
+}
+
+/// Starts a new browser session with a fresh random token for `user_id`, sets the
+/// cookie, and revokes the session the browser held before (no fixation).
 pub async fn start_browser_session(
     state: &AppState,
     jar: &CookieJar,
@@ -155,22 +221,16 @@ pub async fn start_browser_session(
     client: Client,
 ) -> Result<(), DbErr> {
     if let Some(old) = jar.get(SESSION_COOKIE) {
-        revoke_by_token(state, old.value_str()).await?;
+        revoke_by_cookie(state, old.value_str()).await?;
     }
-    let token = crypto::random_token(32);
-    let now = Utc::now();
-    Session::insert(session::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        token_hash: Set(crypto::sha256_hex(&token)),
-        user_id: Set(user_id),
-        created_at: Set(now),
-        last_seen_at: Set(now),
-        expires_at: Set(now + lifetime(state)),
-        revoked_at: Set(None),
-        user_agent: Set(client.user_agent),
-        ip: Set(client.ip),
-    })
-    .exec(&state.db)
+    let (_, token) = insert_session(
+        &state.db,
+        user_id,
+        KIND_BROWSER,
+        client,
+        None,
+        browser_lifetime(state),
+    )
     .await?;
     let max_age = Some(
         state
@@ -191,14 +251,14 @@ pub async fn start_browser_session(
 /// Ends the browser's session server-side and clears the cookie.
 pub async fn end_browser_session(state: &AppState, jar: &CookieJar) -> Result<(), DbErr> {
     if let Some(cookie) = jar.get(SESSION_COOKIE) {
-        revoke_by_token(state, cookie.value_str()).await?;
+        revoke_by_cookie(state, cookie.value_str()).await?;
     }
     browser::expire(jar, SESSION_COOKIE, "/", &state.settings);
     Ok(())
 }
 
-async fn revoke_by_token(state: &AppState, token: &str) -> Result<(), DbErr> {
-    if !valid_token(token) {
+async fn revoke_by_cookie(state: &AppState, token: &str) -> Result<(), DbErr> {
+    if !is_plausible_token(token) {
         return Ok(());
     }
     Session::update_many()
@@ -208,4 +268,179 @@ async fn revoke_by_token(state: &AppState, token: &str) -> Result<(), DbErr> {
         .exec(&state.db)
         .await?;
     Ok(())
+}
+
+/// What an app receives when it signs in or refreshes.
+#[derive(Debug, Clone, Serialize, poem_openapi::Object)]
+pub struct TokenPair {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Opaque; exchange it at `POST /api/auth/refresh` before `refresh_expires_in`.
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+    /// The server-side session these tokens belong to.
+    pub session_id: Uuid,
+}
+
+/// Starts an API session for `user_id` and issues its first tokens.
+pub async fn start_api_session(
+    state: &AppState,
+    user_id: Uuid,
+    client: Client,
+    device: Option<String>,
+) -> Result<TokenPair, DbErr> {
+    let txn = state.db.begin().await?;
+    let (session_id, _) = insert_session(
+        &txn,
+        user_id,
+        KIND_API,
+        client,
+        device,
+        refresh_lifetime(state),
+    )
+    .await?;
+    let refresh = insert_refresh_token(&txn, session_id, refresh_lifetime(state)).await?;
+    txn.commit().await?;
+    Ok(token_pair(state, user_id, session_id, refresh))
+}
+
+async fn insert_refresh_token(
+    db: &impl sea_orm::ConnectionTrait,
+    session_id: Uuid,
+    lifetime: chrono::Duration,
+) -> Result<String, DbErr> {
+    let token = crypto::random_token(32);
+    let now = Utc::now();
+    RefreshToken::insert(refresh_token::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        session_id: Set(session_id),
+        token_hash: Set(crypto::sha256_hex(&token)),
+        created_at: Set(now),
+        expires_at: Set(now + lifetime),
+        used_at: Set(None),
+    })
+    .exec(db)
+    .await?;
+    Ok(token)
+}
+
+fn token_pair(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    refresh_token: String,
+) -> TokenPair {
+    let (access_token, expires_in) = state.tokens.issue(user_id, session_id);
+    TokenPair {
+        access_token,
+        token_type: "Bearer".to_owned(),
+        expires_in,
+        refresh_token,
+        refresh_expires_in: refresh_lifetime(state).num_seconds(),
+        session_id,
+    }
+}
+
+/// Why a refresh failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshError {
+    /// Unknown, expired, or its session has ended.
+    Invalid,
+    /// Already used once: it leaked; the whole session is now revoked.
+    Reused,
+}
+
+/// Exchanges a refresh token for new tokens (rotation). Presenting a token that was
+/// already exchanged revokes the session, so a stolen token stops working for both.
+pub async fn refresh_api_session(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<TokenPair, RefreshError>, DbErr> {
+    if !is_plausible_token(token) {
+        return Ok(Err(RefreshError::Invalid));
+    }
+    let now = Utc::now();
+    let Some((stored, Some(session))) = RefreshToken::find()
+        .filter(refresh_token::Column::TokenHash.eq(crypto::sha256_hex(token)))
+        .find_also_related(Session)
+        .one(&state.db)
+        .await?
+    else {
+        return Ok(Err(RefreshError::Invalid));
+    };
+    if session.revoked_at.is_some() || session.expires_at <= now || stored.expires_at <= now {
+        return Ok(Err(RefreshError::Invalid));
+    }
+    let txn = state.db.begin().await?;
+    // Only one exchange may win: a concurrent or later one sees `used_at` set.
+    let claimed = RefreshToken::update_many()
+        .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+        .filter(refresh_token::Column::Id.eq(stored.id))
+        .filter(refresh_token::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        txn.rollback().await?;
+        revoke_session(state, session.user_id, session.id).await?;
+        tracing::warn!(session.id = %session.id, user.id = %session.user_id, "refresh token reused: session revoked");
+        return Ok(Err(RefreshError::Reused));
+    }
+    let next = insert_refresh_token(&txn, session.id, refresh_lifetime(state)).await?;
+    Session::update_many()
+        .col_expr(session::Column::LastSeenAt, Expr::value(now))
+        .col_expr(
+            session::Column::ExpiresAt,
+            Expr::value(now + refresh_lifetime(state)),
+        )
+        .filter(session::Column::Id.eq(session.id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(Ok(token_pair(state, session.user_id, session.id, next)))
+}
+
+/// Revokes one of `user_id`'s sessions; false if there was no such active session.
+pub async fn revoke_session(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> Result<bool, DbErr> {
+    let result = Session::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(&state.db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Revokes every session of `user_id`; returns how many.
+pub async fn revoke_all_sessions(state: &AppState, user_id: Uuid) -> Result<u64, DbErr> {
+    let result = Session::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(&state.db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// The user's active sessions, newest first.
+pub async fn active_sessions(
+    state: &AppState,
+    user_id: Uuid,
+) -> Result<Vec<session::Model>, DbErr> {
+    use sea_orm::QueryOrder;
+    Session::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(Utc::now()))
+        .order_by_desc(session::Column::LastSeenAt)
+        .all(&state.db)
+        .await
 }

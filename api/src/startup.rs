@@ -7,7 +7,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use futures::FutureExt;
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Route, Server, delete, get,
+    Endpoint, EndpointExt, IntoResponse, Route, Server, get,
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::CookieJarManager,
     post,
@@ -26,8 +26,11 @@ use worker::{
 use crate::{
     assets,
     demo_provider::{self, DemoProvider},
+    limits::Limits,
+    openapi,
     routes::{self, auth},
     state::AppState,
+    tokens::TokenIssuer,
 };
 
 /// Largest request body any route accepts.
@@ -77,6 +80,8 @@ impl Application {
         let jobs = JobQueue::new(&db, settings.worker.concurrency);
         let state = AppState {
             db: db.conn.clone(),
+            tokens: TokenIssuer::new(&settings, &keys),
+            limits: Arc::new(Limits::new(&settings.limits)),
             settings,
             providers,
             jobs,
@@ -129,33 +134,92 @@ impl Application {
 
 /// The route tree with its middleware.
 pub fn routes(state: AppState) -> impl Endpoint {
+    let api = openapi::service(state.settings.public_base());
     let mut app = Route::new()
         .at("/", get(routes::index::index))
-        .at("/api/providers", get(routes::providers::providers))
-        .at("/api/me", get(routes::me::me).patch(routes::me::update_me))
-        .at(
-            "/api/me/providers/:provider",
-            delete(routes::me_providers::unlink),
-        )
+        .at("/api/openapi.json", api.spec_endpoint())
+        .nest("/api/docs", api.swagger_ui())
         .at("/auth/:provider/login", get(auth::login::login))
         .at(
             "/auth/:provider/callback",
             get(auth::callback::callback).post(auth::callback::callback_post),
         )
         .at("/auth/preloader", get(auth::preloader::preloader))
-        .at("/auth/status", get(auth::status::status))
         .at("/auth/success", get(auth::success::success))
         .at("/auth/error", get(auth::error::error))
         .at("/auth/logout", post(auth::logout::logout))
-        .nest("/static", assets::endpoint());
+        .nest("/static", assets::endpoint())
+        // The JSON API keeps full paths (`/api/...`, `/auth/status`).
+        .nest_no_strip("/api", api)
+        .at(
+            "/auth/status",
+            openapi::service(state.settings.public_base()),
+        );
     if state.demo.is_some() {
         app = app.nest("/demo-provider", demo_provider::routes());
     }
     let cookie_key = CookieKey::derive_from(&state.keys.cookie);
     app.with(CookieJarManager::with_key(cookie_key))
+        .around(json_errors)
         .around(limit_body)
         .around(log_request)
         .data(state)
+}
+
+/// JSON routes answer every error in one shape, `{"error":{"code","message"}}`,
+/// including the ones poem and poem-openapi produce themselves (a body that does
+/// not parse, an unknown path, a wrong method), and are never cached.
+async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<poem::Response> {
+    let is_json_route = req.uri().path().starts_with("/api/") || req.uri().path() == "/auth/status";
+    let response = match next.call(req).await {
+        Ok(response) => response.into_response(),
+        Err(error) => error.into_response(),
+    };
+    if !is_json_route {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    parts.headers.insert(
+        poem::http::header::CACHE_CONTROL,
+        poem::http::HeaderValue::from_static("no-store"),
+    );
+    let is_json = parts
+        .headers
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if parts.status.is_success() || parts.status.is_redirection() || is_json {
+        return Ok(poem::Response::from_parts(parts, body));
+    }
+    let text = body.into_string().await.unwrap_or_default();
+    let code = match parts.status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        _ => "error",
+    };
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_owned()
+    } else {
+        text
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    parts.headers.insert(
+        poem::http::header::CONTENT_TYPE,
+        poem::http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    parts.headers.remove(poem::http::header::CONTENT_LENGTH);
+    Ok(poem::Response::from_parts(
+        parts,
+        poem::Body::from_json(body).unwrap_or_default(),
+    ))
 }
 
 /// Refuses bodies over [`MAX_BODY`] with 413, whether or not they declare a length.

@@ -8,7 +8,7 @@ use worker::{
     providers::ProviderRegistry,
 };
 
-use crate::demo_provider::DemoProvider;
+use crate::{demo_provider::DemoProvider, limits::Limits, tokens::TokenIssuer};
 
 /// Shared, cheaply cloned application state.
 #[derive(Clone, Debug)]
@@ -22,4 +22,8 @@ pub struct AppState {
     pub events: OperationEvents,
     /// The built-in authorization server, when it is on.
     pub demo: Option<Arc<DemoProvider>>,
+    /// Signs and verifies API access tokens.
+    pub tokens: TokenIssuer,
+    /// Per-IP and per-account request budgets.
+    pub limits: Arc<Limits>,
 }

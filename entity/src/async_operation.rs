@@ -40,8 +40,11 @@ pub struct Model {
     pub error_code: Option<String>,
     /// A sentence for the person, once `error`.
     pub error_message: Option<String>,
-    /// SHA-256 (hex) of the browser key that may poll and redeem this operation.
+    /// SHA-256 (hex) of the browser key (or, for `native`, the poll secret) that may
+    /// poll and redeem this operation.
     pub redeemer_hash: String,
+    /// `browser` (callback route) or `native` (token exchange by an app).
+    pub kind: String,
     /// Validated same-site path to land on after success.
     pub next_path: Option<String>,
     /// For an explicit "link another provider": the signed-in user to link to.

@@ -3,6 +3,7 @@
 
 pub mod async_operation;
 pub mod prelude;
+pub mod refresh_token;
 pub mod session;
 pub mod social_account;
 pub mod user_profile;

@@ -18,10 +18,16 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// `browser` (cookie) or `api` (bearer and refresh tokens).
+    pub kind: String,
+    /// A device label the app sent, if any.
+    pub device: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    #[sea_orm(has_many = "super::refresh_token::Entity")]
+    RefreshToken,
     #[sea_orm(
         belongs_to = "super::user_profile::Entity",
         from = "Column::UserId",
@@ -34,6 +40,12 @@ pub enum Relation {
 impl Related<super::user_profile::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::UserProfile.def()
+    }
+}
+
+impl Related<super::refresh_token::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::RefreshToken.def()
     }
 }
 

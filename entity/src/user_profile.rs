@@ -20,6 +20,9 @@ pub struct Model {
     /// Comma-separated profile fields the user set locally; sign-ins leave them be.
     #[serde(skip)]
     pub locked_fields: String,
+    /// Argon2id PHC string, for users who set a password.
+    #[serde(skip)]
+    pub password_hash: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -8,6 +8,7 @@ mod m20250101_000002_create_social_account;
 mod m20250101_000003_create_async_operation;
 mod m20250101_000004_create_session;
 mod m20250201_000005_add_linking_and_local_profile;
+mod m20250301_000006_add_passwords_and_api_sessions;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000003_create_async_operation::Migration),
             Box::new(m20250101_000004_create_session::Migration),
             Box::new(m20250201_000005_add_linking_and_local_profile::Migration),
+            Box::new(m20250301_000006_add_passwords_and_api_sessions::Migration),
         ]
     }
 }

@@ -220,6 +220,7 @@ async fn create_user(txn: &DatabaseTransaction, profile: &Profile) -> Result<Uui
         display_name: Set(profile.display_name.clone()),
         avatar_url: Set(profile.avatar_url.clone()),
         locked_fields: Set(String::new()),
+        password_hash: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -327,9 +328,9 @@ pub async fn unlink(
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         user = user.lock_exclusive();
     }
-    if user.one(&txn).await?.is_none() {
+    let Some(user) = user.one(&txn).await? else {
         return Ok(Unlinked::NotLinked);
-    }
+    };
     let Some(account) = find_account_of_user(&txn, user_id, provider).await? else {
         return Ok(Unlinked::NotLinked);
     };
@@ -337,7 +338,8 @@ pub async fn unlink(
         .filter(social_account::Column::UserId.eq(user_id))
         .count(&txn)
         .await?;
-    if methods <= 1 {
+    // A password is a way to sign in too.
+    if methods + u64::from(user.password_hash.is_some()) <= 1 {
         return Ok(Unlinked::LastMethod);
     }
     SocialAccount::delete_by_id(account.id).exec(&txn).await?;
@@ -396,4 +398,112 @@ pub async fn edit_profile(
     active.locked_fields = Set(locked.join(","));
     active.updated_at = Set(Utc::now());
     Ok(Some(active.update(db).await?))
+}
+
+/// A new password account, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    Created(user_profile::Model),
+    /// Some user already has this email (sign in with that provider and set a
+    /// password from the account instead).
+    EmailInUse,
+}
+
+/// Creates a password user. The email is not verified by registration, so social
+/// sign-ins never link to this user through it.
+pub async fn register_password_user(
+    db: &DatabaseConnection,
+    email: &str,
+    password_hash: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+) -> Result<Registered, DbErr> {
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    let email = email.trim().to_lowercase();
+    if UserProfile::find()
+        .filter(user_profile::Column::Email.eq(email.as_str()))
+        .one(&txn)
+        .await?
+        .is_some()
+    {
+        return Ok(Registered::EmailInUse);
+    }
+    let now = Utc::now();
+    let display_name = match (&first_name, &last_name) {
+        (Some(f), Some(l)) => Some(format!("{f} {l}")),
+        (Some(f), None) => Some(f.clone()),
+        _ => None,
+    };
+    let user = user_profile::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        email: Set(Some(email)),
+        email_verified: Set(false),
+        first_name: Set(first_name),
+        last_name: Set(last_name),
+        display_name: Set(display_name),
+        avatar_url: Set(None),
+        locked_fields: Set(String::new()),
+        password_hash: Set(Some(password_hash)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(Registered::Created(user))
+}
+
+/// The user who signs in with a password as `email`, if any.
+pub async fn find_password_user(
+    db: &DatabaseConnection,
+    email: &str,
+) -> Result<Option<user_profile::Model>, DbErr> {
+    UserProfile::find()
+        .filter(user_profile::Column::Email.eq(email.trim().to_lowercase()))
+        .filter(user_profile::Column::PasswordHash.is_not_null())
+        .one(db)
+        .await
+}
+
+/// Sets (or replaces) the user's password hash.
+pub async fn set_password(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    password_hash: String,
+) -> Result<(), DbErr> {
+    UserProfile::update_many()
+        .col_expr(
+            user_profile::Column::PasswordHash,
+            sea_orm::sea_query::Expr::value(password_hash),
+        )
+        .col_expr(
+            user_profile::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(user_profile::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A cheap sanity check of an email address (one `@`, a dotted domain, no spaces or
+/// control characters, at most 254 bytes). Real verification is the provider's job.
+pub fn is_plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.contains('@')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
 }

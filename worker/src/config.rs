@@ -48,9 +48,59 @@ pub struct Settings {
     /// Refuse sign-ins whose provider gives no email (`email_required`). Default false.
     #[serde(default)]
     pub require_email: bool,
+    /// Access and refresh tokens of the JSON API.
+    #[serde(default)]
+    pub tokens: TokenSettings,
+    /// Abuse limits.
+    #[serde(default)]
+    pub limits: LimitSettings,
     /// How long a browser session lasts without use. Default `14d`.
     #[serde(default = "default_session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
+}
+
+/// `tokens.*` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// JWT signing algorithm for access tokens: `HS256`, `HS384` or `HS512` (keyed from
+    /// `secret_key`). Default `HS256`.
+    pub algorithm: String,
+    /// Access-token lifetime. Default `15m`.
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// Refresh-token lifetime (each refresh issues a new one). Default `30d`.
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: "HS256".to_owned(),
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// `limits.*` keys: per-client request budgets answered with 429 and `Retry-After`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Password sign-in attempts per IP address per minute. Default 20.
+    pub login_per_ip_per_minute: u32,
+    /// Password sign-in attempts per account per hour. Default 20.
+    pub login_per_account_per_hour: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            login_per_ip_per_minute: 20,
+            login_per_account_per_hour: 20,
+        }
+    }
 }
 
 /// `worker.*` keys.
@@ -161,6 +211,13 @@ pub struct ProviderSettings {
     /// `oauth2`: JSON pointers into the userinfo document.
     #[serde(default)]
     pub claims: ClaimPointers,
+    /// Native apps: other client ids (iOS, Android) whose ID tokens are accepted by
+    /// `POST /api/auth/{provider}/token`.
+    #[serde(default)]
+    pub native_client_ids: Vec<String>,
+    /// Native apps: redirect URIs an app may have used for the code it exchanges.
+    #[serde(default)]
+    pub native_redirect_uris: Vec<String>,
 }
 
 /// Where the generic `oauth2` kind finds each profile field in the userinfo JSON
@@ -240,6 +297,20 @@ impl Settings {
             .any(|k| k.expose_secret().len() < 32)
         {
             bail!("previous_secret_keys: every key must be at least 32 characters");
+        }
+        if !matches!(self.tokens.algorithm.as_str(), "HS256" | "HS384" | "HS512") {
+            bail!("tokens.algorithm: must be HS256, HS384 or HS512");
+        }
+        if self.tokens.access_ttl < Duration::from_secs(30)
+            || self.tokens.access_ttl > Duration::from_secs(24 * 3600)
+        {
+            bail!("tokens.access_ttl: must be between 30s and 24h");
+        }
+        if self.tokens.refresh_ttl < self.tokens.access_ttl {
+            bail!("tokens.refresh_ttl: must be at least tokens.access_ttl");
+        }
+        if self.limits.login_per_ip_per_minute == 0 || self.limits.login_per_account_per_hour == 0 {
+            bail!("limits: login limits must be at least 1");
         }
         if self.worker.concurrency == 0 || self.worker.concurrency > 1024 {
             bail!("worker.concurrency: must be between 1 and 1024");

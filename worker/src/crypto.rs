@@ -29,6 +29,8 @@ pub struct Keys {
     pub previous_tokens: Vec<Sealer>,
     /// Seals the demo provider's codes and access tokens.
     pub demo: Sealer,
+    /// Signs the JSON API's access tokens (HMAC).
+    pub access_tokens: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -46,6 +48,7 @@ impl Keys {
             tokens: Sealer::new(derive_key(secret, "social-signin provider tokens v1")),
             previous_tokens: Vec::new(),
             demo: Sealer::new(derive_key(secret, "social-signin demo provider v1")),
+            access_tokens: derive_key(secret, "social-signin access tokens v1"),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod db;
 pub mod jobs;
 pub mod operations;
+pub mod passwords;
 pub mod provider_tokens;
 pub mod providers;
 pub mod shutdown;

@@ -40,25 +40,40 @@ impl OperationEvents {
     }
 }
 
-/// Records a new pending operation bound to the browser whose key hashes to `redeemer_hash`.
+/// Operations started by a browser's callback.
+pub const KIND_BROWSER: &str = "browser";
+/// Operations started by an app's token exchange (`POST /api/auth/{provider}/token`).
+pub const KIND_NATIVE: &str = "native";
+
+/// What a new operation is bound to.
+#[derive(Debug, Clone)]
+pub struct NewOperation<'a> {
+    /// [`KIND_BROWSER`] or [`KIND_NATIVE`].
+    pub kind: &'static str,
+    pub provider: &'a str,
+    /// SHA-256 of the browser key or poll secret that may poll and redeem it.
+    pub redeemer_hash: &'a str,
+    pub next_path: Option<String>,
+    pub link_user_id: Option<Uuid>,
+}
+
+/// Records a new pending operation.
 pub async fn create_pending(
     db: &impl ConnectionTrait,
-    provider: &str,
-    redeemer_hash: &str,
-    next_path: Option<String>,
-    link_user_id: Option<Uuid>,
+    new: NewOperation<'_>,
 ) -> Result<Model, DbErr> {
     let now = Utc::now();
     let model = async_operation::ActiveModel {
         id: Set(Uuid::new_v4()),
         status: Set(OperationStatus::Pending),
-        provider: Set(provider.to_owned()),
+        provider: Set(new.provider.to_owned()),
         user_id: Set(None),
         error_code: Set(None),
         error_message: Set(None),
-        redeemer_hash: Set(redeemer_hash.to_owned()),
-        next_path: Set(next_path),
-        link_user_id: Set(link_user_id),
+        redeemer_hash: Set(new.redeemer_hash.to_owned()),
+        kind: Set(new.kind.to_owned()),
+        next_path: Set(new.next_path),
+        link_user_id: Set(new.link_user_id),
         redeemed_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),

@@ -113,7 +113,7 @@ pub async fn authorize_submit(
     let email = form.email.trim().to_lowercase();
     let problem = if name.is_empty() || name.chars().count() > 100 {
         Some("Enter a name of 1 to 100 characters.")
-    } else if !is_plausible_email(&email) {
+    } else if !worker::accounts::is_plausible_email(&email) {
         Some("Enter an email address like ada@example.com.")
     } else {
         None
@@ -167,20 +167,6 @@ fn redirect_back(request: &AuthorizeRequest, params: &[(&str, &str)]) -> Respons
     Redirect::see_other(url.as_str())
         .with_header(header::REFERRER_POLICY, "no-referrer")
         .into_response()
-}
-
-fn is_plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    email.len() <= 254
-        && !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
 }
 
 fn form_page(

@@ -1,22 +1,21 @@
-//! `GET /api/me`: the signed-in user, by session cookie or bearer token;
-//! `PATCH /api/me`: the user sets their own names, which sign-ins then leave alone.
+//! `/api/me`: the signed-in user (`GET`), their own names (`PATCH`), their password
+//! (`PUT /api/me/password`) and their linked providers (`DELETE
+//! /api/me/providers/{name}`). By session cookie or bearer token.
 
 use entity::social_account::{self, Entity as SocialAccount};
-use poem::{
-    IntoResponse, Response, handler,
-    http::header,
-    web::{Data, Json},
-};
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, param::Path, payload::Json, types::MaybeUndefined};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Serialize;
 use uuid::Uuid;
+use worker::{
+    accounts::{self, ProfileEdit, Unlinked},
+    passwords,
+};
 
-use worker::accounts::{self, ProfileEdit};
-
-use crate::{error::ApiError, session::CurrentUser, state::AppState};
+use crate::{error::ApiError, openapi::NoContent, session::CurrentUser, state::AppState};
 
 /// The user as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Object)]
 pub struct Me {
     pub id: Uuid,
     pub email: Option<String>,
@@ -27,63 +26,158 @@ pub struct Me {
     pub avatar_url: Option<String>,
     /// Names of the linked providers.
     pub providers: Vec<String>,
+    /// Whether the user can sign in with a password.
+    pub has_password: bool,
 }
 
-/// `GET /api/me` — 200 the user; 401 JSON without a valid session.
-#[handler]
-pub async fn me(Data(state): Data<&AppState>, current: CurrentUser) -> Result<Response, ApiError> {
-    me_response(state, current.user).await
+/// Names the user sets (at most 100 characters each); `null` clears a field.
+/// Absent fields stay as they are.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    pub first_name: MaybeUndefined<String>,
+    pub last_name: MaybeUndefined<String>,
+    pub display_name: MaybeUndefined<String>,
 }
 
-/// `PATCH /api/me` with `{"first_name"?, "last_name"?, "display_name"?}` (a string,
-/// or null to clear) — 200 the updated user; 400 for anything else.
-#[handler]
-pub async fn update_me(
-    Data(state): Data<&AppState>,
-    current: CurrentUser,
-    body: String,
-) -> Result<Response, ApiError> {
-    let edit = parse_edit(&body)?;
-    let user = accounts::edit_profile(&state.db, current.user.id, edit)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    me_response(state, user).await
+/// A new password; `current_password` is required when one is set already.
+#[derive(Debug, Object)]
+pub struct PasswordChange {
+    #[oai(validator(max_length = 256))]
+    pub password: String,
+    #[oai(validator(max_length = 256))]
+    pub current_password: Option<String>,
 }
 
-fn parse_edit(body: &str) -> Result<ProfileEdit, ApiError> {
-    let invalid = |message: &str| ApiError::bad_request("invalid_profile", message.to_owned());
-    let json: serde_json::Value =
-        serde_json::from_str(body).map_err(|_| invalid("The body must be a JSON object."))?;
-    let object = json
-        .as_object()
-        .ok_or_else(|| invalid("The body must be a JSON object."))?;
-    let mut edit = ProfileEdit::default();
-    for (key, value) in object {
-        let value = match value {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) if s.trim().chars().count() <= 100 => {
-                Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+/// The signed-in user's account.
+pub struct MeApi;
+
+#[OpenApi]
+impl MeApi {
+    /// The signed-in user.
+    #[oai(path = "/api/me", method = "get", tag = "crate::routes::Tag::Account")]
+    async fn me(
+        &self,
+        Data(state): Data<&AppState>,
+        current: CurrentUser,
+    ) -> Result<Json<Me>, ApiError> {
+        me_json(state, current.user).await
+    }
+
+    /// Sets names locally; later sign-ins leave them alone.
+    #[oai(
+        path = "/api/me",
+        method = "patch",
+        tag = "crate::routes::Tag::Account"
+    )]
+    async fn update_me(
+        &self,
+        Data(state): Data<&AppState>,
+        current: CurrentUser,
+        body: Json<ProfileUpdate>,
+    ) -> Result<Json<Me>, ApiError> {
+        let body = body.0;
+        for (name, value) in [
+            ("first_name", &body.first_name),
+            ("last_name", &body.last_name),
+            ("display_name", &body.display_name),
+        ] {
+            if value.value().is_some_and(|v| v.chars().count() > 100) {
+                return Err(ApiError::bad_request(
+                    "invalid_profile",
+                    format!("`{name}` must be at most 100 characters."),
+                ));
             }
-            _ => {
-                return Err(invalid(&format!(
-                    "`{key}` must be a string of at most 100 characters, or null."
-                )));
-            }
+        }
+        // Undefined: leave as is; null: clear; a string: set.
+        let clean = |v: MaybeUndefined<String>| match v {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(s) => Some(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
         };
-        match key.as_str() {
-            "first_name" => edit.first_name = Some(value),
-            "last_name" => edit.last_name = Some(value),
-            "display_name" => edit.display_name = Some(value),
-            other => return Err(invalid(&format!("`{other}` cannot be changed here."))),
+        let edit = ProfileEdit {
+            first_name: clean(body.first_name),
+            last_name: clean(body.last_name),
+            display_name: clean(body.display_name),
+        };
+        let user = accounts::edit_profile(&state.db, current.user.id, edit)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        me_json(state, user).await
+    }
+
+    /// Sets or changes the password (a social user may add one).
+    #[oai(
+        path = "/api/me/password",
+        method = "put",
+        tag = "crate::routes::Tag::Account"
+    )]
+    async fn set_password(
+        &self,
+        Data(state): Data<&AppState>,
+        current: CurrentUser,
+        body: Json<PasswordChange>,
+    ) -> Result<NoContent, ApiError> {
+        let user = &current.user;
+        if let Some(existing) = &user.password_hash {
+            let given = body.0.current_password.clone().unwrap_or_default();
+            let existing = existing.clone();
+            if !tokio::task::spawn_blocking(move || passwords::verify(&given, &existing))
+                .await
+                .unwrap_or(false)
+            {
+                return Err(ApiError::Credentials);
+            }
+        }
+        let context: Vec<&str> = [
+            user.email.as_deref(),
+            user.first_name.as_deref(),
+            user.last_name.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        passwords::check_policy(&body.0.password, &context)
+            .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
+        let password = body.0.password;
+        let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        accounts::set_password(&state.db, user.id, hash).await?;
+        tracing::info!(user.id = %user.id, "password set");
+        Ok(NoContent::Done)
+    }
+
+    /// Unlinks a provider, unless it is the last way to sign in (409).
+    #[oai(
+        path = "/api/me/providers/:provider",
+        method = "delete",
+        tag = "crate::routes::Tag::Account"
+    )]
+    async fn unlink(
+        &self,
+        Data(state): Data<&AppState>,
+        provider: Path<String>,
+        current: CurrentUser,
+    ) -> Result<NoContent, ApiError> {
+        match accounts::unlink(&state.db, current.user.id, &provider.0).await? {
+            Unlinked::Removed => {
+                tracing::info!(user.id = %current.user.id, provider = %provider.0, "provider unlinked");
+                Ok(NoContent::Done)
+            }
+            Unlinked::NotLinked => Err(ApiError::NotFound("No account at that provider is linked.")),
+            Unlinked::LastMethod => Err(ApiError::Conflict {
+                code: "last_sign_in_method",
+                message: "This is your only way to sign in; link another provider or set a password first.".to_owned(),
+            }),
         }
     }
-    Ok(edit)
 }
 
-async fn me_response(
+async fn me_json(
     state: &AppState,
     user: entity::user_profile::Model,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Me>, ApiError> {
     let providers: Vec<String> = SocialAccount::find()
         .select_only()
         .column(social_account::Column::Provider)
@@ -101,7 +195,6 @@ async fn me_response(
         display_name: user.display_name,
         avatar_url: user.avatar_url,
         providers,
-    })
-    .with_header(header::CACHE_CONTROL, "no-store")
-    .into_response())
+        has_password: user.password_hash.is_some(),
+    }))
 }

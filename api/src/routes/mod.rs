@@ -1,10 +1,27 @@
 //! Route handlers, one file per route, named after its last path segment.
 
 pub mod auth;
+pub mod auth_api;
 pub mod index;
 pub mod me;
-pub mod me_providers;
+pub mod operations;
 pub mod providers;
+pub mod sessions;
+
+/// Groups of operations in the OpenAPI document.
+#[derive(poem_openapi::Tags)]
+pub enum Tag {
+    /// Password and token sign-in, refresh, logout, native social sign-in.
+    Auth,
+    /// The signed-in user.
+    Account,
+    /// Sessions across devices.
+    Sessions,
+    /// Configured providers.
+    Providers,
+    /// The browser sign-in flow's JSON endpoint.
+    Browser,
+}
 
 use std::collections::HashMap;
 

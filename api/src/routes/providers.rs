@@ -1,33 +1,41 @@
 //! `GET /api/providers`: the configured providers for custom sign-in buttons.
 
-use poem::{
-    handler,
-    web::{Data, Json},
-};
-use serde::Serialize;
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, payload::Json};
 
 use crate::state::AppState;
 
 /// One provider button.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Object)]
 pub struct ProviderInfo {
     pub name: String,
     pub display_name: String,
+    /// Where a browser starts signing in.
     pub login_url: String,
 }
 
-/// `GET /api/providers` — 200 `[{"name","display_name","login_url"}]`.
-#[handler]
-pub async fn providers(Data(state): Data<&AppState>) -> Json<Vec<ProviderInfo>> {
-    Json(
-        state
-            .providers
-            .iter()
-            .map(|p| ProviderInfo {
-                name: p.name.clone(),
-                display_name: p.display_name.clone(),
-                login_url: format!("/auth/{}/login", p.name),
-            })
-            .collect(),
-    )
+/// Provider discovery.
+pub struct ProvidersApi;
+
+#[OpenApi]
+impl ProvidersApi {
+    /// The configured sign-in providers.
+    #[oai(
+        path = "/api/providers",
+        method = "get",
+        tag = "crate::routes::Tag::Providers"
+    )]
+    async fn providers(&self, Data(state): Data<&AppState>) -> Json<Vec<ProviderInfo>> {
+        Json(
+            state
+                .providers
+                .iter()
+                .map(|p| ProviderInfo {
+                    name: p.name.clone(),
+                    display_name: p.display_name.clone(),
+                    login_url: format!("/auth/{}/login", p.name),
+                })
+                .collect(),
+        )
+    }
 }

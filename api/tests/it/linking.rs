@@ -227,7 +227,7 @@ async fn names_the_user_set_locally_survive_the_next_sign_in() {
 
     for bad in [
         json!({"email": "x@example.com"}),
-        json!({"first_name": 5}),
+        json!({"first_name": {"nested": true}}),
         json!({"first_name": "x".repeat(101)}),
         json!([1]),
     ] {

@@ -1,6 +1,7 @@
 //! Integration tests: the real app on a random port, driven over HTTP with cookie
 //! jars, against a mock OpenID Provider served over real HTTP. One binary.
 
+mod api_auth;
 mod bad_input;
 mod callback;
 mod demo;

@@ -198,6 +198,8 @@ async fn repeated_and_concurrent_runs_make_one_user_and_one_link(backend: Backen
         pkce_verifier: "v".repeat(43),
         nonce: authorize.nonce.clone(),
         form_user: None,
+        redirect_uri: None,
+        id_token: None,
     };
     let state = worker_state(&app);
     let (a, b) = tokio::join!(
@@ -232,6 +234,8 @@ async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
         pkce_verifier: "v".repeat(43),
         nonce: None,
         form_user: None,
+        redirect_uri: None,
+        id_token: None,
     };
     let error = worker::jobs::sign_in::run(&job, &worker_state(&app))
         .await

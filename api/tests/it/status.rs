@@ -126,9 +126,18 @@ async fn an_operation_no_job_finished_times_out() {
 async fn the_sweeper_ends_operations_whose_job_never_ran() {
     let app = spawn_app().await;
     // An operation with no job behind it, older than operation_timeout.
-    let operation = worker::operations::create_pending(&app.db, "mock", "nobody", None, None)
-        .await
-        .unwrap();
+    let operation = worker::operations::create_pending(
+        &app.db,
+        worker::operations::NewOperation {
+            kind: worker::operations::KIND_BROWSER,
+            provider: "mock",
+            redeemer_hash: "nobody",
+            next_path: None,
+            link_user_id: None,
+        },
+    )
+    .await
+    .unwrap();
     let mut aged = operation.clone().into_active_model();
     aged.created_at = Set(Utc::now() - Duration::seconds(31));
     aged.update(&app.db).await.unwrap();

@@ -31,6 +31,12 @@ pub struct SignInJob {
     /// Apple's `user` form field (JSON with the name), sent on the first sign-in only.
     #[serde(default)]
     pub form_user: Option<String>,
+    /// Native apps: the redirect URI the app used to get `code`.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// Native apps: an ID token from the provider's SDK, instead of a code.
+    #[serde(default)]
+    pub id_token: Option<String>,
 }
 
 impl std::fmt::Debug for SignInJob {
@@ -186,30 +192,52 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
     let operation_deadline = Instant::now() + timeout.saturating_sub(age);
     let code_deadline = Instant::now() + MAX_CODE_AGE.saturating_sub(age);
 
-    let tokens = with_retries(
-        code_deadline.min(operation_deadline),
-        false,
-        "token",
-        || provider.exchange_code(&job.code, &job.pkce_verifier),
-    )
-    .await?;
-    let from_id_token = if provider.is_oidc() {
-        Some(
-            provider
-                .verify_id_token(tokens.id_token.as_ref(), job.nonce.as_deref())
-                .await?,
-        )
-    } else {
-        None
+    let (tokens, profile) = match (&job.id_token, &job.nonce) {
+        // A native SDK's ID token: validating it is the whole provider step.
+        (Some(id_token), Some(nonce)) => (
+            None,
+            provider.verify_native_id_token(id_token, nonce).await?,
+        ),
+        (Some(_), None) => {
+            return Err(ProviderError::InvalidIdToken("no nonce was sent".into()).into());
+        }
+        (None, _) => {
+            let tokens = with_retries(
+                code_deadline.min(operation_deadline),
+                false,
+                "token",
+                || {
+                    provider.exchange_code(
+                        &job.code,
+                        &job.pkce_verifier,
+                        job.redirect_uri.as_deref(),
+                    )
+                },
+            )
+            .await?;
+            let from_id_token = if provider.is_oidc() {
+                Some(
+                    provider
+                        .verify_id_token(tokens.id_token.as_ref(), job.nonce.as_deref())
+                        .await?,
+                )
+            } else {
+                None
+            };
+            let profile = with_retries(operation_deadline, true, "userinfo", || {
+                provider.fetch_profile(&tokens, from_id_token.as_ref(), job.form_user.as_deref())
+            })
+            .await?;
+            (Some(tokens), profile)
+        }
     };
-    let profile = with_retries(operation_deadline, true, "userinfo", || {
-        provider.fetch_profile(&tokens, from_id_token.as_ref(), job.form_user.as_deref())
-    })
-    .await?;
     if state.settings.require_email && profile.email.is_none() {
         return Err(SignInError::EmailRequired);
     }
-    let sealed = seal_tokens(state, &tokens);
+    let sealed = tokens
+        .as_ref()
+        .map(|t| seal_tokens(state, t))
+        .unwrap_or_default();
     match store(
         state,
         job.operation_id,
@@ -333,6 +361,8 @@ mod tests {
             pkce_verifier: "SECRET-VERIFIER".into(),
             nonce: Some("SECRET-NONCE".into()),
             form_user: Some("SECRET-NAME".into()),
+            redirect_uri: None,
+            id_token: Some("SECRET-TOKEN".into()),
         };
         let shown = format!("{job:?}");
         assert!(!shown.contains("SECRET"), "{shown}");

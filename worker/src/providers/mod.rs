@@ -159,6 +159,10 @@ pub struct Provider {
     apple: Option<apple::AppleSecret>,
     /// `oauth2`: where the profile fields are.
     claims: ClaimPointers,
+    /// Audiences accepted for ID tokens native apps send.
+    native_client_ids: Vec<String>,
+    /// Redirect URIs native apps may exchange codes for.
+    native_redirect_uris: Vec<String>,
     http: ProviderHttp,
     endpoints: OnceCell<Arc<Endpoints>>,
     jwks: discovery::JwksCache,
@@ -222,11 +226,19 @@ impl Provider {
         &self,
         code: &str,
         pkce_verifier: &str,
+        redirect_uri: Option<&str>,
     ) -> Result<TokenSet, ProviderError> {
         let client = self.oauth_client().await?;
-        let response = client
+        let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()));
+        if let Some(uri) = redirect_uri {
+            // A native app's own redirect URI, checked against the allowed list.
+            let uri = RedirectUrl::new(uri.to_owned())
+                .map_err(|e| ProviderError::Rejected(e.to_string()))?;
+            request = request.set_redirect_uri(std::borrow::Cow::Owned(uri));
+        }
+        let response = request
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
@@ -296,8 +308,60 @@ impl Provider {
         })?;
         let nonce =
             nonce.ok_or_else(|| ProviderError::InvalidIdToken("no nonce was sent".into()))?;
+        let expected = oidc::Expected {
+            client_id: &self.client_id,
+            nonce,
+            accept_hashed_nonce: false,
+        };
+        self.verify_with(id_token, &expected).await
+    }
+
+    /// Validates an ID token a native app obtained itself (Google and Apple SDKs):
+    /// its audience may be one of `native_client_ids`, and Apple's SDK puts the
+    /// SHA-256 of the app's nonce in it.
+    pub async fn verify_native_id_token(
+        &self,
+        raw: &str,
+        nonce: &str,
+    ) -> Result<Profile, ProviderError> {
+        if !self.is_oidc() {
+            return Err(ProviderError::InvalidIdToken(format!(
+                "{} issues no ID tokens",
+                self.name
+            )));
+        }
+        let id_token: CoreIdToken = raw
+            .parse()
+            .map_err(|_| ProviderError::InvalidIdToken("not a JWT".into()))?;
+        // Pick the audience to check against before the signature is verified; the
+        // verifier then checks everything, that audience included.
+        let claimed = oidc::raw_claims(&id_token);
+        let audiences: Vec<&str> = match &claimed["aud"] {
+            serde_json::Value::String(aud) => vec![aud.as_str()],
+            serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).collect(),
+            _ => vec![],
+        };
+        let client_id = std::iter::once(&self.client_id)
+            .chain(&self.native_client_ids)
+            .find(|allowed| audiences.contains(&allowed.as_str()))
+            .ok_or_else(|| {
+                ProviderError::InvalidIdToken("the ID token is for another client".into())
+            })?;
+        let expected = oidc::Expected {
+            client_id,
+            nonce,
+            accept_hashed_nonce: self.kind == ProviderKind::Apple,
+        };
+        self.verify_with(&id_token, &expected).await
+    }
+
+    async fn verify_with(
+        &self,
+        id_token: &CoreIdToken,
+        expected: &oidc::Expected<'_>,
+    ) -> Result<Profile, ProviderError> {
         let endpoints = self.endpoints().await?;
-        let (profile, extra) = oidc::verify(self, &endpoints, id_token, nonce).await?;
+        let (profile, extra) = oidc::verify(self, &endpoints, id_token, expected).await?;
         if let Some(hd) = &self.hd {
             // Core checks passed; the hosted-domain claim is Google's addition.
             if extra.get("hd").and_then(|v| v.as_str()) != Some(hd.as_str()) {
@@ -305,6 +369,15 @@ impl Provider {
             }
         }
         Ok(profile)
+    }
+
+    /// Whether `uri` is a redirect URI a native app may have used for a code.
+    pub fn is_allowed_native_redirect(&self, uri: &str) -> bool {
+        uri == self.redirect_uri
+            || self
+                .native_redirect_uris
+                .iter()
+                .any(|allowed| allowed == uri)
     }
 
     /// Reads the profile with the access token, per kind, merged over what the ID
@@ -527,6 +600,8 @@ impl ProviderRegistry {
                 },
                 apple,
                 claims: config.claims.clone(),
+                native_client_ids: config.native_client_ids.clone(),
+                native_redirect_uris: config.native_redirect_uris.clone(),
                 http: ProviderHttp::new(
                     client.clone(),
                     config.timeout.unwrap_or(Duration::from_secs(10)),

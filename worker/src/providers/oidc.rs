@@ -17,11 +17,20 @@ const MAX_IAT_SKEW: ChronoDuration = ChronoDuration::seconds(60);
 /// just made, so anything older is a replay.
 const MAX_IAT_AGE: ChronoDuration = ChronoDuration::minutes(5);
 
+/// Who the token must be for and which nonce it must carry.
+pub(super) struct Expected<'a> {
+    /// Our client id, or one of `native_client_ids` for a native app's token.
+    pub client_id: &'a str,
+    pub nonce: &'a str,
+    /// Native Sign in with Apple puts SHA-256(nonce) in the token.
+    pub accept_hashed_nonce: bool,
+}
+
 pub(super) async fn verify(
     provider: &Provider,
     endpoints: &Endpoints,
     id_token: &CoreIdToken,
-    nonce: &str,
+    expected: &Expected<'_>,
 ) -> Result<(Profile, serde_json::Value), ProviderError> {
     let issuer = endpoints
         .issuer
@@ -32,13 +41,13 @@ pub(super) async fn verify(
         .as_ref()
         .ok_or_else(|| ProviderError::Discovery("no jwks_url configured or discovered".into()))?;
     let keys = provider.jwks.get(&provider.http, jwks_url).await?;
-    let profile = match check(provider, endpoints, &issuer, &keys, id_token, nonce) {
+    let profile = match check(provider, endpoints, &issuer, &keys, id_token, expected) {
         Err(ClaimsVerificationError::SignatureVerification(
             SignatureVerificationError::NoMatchingKey,
         )) => {
             // The provider may have rotated its keys since we cached them.
             match provider.jwks.refresh(&provider.http, jwks_url).await? {
-                Some(fresh) => check(provider, endpoints, &issuer, &fresh, id_token, nonce),
+                Some(fresh) => check(provider, endpoints, &issuer, &fresh, id_token, expected),
                 None => Err(ClaimsVerificationError::SignatureVerification(
                     SignatureVerificationError::NoMatchingKey,
                 )),
@@ -51,7 +60,7 @@ pub(super) async fn verify(
 }
 
 /// The verified token's payload as JSON, for provider-specific claims (`hd`).
-fn raw_claims(id_token: &CoreIdToken) -> serde_json::Value {
+pub(super) fn raw_claims(id_token: &CoreIdToken) -> serde_json::Value {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     id_token
         .to_string()
@@ -68,9 +77,9 @@ fn check(
     issuer: &url::Url,
     keys: &CoreJsonWebKeySet,
     id_token: &CoreIdToken,
-    nonce: &str,
+    expected: &Expected<'_>,
 ) -> Result<Profile, ClaimsVerificationError> {
-    let client_id = ClientId::new(provider.client_id.clone());
+    let client_id = ClientId::new(expected.client_id.to_owned());
     let issuer = IssuerUrl::new(issuer.as_str().trim_end_matches('/').to_owned())
         .map_err(|e| ClaimsVerificationError::Other(e.to_string()))?;
     let verifier = match &provider.client_secret {
@@ -93,7 +102,24 @@ fn check(
             Ok(())
         }
     });
-    let claims = id_token.claims(&verifier, &Nonce::new(nonce.to_owned()))?;
+    let nonce_check = |claim: Option<&Nonce>| -> Result<(), String> {
+        let Some(claim) = claim else {
+            return Err("the ID token has no nonce".to_owned());
+        };
+        let raw =
+            crate::crypto::constant_time_eq(claim.secret().as_bytes(), expected.nonce.as_bytes());
+        let hashed = expected.accept_hashed_nonce
+            && crate::crypto::constant_time_eq(
+                claim.secret().as_bytes(),
+                crate::crypto::sha256_hex(expected.nonce).as_bytes(),
+            );
+        if raw || hashed {
+            Ok(())
+        } else {
+            Err("nonce mismatch".to_owned())
+        }
+    };
+    let claims = id_token.claims(&verifier, nonce_check)?;
     Ok(profile::from_id_token(claims))
 }
 

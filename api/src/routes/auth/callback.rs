@@ -7,7 +7,11 @@ use poem::{
     http::{Uri, header},
     web::{Data, Html, Path, Redirect, cookie::CookieJar},
 };
-use worker::{jobs::SignInJob, operations, providers::Provider};
+use worker::{
+    jobs::SignInJob,
+    operations::{self, NewOperation},
+    providers::Provider,
+};
 
 use crate::{
     assets,
@@ -109,12 +113,16 @@ async fn handle(
         ))?;
     let browser_key = browser::browser_key(jar).ok_or(PageError::BadState)?;
 
+    let redeemer_hash = browser::redeemer_hash(&browser_key);
     let operation = operations::create_pending(
         &state.db,
-        &provider.name,
-        &browser::redeemer_hash(&browser_key),
-        attempt.next,
-        attempt.link_user_id,
+        NewOperation {
+            kind: operations::KIND_BROWSER,
+            provider: &provider.name,
+            redeemer_hash: &redeemer_hash,
+            next_path: attempt.next,
+            link_user_id: attempt.link_user_id,
+        },
     )
     .await?;
     tracing::Span::current().record("operation.id", tracing::field::display(operation.id));
@@ -125,6 +133,8 @@ async fn handle(
         pkce_verifier: attempt.pkce_verifier,
         nonce: attempt.nonce,
         form_user: params.get("user").map(str::to_owned),
+        redirect_uri: None,
+        id_token: None,
     };
     if let Err(error) = state.jobs.push(job).await {
         tracing::error!(%error, "could not enqueue the sign-in job");

@@ -9,8 +9,11 @@ pub mod preloader;
 pub mod status;
 pub mod success;
 
-use entity::async_operation::Model as Operation;
+use std::{future::Future, time::Duration};
+
+use entity::async_operation::{Model as Operation, OperationStatus};
 use poem::web::cookie::CookieJar;
+use tokio::time::Instant;
 use uuid::Uuid;
 use worker::operations;
 
@@ -34,4 +37,43 @@ pub(crate) fn parse_operation_id(value: Option<&str>) -> Result<Option<Uuid>, ()
     value
         .map(|v| Uuid::parse_str(v).map_err(|_| ()))
         .transpose()
+}
+
+/// Longest long-poll.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How often a waiting request re-reads the database when no in-process event
+/// arrives (a separate worker process finished it).
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// `wait` seconds, capped at 30.
+pub(crate) fn wait_duration(wait: Option<u64>) -> Duration {
+    Duration::from_secs(wait.unwrap_or(0)).min(MAX_WAIT)
+}
+
+/// Loads the operation until it leaves `pending` or `wait` passes. `None` when
+/// `load` finds nothing.
+pub(crate) async fn long_poll<F, Fut, E>(
+    state: &AppState,
+    wait: Duration,
+    mut load: F,
+) -> Result<Option<Operation>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<Operation>, E>>,
+{
+    let deadline = Instant::now() + wait;
+    loop {
+        // Listen before reading, so a finish between the read and the wait wakes us.
+        let notified = state.events.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let operation = load().await?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match operation {
+            Some(op) if op.status == OperationStatus::Pending && !remaining.is_zero() => {
+                let _ = tokio::time::timeout(remaining.min(RECHECK), notified).await;
+            }
+            other => return Ok(other),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! mock OpenID Provider, and a cookie-keeping HTTP client acting as one browser.
 
 pub mod mock_provider;
+pub mod openapi;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 

@@ -1,0 +1,96 @@
+//! The JSON API as an OpenAPI document (poem-openapi): every JSON route is an
+//! operation of one service, served with its spec at `/api/openapi.json` and an
+//! interactive page at `/api/docs`. Errors share one shape, `ErrorBody`.
+
+use poem_openapi::{
+    ApiResponse, Object, OpenApiService,
+    payload::Json,
+    registry::{MetaResponse, MetaResponses, Registry},
+};
+
+use crate::{
+    error::ApiError,
+    routes::{
+        auth::status::StatusApi, auth_api::AuthApi, me::MeApi, operations::OperationsApi,
+        providers::ProvidersApi, sessions::SessionsApi,
+    },
+};
+
+/// Every operation of the JSON API.
+pub type Apis = (
+    ProvidersApi,
+    MeApi,
+    AuthApi,
+    SessionsApi,
+    OperationsApi,
+    StatusApi,
+);
+
+/// The service for `public_url`.
+pub fn service(public_base: &str) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (ProvidersApi, MeApi, AuthApi, SessionsApi, OperationsApi, StatusApi),
+        "social-signin",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Sign-in API for web and mobile apps. Authenticate with `Authorization: Bearer <access token>` \
+         (from register, login, refresh or a native token exchange) or with the browser session cookie. \
+         Every error has the shape `{\"error\":{\"code\",\"message\"}}`.",
+    )
+    .server(public_base.to_owned())
+}
+
+/// `{"error":{"code","message"}}`.
+#[derive(Debug, Object)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// A stable machine-readable code and a sentence for people.
+#[derive(Debug, Object)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// An empty success.
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        let statuses: [(u16, &'static str); 7] = [
+            (400, "Malformed request"),
+            (401, "Missing, invalid or expired credentials"),
+            (404, "No such resource (or not yours)"),
+            (409, "Conflicts with the current state"),
+            (410, "Already consumed"),
+            (429, "Too many attempts; see Retry-After"),
+            (503, "A dependency is unavailable"),
+        ];
+        MetaResponses {
+            responses: statuses
+                .into_iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(status),
+                    status_range: None,
+                    content: <Json<ErrorBody> as ApiResponse>::meta()
+                        .responses
+                        .remove(0)
+                        .content,
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <Json<ErrorBody> as ApiResponse>::register(registry);
+    }
+}

@@ -1,0 +1,345 @@
+//! `/api/auth/*`: password registration and sign-in, token refresh with rotation and
+//! reuse detection, logout, and native social sign-in through the job queue.
+
+use poem::{Request, web::Data};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use uuid::Uuid;
+use worker::{
+    accounts::{self, Registered},
+    crypto,
+    jobs::SignInJob,
+    operations::{self, NewOperation},
+    passwords,
+};
+
+use crate::{
+    error::ApiError,
+    openapi::NoContent,
+    session::{self, Client, CurrentUser, RefreshError, TokenPair},
+    state::AppState,
+};
+
+/// A new password account.
+#[derive(Debug, Object)]
+pub struct RegisterRequest {
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    #[oai(validator(max_length = 256))]
+    pub password: String,
+    #[oai(validator(max_length = 100))]
+    pub first_name: Option<String>,
+    #[oai(validator(max_length = 100))]
+    pub last_name: Option<String>,
+    /// A label for the session list ("Ada's iPhone").
+    #[oai(validator(max_length = 100))]
+    pub device: Option<String>,
+}
+
+/// Email and password.
+#[derive(Debug, Object)]
+pub struct LoginRequest {
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    #[oai(validator(max_length = 256))]
+    pub password: String,
+    #[oai(validator(max_length = 100))]
+    pub device: Option<String>,
+}
+
+/// A refresh token to exchange.
+#[derive(Debug, Object)]
+pub struct RefreshRequest {
+    #[oai(validator(max_length = 256))]
+    pub refresh_token: String,
+}
+
+/// Native sign-in: either `{code, code_verifier, redirect_uri}` (the app did the
+/// authorize step with PKCE) or `{id_token, nonce}` (Google and Apple SDKs).
+#[derive(Debug, Object)]
+pub struct NativeTokenRequest {
+    #[oai(validator(max_length = 4096))]
+    pub code: Option<String>,
+    #[oai(validator(min_length = 43, max_length = 128))]
+    pub code_verifier: Option<String>,
+    #[oai(validator(max_length = 2048))]
+    pub redirect_uri: Option<String>,
+    #[oai(validator(max_length = 8192))]
+    pub id_token: Option<String>,
+    #[oai(validator(max_length = 512))]
+    pub nonce: Option<String>,
+}
+
+/// A started native sign-in: poll `status_url` with the `poll_secret`.
+#[derive(Debug, Object)]
+pub struct OperationStarted {
+    pub operation_id: Uuid,
+    /// Send as `X-Poll-Secret` when polling; it is shown only once.
+    pub poll_secret: String,
+    pub status_url: String,
+}
+
+/// 201 with tokens.
+#[derive(ApiResponse)]
+pub enum Created {
+    /// Account created and signed in.
+    #[oai(status = 201)]
+    Created(Json<TokenPair>),
+}
+
+/// 202 with where to poll.
+#[derive(ApiResponse)]
+pub enum Accepted {
+    /// The sign-in is queued.
+    #[oai(status = 202)]
+    Accepted(Json<OperationStarted>, #[oai(header = "Location")] String),
+}
+
+/// Password and token sign-in.
+pub struct AuthApi;
+
+#[OpenApi]
+impl AuthApi {
+    /// Creates a password account and signs it in.
+    #[oai(
+        path = "/api/auth/register",
+        method = "post",
+        tag = "crate::routes::Tag::Auth"
+    )]
+    async fn register(
+        &self,
+        Data(state): Data<&AppState>,
+        req: &Request,
+        body: Json<RegisterRequest>,
+    ) -> Result<Created, ApiError> {
+        let body = body.0;
+        let email = body.email.trim().to_lowercase();
+        if !worker::accounts::is_plausible_email(&email) {
+            return Err(ApiError::bad_request(
+                "invalid_email",
+                "Enter an email address like ada@example.com.",
+            ));
+        }
+        let context: Vec<&str> = [
+            Some(email.as_str()),
+            body.first_name.as_deref(),
+            body.last_name.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        passwords::check_policy(&body.password, &context)
+            .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
+        let password = body.password;
+        let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        let trim = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        match accounts::register_password_user(&state.db, &email, hash, trim(body.first_name), trim(body.last_name)).await? {
+            Registered::Created(user) => {
+                tracing::info!(user.id = %user.id, "password account registered");
+                let tokens = session::start_api_session(state, user.id, Client::of(req), body.device).await?;
+                Ok(Created::Created(Json(tokens)))
+            }
+            Registered::EmailInUse => Err(ApiError::Conflict {
+                code: "email_in_use",
+                message: "An account with this email exists. Sign in (with its provider), then set a password from your account.".to_owned(),
+            }),
+        }
+    }
+
+    /// Signs in with email and password. An unknown email and a wrong password get
+    /// the same answer in about the same time.
+    #[oai(
+        path = "/api/auth/login",
+        method = "post",
+        tag = "crate::routes::Tag::Auth"
+    )]
+    async fn login(
+        &self,
+        Data(state): Data<&AppState>,
+        req: &Request,
+        body: Json<LoginRequest>,
+    ) -> Result<Json<TokenPair>, ApiError> {
+        let body = body.0;
+        let email = body.email.trim().to_lowercase();
+        state
+            .limits
+            .check_login(req.remote_addr().as_socket_addr().map(|a| a.ip()), &email)?;
+        let user = accounts::find_password_user(&state.db, &email).await?;
+        let hash = user
+            .as_ref()
+            .and_then(|u| u.password_hash.clone())
+            .unwrap_or_else(|| passwords::dummy_hash().to_owned());
+        let password = body.password;
+        let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
+            .await
+            .unwrap_or(false);
+        match user {
+            Some(user) if matches => {
+                tracing::info!(user.id = %user.id, "password sign-in");
+                Ok(Json(
+                    session::start_api_session(state, user.id, Client::of(req), body.device)
+                        .await?,
+                ))
+            }
+            _ => {
+                tracing::info!("password sign-in failed");
+                Err(ApiError::Credentials)
+            }
+        }
+    }
+
+    /// Exchanges a refresh token for new tokens. Each refresh token works once;
+    /// presenting a used one revokes the whole session.
+    #[oai(
+        path = "/api/auth/refresh",
+        method = "post",
+        tag = "crate::routes::Tag::Auth"
+    )]
+    async fn refresh(
+        &self,
+        Data(state): Data<&AppState>,
+        body: Json<RefreshRequest>,
+    ) -> Result<Json<TokenPair>, ApiError> {
+        match session::refresh_api_session(state, &body.0.refresh_token).await? {
+            Ok(tokens) => Ok(Json(tokens)),
+            Err(RefreshError::Invalid) => Err(ApiError::Unauthenticated {
+                code: "invalid_refresh_token",
+                message: "The refresh token is invalid or expired; sign in again.".to_owned(),
+            }),
+            Err(RefreshError::Reused) => Err(ApiError::Unauthenticated {
+                code: "refresh_token_reused",
+                message: "This refresh token was already used; the session has been ended for safety. Sign in again.".to_owned(),
+            }),
+        }
+    }
+
+    /// Ends this session, or every session of the user with `all=1`.
+    #[oai(
+        path = "/api/auth/logout",
+        method = "post",
+        tag = "crate::routes::Tag::Auth"
+    )]
+    async fn logout(
+        &self,
+        Data(state): Data<&AppState>,
+        req: &Request,
+        current: CurrentUser,
+        all: Query<Option<String>>,
+    ) -> Result<NoContent, ApiError> {
+        if matches!(all.0.as_deref(), Some("1" | "true")) {
+            let ended = session::revoke_all_sessions(state, current.user.id).await?;
+            tracing::info!(user.id = %current.user.id, sessions = ended, "signed out everywhere");
+        } else {
+            session::revoke_session(state, current.user.id, current.session_id).await?;
+        }
+        // A browser calling this also loses its cookie.
+        if req.cookie().get(session::SESSION_COOKIE).is_some() {
+            crate::browser::expire(req.cookie(), session::SESSION_COOKIE, "/", &state.settings);
+        }
+        Ok(NoContent::Done)
+    }
+
+    /// Native social sign-in through the job queue: answers 202 at once; poll the
+    /// operation for the tokens.
+    #[oai(
+        path = "/api/auth/:provider/token",
+        method = "post",
+        tag = "crate::routes::Tag::Auth"
+    )]
+    async fn token(
+        &self,
+        Data(state): Data<&AppState>,
+        provider: Path<String>,
+        body: Json<NativeTokenRequest>,
+    ) -> Result<Accepted, ApiError> {
+        let provider = state
+            .providers
+            .get(&provider.0)
+            .ok_or(ApiError::NotFound("No such provider."))?;
+        let body = body.0;
+        let mut job = SignInJob {
+            operation_id: Uuid::nil(),
+            provider: provider.name.clone(),
+            code: String::new(),
+            pkce_verifier: String::new(),
+            nonce: None,
+            form_user: None,
+            redirect_uri: None,
+            id_token: None,
+        };
+        match (
+            body.code,
+            body.code_verifier,
+            body.redirect_uri,
+            body.id_token,
+            body.nonce,
+        ) {
+            (Some(code), Some(verifier), Some(redirect_uri), None, nonce) => {
+                if !provider.is_allowed_native_redirect(&redirect_uri) {
+                    return Err(ApiError::bad_request(
+                        "invalid_redirect_uri",
+                        "This redirect_uri is not registered for native sign-in.",
+                    ));
+                }
+                job.code = code;
+                job.pkce_verifier = verifier;
+                job.redirect_uri = Some(redirect_uri);
+                job.nonce = nonce;
+            }
+            (None, None, None, Some(id_token), Some(nonce)) => {
+                if !provider.is_oidc() {
+                    return Err(ApiError::bad_request(
+                        "unsupported_grant",
+                        "This provider issues no ID tokens; send a code.",
+                    ));
+                }
+                job.id_token = Some(id_token);
+                job.nonce = Some(nonce);
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "Send either code, code_verifier and redirect_uri, or id_token and nonce.",
+                ));
+            }
+        }
+        let poll_secret = crypto::random_token(32);
+        let redeemer_hash = crypto::sha256_hex(&poll_secret);
+        let operation = operations::create_pending(
+            &state.db,
+            NewOperation {
+                kind: operations::KIND_NATIVE,
+                provider: &provider.name,
+                redeemer_hash: &redeemer_hash,
+                next_path: None,
+                link_user_id: None,
+            },
+        )
+        .await?;
+        job.operation_id = operation.id;
+        if let Err(error) = state.jobs.push(job).await {
+            tracing::error!(%error, operation.id = %operation.id, "could not enqueue the native sign-in job");
+            let (code, message) = operations::QUEUE_UNAVAILABLE;
+            operations::mark_error(&state.db, operation.id, code, message).await?;
+            return Err(ApiError::Unavailable {
+                code,
+                message: message.to_owned(),
+            });
+        }
+        tracing::info!(provider = %provider.name, operation.id = %operation.id, "native sign-in queued");
+        let status_url = format!("/api/operations/{}", operation.id);
+        Ok(Accepted::Accepted(
+            Json(OperationStarted {
+                operation_id: operation.id,
+                poll_secret,
+                status_url: status_url.clone(),
+            }),
+            status_url,
+        ))
+    }
+}
