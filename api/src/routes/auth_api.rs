@@ -19,7 +19,7 @@ use worker::{
 use crate::{
     error::ApiError,
     openapi::NoContent,
-    session::{self, Client, CurrentUser, RefreshError, TokenPair},
+    session::{self, Client, CurrentUser, MaybeUser, RefreshError, TokenPair},
     state::AppState,
 };
 
@@ -71,6 +71,9 @@ pub struct NativeTokenRequest {
     pub id_token: Option<String>,
     #[oai(validator(max_length = 512))]
     pub nonce: Option<String>,
+    /// Link the provider account to the signed-in user (send the bearer token)
+    /// instead of signing in.
+    pub link: Option<bool>,
 }
 
 /// A started native sign-in: poll `status_url` with the `poll_secret`.
@@ -255,6 +258,7 @@ impl AuthApi {
         &self,
         Data(state): Data<&AppState>,
         provider: Path<String>,
+        MaybeUser(user): MaybeUser,
         body: Json<NativeTokenRequest>,
     ) -> Result<Accepted, ApiError> {
         let provider = state
@@ -262,6 +266,11 @@ impl AuthApi {
             .get(&provider.0)
             .ok_or(ApiError::NotFound("No such provider."))?;
         let body = body.0;
+        let link_user_id = match (body.link.unwrap_or(false), &user) {
+            (false, _) => None,
+            (true, Some(current)) => Some(current.user.id),
+            (true, None) => return Err(ApiError::Unauthorized),
+        };
         let mut job = SignInJob {
             operation_id: Uuid::nil(),
             provider: provider.name.clone(),
@@ -317,7 +326,7 @@ impl AuthApi {
                 provider: &provider.name,
                 redeemer_hash: &redeemer_hash,
                 next_path: None,
-                link_user_id: None,
+                link_user_id,
             },
         )
         .await?;

@@ -602,6 +602,56 @@ async fn native_id_token_sign_in_accepts_the_apps_client_id() {
 }
 
 #[tokio::test]
+async fn a_password_user_links_a_provider_through_the_native_exchange() {
+    let app = native_app().await;
+    let spec = spec(&app).await;
+    let tokens = register(&app, &spec, "linker@example.com").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let mut claims = app.provider.claims("linked-sub", "n-1");
+    claims["aud"] = json!("ios-client-id");
+    let body = json!({"id_token": app.provider.id_token(&claims), "nonce": "n-1", "link": true});
+    let anonymous = app_client()
+        .post(format!("{}/api/auth/mock/token", app.address))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::UNAUTHORIZED,
+        "linking needs the bearer token"
+    );
+    let response = app_client()
+        .post(format!("{}/api/auth/mock/token", app.address))
+        .bearer_auth(access)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let started: Value = response.json().await.unwrap();
+    let done = poll_until_done(
+        &app,
+        &spec,
+        started["operation_id"].as_str().unwrap(),
+        started["poll_secret"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(done["status"], "ok", "{done}");
+    let me: Value = get_with(&app, "/api/me", access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["providers"], json!(["mock"]));
+    assert_eq!(
+        me["email"], "linker@example.com",
+        "the password user, not a new one"
+    );
+    assert_eq!(app.count(entity::prelude::UserProfile).await, 1);
+}
+
+#[tokio::test]
 async fn native_requests_of_the_wrong_shape_are_400() {
     let app = native_app().await;
     let verifier = "v".repeat(50);
