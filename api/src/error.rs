@@ -56,7 +56,32 @@ impl ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
+        if is_outage(&error) {
+            tracing::warn!(%error, "database unavailable");
+            return Self::Unavailable {
+                code: "database_unavailable",
+                message: "The service is temporarily unavailable. Please try again in a moment."
+                    .to_owned(),
+            };
+        }
         Self::Internal(error.into())
+    }
+}
+
+/// Whether a database error means the database cannot be reached (503), not a bug.
+pub fn is_outage(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(
+                **e,
+                sea_orm::sqlx::Error::Io(_)
+                    | sea_orm::sqlx::Error::PoolTimedOut
+                    | sea_orm::sqlx::Error::PoolClosed
+            )
+        }
+        _ => false,
     }
 }
 
@@ -145,12 +170,19 @@ pub enum PageError {
     /// The provider's endpoints could not be resolved (discovery failed).
     #[error("provider unavailable")]
     ProviderUnavailable,
+    /// The database cannot be reached.
+    #[error("service unavailable")]
+    Unavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl From<sea_orm::DbErr> for PageError {
     fn from(error: sea_orm::DbErr) -> Self {
+        if is_outage(&error) {
+            tracing::warn!(%error, "database unavailable");
+            return Self::Unavailable;
+        }
         Self::Internal(error.into())
     }
 }
@@ -160,7 +192,7 @@ impl ResponseError for PageError {
         match self {
             Self::BadState | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnknownProvider => StatusCode::NOT_FOUND,
-            Self::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ProviderUnavailable | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -176,6 +208,10 @@ impl ResponseError for PageError {
                 "There is no such sign-in provider here.",
             ),
             Self::BadRequest(message) => ("Bad request", *message),
+            Self::Unavailable => (
+                "Temporarily unavailable",
+                "We cannot complete sign-ins right now. Please try again in a moment.",
+            ),
             Self::ProviderUnavailable => (
                 "Sign-in provider unavailable",
                 "We cannot reach this sign-in provider right now. Please try again in a moment.",

@@ -19,8 +19,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init();
     let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init(settings.log.format);
     let app = Application::build(settings).await?;
     app.run(shutdown::signal()).await
 }

@@ -78,8 +78,10 @@ impl Application {
             ))
         });
         let jobs = JobQueue::new(&db, settings.worker.concurrency);
+        let _ = worker::metrics::handle();
         let state = AppState {
             db: db.conn.clone(),
+            pool: db.pool.clone(),
             tokens: TokenIssuer::new(&settings, &keys),
             limits: Arc::new(Limits::new(&settings.limits)),
             settings,
@@ -137,6 +139,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let api = openapi::service(state.settings.public_base());
     let mut app = Route::new()
         .at("/", get(routes::index::index))
+        .at("/healthz", get(routes::health::healthz))
+        .at("/readyz", get(routes::health::readyz))
+        .at("/metrics", get(routes::health::metrics))
         .at("/api/openapi.json", api.spec_endpoint())
         .nest("/api/docs", api.swagger_ui())
         .at("/auth/:provider/login", get(auth::login::login))
@@ -258,10 +263,54 @@ async fn log_request<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<p
         Err(error) => error.into_response(),
     };
     let _enter = span.enter();
+    let route = route_label(&path);
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("signin_http_requests_total", "method" => method.to_string(), "route" => route, "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("signin_http_request_duration_seconds", "method" => method.to_string(), "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
     tracing::info!(
         http.status = response.status().as_u16(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
     Ok(response)
+}
+
+/// The route template of `path`, so metric labels stay few: ids and provider names
+/// become placeholders, anything unknown is `other`.
+fn route_label(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [""] => "/",
+        ["auth", "preloader"] => "/auth/preloader",
+        ["auth", "status"] => "/auth/status",
+        ["auth", "success"] => "/auth/success",
+        ["auth", "error"] => "/auth/error",
+        ["auth", "logout"] => "/auth/logout",
+        ["auth", _, "login"] => "/auth/{provider}/login",
+        ["auth", _, "callback"] => "/auth/{provider}/callback",
+        ["api", "providers"] => "/api/providers",
+        ["api", "me"] => "/api/me",
+        ["api", "me", "password"] => "/api/me/password",
+        ["api", "me", "providers", _] => "/api/me/providers/{provider}",
+        ["api", "auth", "register"] => "/api/auth/register",
+        ["api", "auth", "login"] => "/api/auth/login",
+        ["api", "auth", "refresh"] => "/api/auth/refresh",
+        ["api", "auth", "logout"] => "/api/auth/logout",
+        ["api", "auth", _, "token"] => "/api/auth/{provider}/token",
+        ["api", "sessions"] => "/api/sessions",
+        ["api", "sessions", _] => "/api/sessions/{id}",
+        ["api", "operations", _] => "/api/operations/{id}",
+        ["api", "openapi.json"] => "/api/openapi.json",
+        ["api", "docs", ..] => "/api/docs",
+        ["static", ..] => "/static/{file}",
+        ["demo-provider", "authorize"] => "/demo-provider/authorize",
+        ["demo-provider", "token"] => "/demo-provider/token",
+        ["demo-provider", "userinfo"] => "/demo-provider/userinfo",
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        _ => "other",
+    }
 }

@@ -14,6 +14,8 @@ use crate::{demo_provider::DemoProvider, limits::Limits, tokens::TokenIssuer};
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: sea_orm::DatabaseConnection,
+    /// The same pool, for queue statistics.
+    pub pool: worker::db::DbPool,
     pub settings: Arc<Settings>,
     pub providers: Arc<ProviderRegistry>,
     pub jobs: JobQueue,

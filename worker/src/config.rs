@@ -54,9 +54,29 @@ pub struct Settings {
     /// Abuse limits.
     #[serde(default)]
     pub limits: LimitSettings,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSettings,
     /// How long a browser session lasts without use. Default `14d`.
     #[serde(default = "default_session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
+}
+
+/// `log.*` keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (default) or `json` (one object per line). The level comes from `RUST_LOG`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `tokens.*` keys.
@@ -114,6 +134,9 @@ pub struct WorkerSettings {
     /// Jobs in flight per worker process. Default: the number of CPUs.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Where a `worker` process serves `/metrics`. Default `127.0.0.1:9091`.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: SocketAddr,
 }
 
 impl Default for WorkerSettings {
@@ -121,6 +144,7 @@ impl Default for WorkerSettings {
         Self {
             embedded: true,
             concurrency: default_concurrency(),
+            metrics_listen: default_metrics_listen(),
         }
     }
 }
@@ -471,6 +495,10 @@ fn default_public_url() -> Url {
 
 fn default_database_url() -> String {
     "sqlite://signin.db?mode=rwc".to_owned()
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9091))
 }
 
 fn default_true() -> bool {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod jobs;
+pub mod metrics;
 pub mod operations;
 pub mod passwords;
 pub mod provider_tokens;

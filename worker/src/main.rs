@@ -22,14 +22,19 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init();
     let settings = Arc::new(Settings::load(cli.config.as_deref())?);
+    telemetry::init(settings.log.format);
     let db = Database::connect(&settings).await?;
     db.migrate().await?;
     let keys = Arc::new(Keys::load(&settings)?);
     let providers =
         Arc::new(ProviderRegistry::from_settings(&settings).context("configuring providers")?);
     providers.warm_up();
+    worker::metrics::serve_for_worker(
+        settings.worker.metrics_listen,
+        db.conn.clone(),
+        db.pool.clone(),
+    )?;
     let queue = JobQueue::new(&db, settings.worker.concurrency);
     let state = WorkerState {
         db: db.conn.clone(),

@@ -3,6 +3,8 @@
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config::LogFormat;
+
 /// `RUST_LOG`, else `info` without PostgreSQL's "already exists, skipping" notices.
 fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env()
@@ -10,8 +12,16 @@ fn filter() -> EnvFilter {
 }
 
 /// Installs the process-wide subscriber. Call once, first thing in `main`.
-pub fn init() {
-    tracing_subscriber::fmt().with_env_filter(filter()).init();
+pub fn init(format: LogFormat) {
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter()).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter())
+            .init(),
+    }
 }
 
 /// For tests: output goes through the test harness (shown only for failing tests),

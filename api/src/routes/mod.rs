@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod auth_api;
+pub mod health;
 pub mod index;
 pub mod me;
 pub mod operations;

@@ -138,8 +138,11 @@ pub async fn process(
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
+    metrics::counter!("signin_jobs_started_total", "provider" => job.provider.clone()).increment(1);
     match run(&job, &state).await {
         Ok(()) => {
+            metrics::counter!("signin_jobs_finished_total", "provider" => job.provider.clone(), "outcome" => "ok", "code" => "")
+                .increment(1);
             tracing::info!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "sign-in job finished"
@@ -157,8 +160,16 @@ pub async fn process(
                 .map_or(job.provider.as_str(), |p| p.display_name.as_str());
             let (code, message) = error.user_error(display);
             tracing::warn!(error.code = code, error = %error, "sign-in failed");
+            metrics::counter!("signin_jobs_finished_total", "provider" => job.provider.clone(), "outcome" => "error", "code" => code)
+                .increment(1);
             match operations::mark_error(&state.db, job.operation_id, code, &message).await {
-                Ok(_) => state.events.notify_finished(),
+                Ok(true) => {
+                    state.events.notify_finished();
+                    if let Ok(Some(op)) = operations::find(&state.db, job.operation_id).await {
+                        record_operation_duration(&op, "error");
+                    }
+                }
+                Ok(false) => {}
                 Err(db) => tracing::error!(error = %db, "could not mark the operation as failed"),
             }
             Err(AbortError::new(error).into())
@@ -249,6 +260,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
     .await?
     {
         Outcome::SignedIn { user_id } => {
+            record_operation_duration(&operation, "ok");
             tracing::info!(user.id = %user_id, linked = operation.link_user_id.is_some(), "signed in");
             state.events.notify_finished();
         }
@@ -256,6 +268,17 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
         Outcome::AccountInUse => return Err(SignInError::AccountInUse),
     }
     Ok(())
+}
+
+/// Time from the callback (the operation's creation) to its end.
+fn record_operation_duration(operation: &entity::async_operation::Model, outcome: &'static str) {
+    let seconds = Utc::now()
+        .signed_duration_since(operation.created_at)
+        .num_microseconds()
+        .unwrap_or(0) as f64
+        / 1e6;
+    metrics::histogram!("signin_operation_duration_seconds", "provider" => operation.provider.clone(), "outcome" => outcome)
+        .record(seconds.max(0.0));
 }
 
 /// The identity transaction, tried again on a database error: by now the code is
@@ -340,6 +363,7 @@ where
                     return Err(error);
                 }
                 tracing::info!(step, tries, %error, "provider call failed; retrying");
+                metrics::counter!("signin_jobs_retried_total", "step" => step).increment(1);
                 tokio::time::sleep(jittered).await;
                 backoff *= 2;
                 tries += 1;

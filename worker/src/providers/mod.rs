@@ -9,7 +9,7 @@ mod oidc;
 pub mod presets;
 pub mod profile;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use openidconnect::{
@@ -238,20 +238,33 @@ impl Provider {
                 .map_err(|e| ProviderError::Rejected(e.to_string()))?;
             request = request.set_redirect_uri(std::borrow::Cow::Owned(uri));
         }
-        let response = request
-            .request_async(&self.http)
+        let response = self
+            .timed("token", request.request_async(&self.http))
             .await
             .map_err(token_error)?;
         Ok(TokenSet::from_response(&response))
+    }
+
+    /// Runs a provider call, recording its latency by provider and endpoint.
+    async fn timed<T>(&self, endpoint: &'static str, call: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        metrics::histogram!("signin_provider_request_duration_seconds", "provider" => self.name.clone(), "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Trades a refresh token for a new access token (and perhaps a new refresh token).
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, ProviderError> {
         let client = self.oauth_client().await?;
         let token = RefreshToken::new(refresh_token.to_owned());
-        let response = client
-            .exchange_refresh_token(&token)
-            .request_async(&self.http)
+        let response = self
+            .timed(
+                "token",
+                client
+                    .exchange_refresh_token(&token)
+                    .request_async(&self.http),
+            )
             .await
             .map_err(token_error)?;
         Ok(TokenSet::from_response(&response))
@@ -484,7 +497,10 @@ impl Provider {
             (Some(issuer), true)
                 if o.authorize_url.is_none() || o.token_url.is_none() || o.jwks_url.is_none() =>
             {
-                Some(discovery::discover(&self.http, issuer).await?)
+                Some(
+                    self.timed("discovery", discovery::discover(&self.http, issuer))
+                        .await?,
+                )
             }
             _ => None,
         };
