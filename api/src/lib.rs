@@ -1,6 +1,7 @@
 //! The poem web tier of social-signin: browser sign-in routes, the JSON API, the
 //! demo provider and the embedded worker, over the shared core in `worker`.
 
+pub mod admin;
 pub mod assets;
 pub mod browser;
 pub mod demo_provider;

@@ -12,8 +12,17 @@ use worker::{config::Settings, shutdown, telemetry};
 #[command(version)]
 struct Cli {
     /// TOML configuration file (default: `signin.toml` when present).
-    #[arg(long, env = "SIGNIN_CONFIG")]
+    #[arg(long, env = "SIGNIN_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Operator commands against the configured database.
+    #[command(subcommand)]
+    Admin(api::admin::AdminCommand),
 }
 
 #[tokio::main]
@@ -21,6 +30,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(settings.log.format);
+    if let Some(Command::Admin(command)) = cli.command {
+        return api::admin::run(settings, command).await;
+    }
     let app = Application::build(settings).await?;
     app.run(shutdown::signal()).await
 }

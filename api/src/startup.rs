@@ -79,6 +79,10 @@ impl Application {
         });
         let jobs = JobQueue::new(&db, settings.worker.concurrency);
         let _ = worker::metrics::handle();
+        let events = OperationEvents::default();
+        if let worker::db::DbPool::Postgres(pool) = &db.pool {
+            worker::operations::listen_for_finishes(pool.clone(), events.clone());
+        }
         let state = AppState {
             db: db.conn.clone(),
             pool: db.pool.clone(),
@@ -88,7 +92,7 @@ impl Application {
             providers,
             jobs,
             keys,
-            events: OperationEvents::default(),
+            events,
             demo,
         };
         Ok(Self {

@@ -22,8 +22,9 @@ pub const QUEUE_UNAVAILABLE: (&str, &str) = (
 );
 
 /// Wakes long-polling status requests in this process when an operation finishes.
-/// Separate worker processes cannot reach it; status requests then re-check the
-/// database on a short interval.
+/// On PostgreSQL, finishes in other processes arrive through `LISTEN` on
+/// [`NOTIFY_CHANNEL`] (see [`listen_for_finishes`]); on SQLite, status requests
+/// re-check the database on a short interval.
 #[derive(Clone, Debug, Default)]
 pub struct OperationEvents(Arc<Notify>);
 
@@ -38,6 +39,52 @@ impl OperationEvents {
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.0.notified()
     }
+}
+
+/// The PostgreSQL channel on which every finished operation is announced.
+pub const NOTIFY_CHANNEL: &str = "signin_operation_finished";
+
+/// On PostgreSQL, announces that `id` finished (delivered at commit).
+async fn announce(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [NOTIFY_CHANNEL.into(), id.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Relays `NOTIFY`s of finished operations from any process to `events`, so long
+/// polls answer at once even when separate workers finish the operations.
+/// Reconnects with backoff; runs until the process ends.
+pub fn listen_for_finishes(pool: sea_orm::sqlx::PgPool, events: OperationEvents) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(mut listener) => {
+                    if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
+                        tracing::warn!(%error, "cannot LISTEN for finished operations");
+                    } else {
+                        backoff = Duration::from_millis(200);
+                        // Something may have finished while we were not listening.
+                        events.notify_finished();
+                        while listener.recv().await.is_ok() {
+                            events.notify_finished();
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot connect to LISTEN for finished operations")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    });
 }
 
 /// Operations started by a browser's callback.
@@ -109,6 +156,9 @@ pub async fn mark_ok(db: &impl ConnectionTrait, id: Uuid, user_id: Uuid) -> Resu
         .filter(Column::Status.eq(OperationStatus::Pending))
         .exec(db)
         .await?;
+    if result.rows_affected == 1 {
+        announce(db, id).await?;
+    }
     Ok(result.rows_affected == 1)
 }
 
@@ -128,6 +178,9 @@ pub async fn mark_error(
         .filter(Column::Status.eq(OperationStatus::Pending))
         .exec(db)
         .await?;
+    if result.rows_affected == 1 {
+        announce(db, id).await?;
+    }
     Ok(result.rows_affected == 1)
 }
 

@@ -10,6 +10,7 @@ mod helpers;
 mod linking;
 mod login;
 mod me;
+mod metrics;
 mod presets;
 mod sign_in_job;
 mod status;

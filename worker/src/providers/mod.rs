@@ -457,7 +457,9 @@ impl Provider {
         url: &Url,
         access_token: &str,
     ) -> Result<serde_json::Value, ProviderError> {
-        let response = self.http.get_json(url, Some(access_token)).await?;
+        let response = self
+            .timed("userinfo", self.http.get_json(url, Some(access_token)))
+            .await?;
         if response.status() != 200 {
             return Err(ProviderError::Profile(format!(
                 "{} answered HTTP {}",

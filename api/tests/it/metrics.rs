@@ -1,0 +1,158 @@
+//! Operator endpoints: `/metrics` moves by the right amounts, `/healthz`, `/readyz`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
+
+/// The value of the sample `name{labels}` (labels as written by the exporter), or 0.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics(app: &TestApp) -> String {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_sign_ins_jobs_and_requests() {
+    // A provider name no other test uses, so the global counters are ours alone.
+    let app = spawn_app_with(Options {
+        mock_name: "metered",
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let before = metrics(&app).await;
+    for n in 0..2 {
+        let browser = app.new_browser();
+        let authorize = browser.start_login("metered", "").await;
+        let code = format!("metered-{n}");
+        app.given_provider_signs_in(&authorize, &code, "metered-user")
+            .await;
+        browser
+            .get_callback("metered", &format!("code={code}&state={}", authorize.state))
+            .await;
+        assert_eq!(browser.wait_for_status("").await["status"], "ok");
+    }
+    // One failure with a stable code.
+    let authorize = app.start_login("metered", "").await;
+    app.provider.given_token_error("invalid_grant", 1).await;
+    app.get_callback("metered", &format!("code=spent&state={}", authorize.state))
+        .await;
+    assert_eq!(app.wait_for_status("").await["status"], "error");
+
+    let after = metrics(&app).await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    assert_eq!(
+        delta("signin_jobs_started_total", &[("provider", "metered")]),
+        3.0
+    );
+    assert_eq!(
+        delta(
+            "signin_jobs_finished_total",
+            &[("provider", "metered"), ("outcome", "ok")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        delta(
+            "signin_jobs_finished_total",
+            &[
+                ("provider", "metered"),
+                ("outcome", "error"),
+                ("code", "invalid_grant")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "signin_operation_duration_seconds_count",
+            &[("provider", "metered"), ("outcome", "ok")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        delta(
+            "signin_provider_request_duration_seconds_count",
+            &[("provider", "metered"), ("endpoint", "token")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        delta(
+            "signin_provider_request_duration_seconds_count",
+            &[("provider", "metered"), ("endpoint", "userinfo")]
+        ),
+        2.0
+    );
+    assert!(
+        delta(
+            "signin_http_requests_total",
+            &[("route", "/auth/{provider}/callback"), ("status", "303")]
+        ) >= 3.0
+    );
+    assert!(after.contains("signin_queue_depth"));
+    assert!(after.contains("signin_pending_operations"));
+    // Codes and tokens never appear in the exposition.
+    assert!(!after.contains("metered-0") && !after.contains("mock-access-token"));
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "ready"})
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_hangs_is_cut_off_within_the_bound() {
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{method, path},
+    };
+    let app = spawn_app_with(Options {
+        mock_config: json!({"kind": "oidc", "timeout": "500ms"}),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    // Discovery answers; the token endpoint takes far longer than the timeout.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(30)))
+        .mount(&app.provider.server)
+        .await;
+    let authorize = app.start_login("mock", "").await;
+    let started = std::time::Instant::now();
+    app.return_from_provider(&authorize, "slow").await;
+    let status = app.wait_for_status("").await;
+    assert_eq!(status["error"]["code"], "provider_unavailable");
+    // A timeout after sending is not retried (the code may be spent): about one timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
