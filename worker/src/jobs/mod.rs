@@ -40,8 +40,8 @@ enum Storage {
 #[derive(Clone)]
 pub struct JobQueue {
     storage: Storage,
-    wake_tx: mpsc::Sender<()>,
-    wake_rx: Arc<std::sync::Mutex<Option<mpsc::Receiver<()>>>>,
+    /// Pushed to by `push`; each worker run relays it into its poll strategy.
+    wake: Arc<tokio::sync::Notify>,
     concurrency: usize,
 }
 
@@ -68,11 +68,10 @@ impl JobQueue {
                 PostgresStorage::new(pool).with_config(postgres_config(concurrency)),
             ),
         };
-        let (wake_tx, wake_rx) = mpsc::channel(1);
+
         Self {
             storage,
-            wake_tx,
-            wake_rx: Arc::new(std::sync::Mutex::new(Some(wake_rx))),
+            wake: Arc::new(tokio::sync::Notify::new()),
             concurrency,
         }
     }
@@ -94,34 +93,65 @@ impl JobQueue {
                 return Err(QueueError(e));
             }
         }
-        // Wake an embedded worker now instead of at its next poll. A full channel
-        // means a wake-up is already pending.
-        let _ = self.wake_tx.clone().try_send(());
+        // Wake an embedded worker now instead of at its next poll.
+        self.wake.notify_one();
         Ok(())
     }
 
     /// Consumes jobs until `shutdown` resolves, then finishes the ones in flight.
-    pub async fn run_worker(
-        &self,
-        state: WorkerState,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    /// When the worker stops on an error (the database went away), it is started
+    /// again with backoff, so neither binary dies with the database.
+    pub async fn run_worker(&self, state: WorkerState, shutdown: Shutdown) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let result = self.run_once(state.clone(), shutdown.clone()).await;
+            if shutdown.peek().is_some() {
+                return result;
+            }
+            match result {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        retry_in_s = backoff.as_secs(),
+                        "worker stopped; restarting"
+                    );
+                    tokio::select! {
+                        () = shutdown.clone() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn run_once(&self, state: WorkerState, shutdown: Shutdown) -> anyhow::Result<()> {
         let name = worker_name();
         let stop = async move {
             shutdown.await;
             Ok::<(), std::io::Error>(())
         };
-        let wake = self.wake_rx.lock().expect("wake lock").take();
+        // Relay in-process pushes into this run's poll strategy; the relay ends
+        // with the run (its receiver is dropped).
+        let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
+        let notify = self.wake.clone();
+        tokio::spawn(async move {
+            let mut wake_tx = wake_tx;
+            loop {
+                notify.notified().await;
+                if let Err(e) = wake_tx.try_send(()) {
+                    if e.is_disconnected() {
+                        break;
+                    }
+                }
+            }
+        });
         tracing::info!(worker.name = %name, concurrency = self.concurrency, "worker started");
         match &self.storage {
             Storage::Sqlite(storage) => {
-                let mut strategy = Strategy::new();
-                if let Some(wake) = wake {
-                    strategy = strategy.stream(wake);
-                }
-                let backend = storage
-                    .clone()
-                    .poll_with_strategy(strategy.interval(SQLITE_POLL));
+                let strategy = Strategy::new().stream(wake_rx).interval(SQLITE_POLL);
+                let backend = storage.clone().poll_with_strategy(strategy);
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
                     .data(state)
@@ -133,13 +163,11 @@ impl JobQueue {
             }
             Storage::Postgres(storage) => {
                 let pubsub = Pubsub::new(storage.pool().clone(), QUEUE_NAME.to_owned());
-                let mut strategy = Strategy::new().stream(pubsub);
-                if let Some(wake) = wake {
-                    strategy = strategy.stream(wake);
-                }
-                let backend = storage
-                    .clone()
-                    .poll_with_strategy(strategy.interval(POSTGRES_POLL));
+                let strategy = Strategy::new()
+                    .stream(pubsub)
+                    .stream(wake_rx)
+                    .interval(POSTGRES_POLL);
+                let backend = storage.clone().poll_with_strategy(strategy);
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
                     .data(state)
@@ -155,6 +183,9 @@ impl JobQueue {
         Ok(())
     }
 }
+
+/// The shutdown signal, shared by everything that must stop with it.
+pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
 fn sqlite_config(concurrency: usize) -> apalis_sqlite::Config {
     apalis_sqlite::Config::default()
