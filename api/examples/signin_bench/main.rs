@@ -137,10 +137,11 @@ async fn main() -> anyhow::Result<()> {
     let mut guard = samples.lock().unwrap();
     let s = &mut *guard;
     println!(
-        "target {}  clients {}  duration {:.1} s",
-        args.url,
+        "target {base}  provider {provider}  clients {}  duration {:.1} s  provider latency: token {} ms, userinfo {} ms",
         args.clients,
-        elapsed.as_secs_f64()
+        elapsed.as_secs_f64(),
+        args.token_latency_ms,
+        args.userinfo_latency_ms
     );
     println!(
         "sign-ins {}  errors {}  throughput {:.1} sign-ins/s",
