@@ -65,6 +65,20 @@ pub fn verify(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// [`hash`] on the blocking pool, so request threads keep serving.
+pub async fn hash_off_thread(password: String) -> String {
+    tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .expect("hashing does not panic")
+}
+
+/// [`verify`] on the blocking pool.
+pub async fn verify_off_thread(password: String, phc: String) -> bool {
+    tokio::task::spawn_blocking(move || verify(&password, &phc))
+        .await
+        .unwrap_or(false)
+}
+
 /// A hash of a random password, verified against when the email is unknown, so an
 /// unknown email and a wrong password take the same time.
 pub fn dummy_hash() -> &'static str {

@@ -137,9 +137,7 @@ impl AuthApi {
         passwords::check_policy(&body.password, &context)
             .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
         let password = body.password;
-        let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+        let hash = passwords::hash_off_thread(password).await;
         let trim = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         match accounts::register_password_user(&state.db, &email, hash, trim(body.first_name), trim(body.last_name)).await? {
             Registered::Created(user) => {
@@ -178,9 +176,7 @@ impl AuthApi {
             .and_then(|u| u.password_hash.clone())
             .unwrap_or_else(|| passwords::dummy_hash().to_owned());
         let password = body.password;
-        let matches = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
-            .await
-            .unwrap_or(false);
+        let matches = passwords::verify_off_thread(password, hash).await;
         match user {
             Some(user) if matches => {
                 tracing::info!(user.id = %user.id, "password sign-in");

@@ -122,10 +122,7 @@ impl MeApi {
         if let Some(existing) = &user.password_hash {
             let given = body.0.current_password.clone().unwrap_or_default();
             let existing = existing.clone();
-            if !tokio::task::spawn_blocking(move || passwords::verify(&given, &existing))
-                .await
-                .unwrap_or(false)
-            {
+            if !passwords::verify_off_thread(given, existing).await {
                 return Err(ApiError::Credentials);
             }
         }
@@ -140,9 +137,7 @@ impl MeApi {
         passwords::check_policy(&body.0.password, &context)
             .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
         let password = body.0.password;
-        let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+        let hash = passwords::hash_off_thread(password).await;
         accounts::set_password(&state.db, user.id, hash).await?;
         tracing::info!(user.id = %user.id, "password set");
         Ok(NoContent::Done)
