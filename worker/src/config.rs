@@ -463,9 +463,10 @@ impl ProviderSettings {
 
 /// `SIGNIN_*` variables, split on `__`, minus the ones meant for tests and the CLI.
 fn signin_env() -> Env {
-    Env::prefixed("SIGNIN_")
-        .split("__")
-        .filter(|key| !key.as_str().starts_with("test_") && key.as_str() != "config")
+    Env::prefixed("SIGNIN_").split("__").filter(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        !key.starts_with("test_") && key != "config"
+    })
 }
 
 /// Rewrites figment's error into `key: problem` form.
@@ -626,6 +627,19 @@ mod tests {
             s.providers["corp"].scopes.as_deref().unwrap(),
             ["openid", "email"]
         );
+    }
+
+    #[test]
+    fn test_and_cli_variables_are_not_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SIGNIN_TEST_POSTGRES_URL", "postgres://x");
+            jail.set_env("SIGNIN_CONFIG", "other.toml");
+            jail.set_env("SIGNIN_WORKER__CONCURRENCY", "3");
+            let s = Settings::from_figment(Figment::new().merge(signin_env()))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(s.worker.concurrency, 3);
+            Ok(())
+        });
     }
 
     #[test]

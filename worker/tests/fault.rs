@@ -136,17 +136,14 @@ async fn a_worker_killed_mid_burst_loses_no_sign_in() {
         ("SIGNIN_PROVIDERS__CORP__CLIENT_ID", CLIENT_ID.to_owned()),
         ("SIGNIN_PROVIDERS__CORP__CLIENT_SECRET", "s".to_owned()),
     ];
-    let settings = {
-        for (key, value) in &env {
-            // SAFETY: set before any other thread of this test reads the environment.
-            unsafe { std::env::set_var(key, value) };
-        }
-        let settings = Settings::load(None).unwrap();
-        for (key, _) in &env {
-            unsafe { std::env::remove_var(key) };
-        }
-        settings
-    };
+    // The same configuration the worker processes read from their environment.
+    let figment = figment::Figment::from(figment::providers::Serialized::defaults(
+        serde_json::json!({
+            "database_url": env[0].1,
+            "secret_key": env[1].1,
+        }),
+    ));
+    let settings = Settings::from_figment(figment).unwrap();
     let db = Database::connect(&settings).await.unwrap();
     db.migrate().await.unwrap();
     let queue = JobQueue::new(&db, 4);
