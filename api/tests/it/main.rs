@@ -11,6 +11,7 @@ mod linking;
 mod login;
 mod me;
 mod metrics;
+mod outage;
 mod presets;
 mod sign_in_job;
 mod status;
