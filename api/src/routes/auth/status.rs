@@ -55,13 +55,19 @@ impl StatusApi {
             ApiError::bad_request("invalid_operation", "`operation` must be an operation id.")
         })?;
         let jar = req.cookie();
-        // The first read picks the operation; waiting follows that one.
+        // The first read picks the operation; waiting (only while it is pending)
+        // follows that one, so a plain poll costs one read.
         let first = current(state, jar, id).await?;
-        let operation = long_poll(state, wait_duration(wait), || async {
-            current(state, jar, Some(first.id)).await.map(Some)
-        })
-        .await?
-        .unwrap_or(first);
+        let wait = wait_duration(wait);
+        let operation = if first.status != OperationStatus::Pending || wait.is_zero() {
+            first
+        } else {
+            long_poll(state, wait, || async {
+                current(state, jar, Some(first.id)).await.map(Some)
+            })
+            .await?
+            .unwrap_or(first)
+        };
         Ok(Json(body(&operation)))
     }
 }
