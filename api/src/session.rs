@@ -119,7 +119,7 @@ async fn find_current_user(
             .filter(session::Column::TokenHash.eq(crypto::sha256_hex(token)))
             .filter(session::Column::Kind.eq(KIND_BROWSER)),
     };
-    let Some((session, Some(user))) = query.find_also_related(UserProfile).one(&state.db).await?
+    let Some((session, Some(user))) = query.find_also_related(UserProfile).one(&state.reader).await?
     else {
         return Ok(None);
     };

@@ -85,6 +85,7 @@ impl Application {
         }
         let state = AppState {
             db: db.conn.clone(),
+            reader: db.reader.clone(),
             pool: db.pool.clone(),
             tokens: TokenIssuer::new(&settings, &keys),
             limits: Arc::new(Limits::new(&settings.limits)),
@@ -128,6 +129,7 @@ impl Application {
         }
         let worker_state = WorkerState {
             db: state.db.clone(),
+            reader: state.reader.clone(),
             settings: state.settings.clone(),
             providers: state.providers.clone(),
             keys: state.keys.clone(),

@@ -13,8 +13,11 @@ use crate::{demo_provider::DemoProvider, limits::Limits, tokens::TokenIssuer};
 /// Shared, cheaply cloned application state.
 #[derive(Clone, Debug)]
 pub struct AppState {
+    /// Writes, transactions and reads that must see them.
     pub db: sea_orm::DatabaseConnection,
-    /// The same pool, for queue statistics.
+    /// Hot reads (status polls, session checks); see `worker::db`.
+    pub reader: sea_orm::DatabaseConnection,
+    /// `db`'s pool, for queue statistics.
     pub pool: worker::db::DbPool,
     pub settings: Arc<Settings>,
     pub providers: Arc<ProviderRegistry>,

@@ -1,5 +1,11 @@
-//! One connection pool per process, shared by sea-orm and the apalis storage, and
+//! The connection pools of a process, shared by sea-orm and the apalis storage, and
 //! the schema: sea-orm migrations plus apalis' own tables, in the same database.
+//!
+//! SQLite allows one writer at a time, and a connection that finds the write lock
+//! taken sleeps in SQLite's busy handler (1, 2, 5, 10 … ms) instead of queueing. So on
+//! SQLite every write goes through one connection, where writers wait their turn in
+//! the pool's FIFO queue in microseconds, and reads that need not see their own
+//! writes use a separate pool. On PostgreSQL both handles share one pool.
 
 use std::{str::FromStr, time::Duration};
 
@@ -25,18 +31,40 @@ pub enum DbPool {
     Postgres(PgPool),
 }
 
-/// The database handle a process keeps in its state.
+/// The database handles a process keeps in its state.
 #[derive(Clone, Debug)]
 pub struct Database {
-    /// For sea-orm queries.
+    /// For writes, transactions and reads that must see them (one connection on
+    /// SQLite).
     pub conn: DatabaseConnection,
-    /// The same pool, for the job queue.
+    /// For hot reads that may run beside writes: status polls, session checks.
+    pub reader: DatabaseConnection,
+    /// `conn`'s pool, for the job queue (whose fetches are writes).
     pub pool: DbPool,
 }
+
+/// Read connections on SQLite, beside the single writer.
+const SQLITE_READERS: u32 = 4;
+/// Memory-mapped I/O for SQLite reads: pages come from the page cache without a
+/// `read` system call each time another connection's write invalidates them.
+const SQLITE_MMAP_BYTES: &str = "268435456";
 
 /// Held between migrations on PostgreSQL so that `api` and `worker` starting together
 /// do not race (sea-orm takes no lock of its own).
 const MIGRATION_LOCK_KEY: i64 = 0x5349_474e_494e; // "SIGNIN"
+
+async fn sqlite_pool(options: SqliteConnectOptions, size: u32) -> anyhow::Result<SqlitePool> {
+    SqlitePoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("opening the SQLite database")
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
 
 impl Database {
     /// Connects to `database_url` (SQLite in WAL mode, or PostgreSQL).
@@ -53,6 +81,7 @@ impl Database {
                 .context("connecting to PostgreSQL")?;
             let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
             Ok(Self {
+                reader: conn.clone(),
                 conn,
                 pool: DbPool::Postgres(pool),
             })
@@ -62,17 +91,25 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await
-                .context("opening the SQLite database")?;
-            let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
+                .foreign_keys(true)
+                .pragma("mmap_size", SQLITE_MMAP_BYTES);
+            if is_sqlite_memory(url) {
+                // Each connection to `:memory:` is its own database: keep one.
+                let pool = sqlite_pool(options, 1).await?;
+                let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
+                return Ok(Self {
+                    reader: conn.clone(),
+                    conn,
+                    pool: DbPool::Sqlite(pool),
+                });
+            }
+            // The writer first: it creates the file and switches it to WAL.
+            let writer = sqlite_pool(options.clone(), 1).await?;
+            let readers = sqlite_pool(options, SQLITE_READERS).await?;
             Ok(Self {
-                conn,
-                pool: DbPool::Sqlite(pool),
+                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone()),
+                reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(readers),
+                pool: DbPool::Sqlite(writer),
             })
         }
     }

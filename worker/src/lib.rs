@@ -22,7 +22,10 @@ use futures::FutureExt;
 /// What a sign-in job needs; registered with the apalis worker as `Data`.
 #[derive(Clone, Debug)]
 pub struct WorkerState {
+    /// Writes, transactions and reads that must see them.
     pub db: sea_orm::DatabaseConnection,
+    /// Reads that may run beside writes; see [`db`].
+    pub reader: sea_orm::DatabaseConnection,
     pub settings: Arc<config::Settings>,
     pub providers: Arc<providers::ProviderRegistry>,
     pub keys: Arc<crypto::Keys>,
@@ -38,6 +41,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let shutdown = shutdown.boxed().shared();
-    jobs::spawn_sweeper(state.clone(), shutdown.clone());
+    jobs::spawn_sweeper(state.clone(), queue.clone(), shutdown.clone());
     queue.run_worker(state, shutdown).await
 }

@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let queue = JobQueue::new(&db, settings.worker.concurrency);
     let state = WorkerState {
         db: db.conn.clone(),
+        reader: db.reader.clone(),
         settings,
         providers,
         keys,

@@ -2,7 +2,7 @@
 //! pending, finish `ok`/`error` (only from pending, so the first finisher wins),
 //! redeem once, expire stale ones, and wake long-polling status requests.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use chrono::Utc;
 use entity::async_operation::{self, Column, Entity as AsyncOperation, Model, OperationStatus};
@@ -10,7 +10,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     sea_query::Expr,
 };
-use tokio::sync::Notify;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// The code and sentence for an operation that ran out of time.
@@ -25,19 +25,63 @@ pub const QUEUE_UNAVAILABLE: (&str, &str) = (
 /// On PostgreSQL, finishes in other processes arrive through `LISTEN` on
 /// [`NOTIFY_CHANNEL`] (see [`listen_for_finishes`]); on SQLite, status requests
 /// re-check the database on a short interval.
-#[derive(Clone, Debug, Default)]
-pub struct OperationEvents(Arc<Notify>);
+///
+/// Each finish names its operation, so only the requests waiting on that operation
+/// read the database again (waking every poll on every finish made the reads grow
+/// with the square of the number of browsers waiting).
+#[derive(Clone, Debug)]
+pub struct OperationEvents(broadcast::Sender<Finished>);
+
+/// What a waiter hears: one operation finished, or "re-check whatever you wait on".
+#[derive(Clone, Copy, Debug)]
+enum Finished {
+    One(Uuid),
+    Any,
+}
+
+/// Finishes buffered per waiter; one that falls further behind re-checks.
+const EVENT_BUFFER: usize = 1024;
+
+impl Default for OperationEvents {
+    fn default() -> Self {
+        Self(broadcast::channel(EVENT_BUFFER).0)
+    }
+}
 
 impl OperationEvents {
-    /// Tells every waiter that some operation finished.
-    pub fn notify_finished(&self) {
-        self.0.notify_waiters();
+    /// Tells the waiters on `id` that it finished.
+    pub fn finished(&self, id: Uuid) {
+        let _ = self.0.send(Finished::One(id));
     }
 
-    /// A future resolving at the next `notify_finished`. Call `enable()` on it (pinned)
-    /// before re-reading the database, so a finish in between is not missed.
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.0.notified()
+    /// Tells every waiter to re-check (operations expired in bulk, or a lost
+    /// `LISTEN` connection came back).
+    pub fn notify_all(&self) {
+        let _ = self.0.send(Finished::Any);
+    }
+
+    /// Starts listening. Subscribe before reading the database, then
+    /// [`FinishWatch::wait_for`], so a finish in between is not missed.
+    pub fn subscribe(&self) -> FinishWatch {
+        FinishWatch(self.0.subscribe())
+    }
+}
+
+/// A subscription from [`OperationEvents::subscribe`].
+#[derive(Debug)]
+pub struct FinishWatch(broadcast::Receiver<Finished>);
+
+impl FinishWatch {
+    /// Resolves when `id` finishes (or everyone is told to re-check). Never resolves
+    /// otherwise: bound it with a timeout.
+    pub async fn wait_for(&mut self, id: Uuid) {
+        loop {
+            match self.0.recv().await {
+                Ok(Finished::One(done)) if done != id => {}
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
     }
 }
 
@@ -71,9 +115,12 @@ pub fn listen_for_finishes(pool: sea_orm::sqlx::PgPool, events: OperationEvents)
                     } else {
                         backoff = Duration::from_millis(200);
                         // Something may have finished while we were not listening.
-                        events.notify_finished();
-                        while listener.recv().await.is_ok() {
-                            events.notify_finished();
+                        events.notify_all();
+                        while let Ok(notification) = listener.recv().await {
+                            match Uuid::parse_str(notification.payload()) {
+                                Ok(id) => events.finished(id),
+                                Err(_) => events.notify_all(),
+                            }
                         }
                     }
                 }
@@ -192,6 +239,8 @@ pub async fn redeem(
     redeemer_hash: &str,
 ) -> Result<Option<Model>, DbErr> {
     let now = Utc::now();
+    // One statement (`RETURNING`): on SQLite each statement waits its turn for the
+    // single writer connection.
     let result = AsyncOperation::update_many()
         .col_expr(Column::RedeemedAt, Expr::value(now))
         .col_expr(Column::UpdatedAt, Expr::value(now))
@@ -199,12 +248,9 @@ pub async fn redeem(
         .filter(Column::RedeemerHash.eq(redeemer_hash))
         .filter(Column::Status.eq(OperationStatus::Ok))
         .filter(Column::RedeemedAt.is_null())
-        .exec(db)
+        .exec_with_returning(db)
         .await?;
-    if result.rows_affected != 1 {
-        return Ok(None);
-    }
-    find(db, id).await
+    Ok(result.into_iter().next())
 }
 
 /// Whether a pending operation has outlived `timeout`.

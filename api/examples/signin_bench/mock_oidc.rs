@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::{
+    rand::SystemRandom,
+    signature::{RSA_PKCS1_SHA256, RsaKeyPair},
+};
 use poem::{
     EndpointExt, IntoResponse, Response, Route, Server, get, handler,
     http::{StatusCode, Uri},
@@ -25,7 +28,9 @@ struct Mock {
     issuer: String,
     token_delay: Duration,
     userinfo_delay: Duration,
-    key: EncodingKey,
+    /// ring, not jsonwebtoken's pure-Rust RSA: signing is the mock's main cost, and
+    /// the mock shares the machine's cores with the api under test.
+    key: std::sync::Arc<RsaKeyPair>,
 }
 
 /// Starts the provider; returns its issuer URL.
@@ -40,7 +45,7 @@ pub async fn start(token_delay: Duration, userinfo_delay: Duration) -> anyhow::R
         issuer: issuer.clone(),
         token_delay,
         userinfo_delay,
-        key: EncodingKey::from_rsa_pem(include_bytes!("../../tests/it/fixtures/rsa_private.pem"))?,
+        key: std::sync::Arc::new(signing_key()?),
     };
     let app = Route::new()
         .at("/.well-known/openid-configuration", get(discovery))
@@ -107,11 +112,12 @@ async fn token(Data(mock): Data<&Mock>, Form(form): Form<TokenForm>) -> Response
         .unwrap_or_default();
     let (nonce, sub) = decoded.split_once('|').unwrap_or(("", "nobody"));
     let now = Utc::now().timestamp();
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("test-key-1".to_owned());
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "test-key-1"});
     let claims = json!({"iss": mock.issuer, "aud": CLIENT_ID, "sub": sub, "iat": now, "exp": now + 300, "nonce": nonce,
                         "email": format!("{sub}@bench.example"), "email_verified": true, "given_name": "Bench"});
-    let id_token = jsonwebtoken::encode(&header, &claims, &mock.key).expect("signing");
+    let Some(id_token) = sign_jwt(&mock.key, &header, &claims) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     Json(json!({"access_token": sub, "token_type": "Bearer", "expires_in": 600, "id_token": id_token})).into_response()
 }
 
@@ -126,4 +132,25 @@ async fn userinfo(Data(mock): Data<&Mock>, req: &poem::Request) -> Response {
         .unwrap_or("nobody")
         .to_owned();
     Json(json!({"sub": sub, "email": format!("{sub}@bench.example"), "email_verified": true, "given_name": "Bench"})).into_response()
+}
+
+/// The fixture's PKCS#8 PEM key, for ring.
+fn signing_key() -> anyhow::Result<RsaKeyPair> {
+    let pem = include_str!("../../tests/it/fixtures/rsa_private.pem");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body)?;
+    RsaKeyPair::from_pkcs8(&der).map_err(|e| anyhow::anyhow!("the bench RSA key: {e}"))
+}
+
+/// A compact RS256 JWS of `claims`.
+fn sign_jwt(key: &RsaKeyPair, header: &serde_json::Value, claims: &serde_json::Value) -> Option<String> {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_input.as_bytes(), &mut signature)
+        .ok()?;
+    Some(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }

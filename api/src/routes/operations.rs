@@ -59,7 +59,7 @@ impl OperationsApi {
             .ok_or_else(not_found)?;
         let redeemer = crypto::sha256_hex(&secret);
         let operation = long_poll(state, wait_duration(wait.0), || async {
-            operations::find_for_browser(&state.db, &redeemer, Some(id.0)).await
+            operations::find_for_browser(&state.reader, &redeemer, Some(id.0)).await
         })
         .await?
         .filter(|op| op.kind == operations::KIND_NATIVE)

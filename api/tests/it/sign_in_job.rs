@@ -249,6 +249,7 @@ async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
 fn worker_state(app: &TestApp) -> worker::WorkerState {
     worker::WorkerState {
         db: app.db.clone(),
+        reader: app.state.reader.clone(),
         settings: app.settings.clone(),
         providers: app.state.providers.clone(),
         keys: app.state.keys.clone(),

@@ -164,8 +164,8 @@ pub async fn process(
                 .increment(1);
             match operations::mark_error(&state.db, job.operation_id, code, &message).await {
                 Ok(true) => {
-                    state.events.notify_finished();
-                    if let Ok(Some(op)) = operations::find(&state.db, job.operation_id).await {
+                    state.events.finished(job.operation_id);
+                    if let Ok(Some(op)) = operations::find(&state.reader, job.operation_id).await {
                         record_operation_duration(&op, "error");
                     }
                 }
@@ -180,7 +180,7 @@ pub async fn process(
 /// The whole sign-in for one job. Idempotent: an operation that already left
 /// `pending` is left alone.
 pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError> {
-    let operation = operations::find(&state.db, job.operation_id)
+    let operation = operations::find(&state.reader, job.operation_id)
         .await?
         .ok_or(SignInError::OperationMissing(job.operation_id))?;
     if operation.status != entity::async_operation::OperationStatus::Pending {
@@ -262,7 +262,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
         Outcome::SignedIn { user_id } => {
             record_operation_duration(&operation, "ok");
             tracing::info!(user.id = %user_id, linked = operation.link_user_id.is_some(), "signed in");
-            state.events.notify_finished();
+            state.events.finished(job.operation_id);
         }
         Outcome::AlreadyFinished => tracing::info!("operation finished elsewhere meanwhile"),
         Outcome::AccountInUse => return Err(SignInError::AccountInUse),

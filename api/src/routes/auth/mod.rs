@@ -29,7 +29,7 @@ pub(crate) async fn browser_operation(
     let Some(key) = browser::browser_key(jar) else {
         return Ok(None);
     };
-    operations::find_for_browser(&state.db, &browser::redeemer_hash(&key), id).await
+    operations::find_for_browser(&state.reader, &browser::redeemer_hash(&key), id).await
 }
 
 /// `operation=<uuid>` from a query, or `Err` for a malformed one.
@@ -64,14 +64,13 @@ where
     let deadline = Instant::now() + wait;
     loop {
         // Listen before reading, so a finish between the read and the wait wakes us.
-        let notified = state.events.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+        let mut finishes = state.events.subscribe();
         let operation = load().await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         match operation {
             Some(op) if op.status == OperationStatus::Pending && !remaining.is_zero() => {
-                let _ = tokio::time::timeout(remaining.min(RECHECK), notified).await;
+                let _ =
+                    tokio::time::timeout(remaining.min(RECHECK), finishes.wait_for(op.id)).await;
             }
             other => return Ok(other),
         }
