@@ -59,6 +59,11 @@ struct Args {
     /// Mock provider userinfo latency.
     #[arg(long, default_value_t = 0)]
     userinfo_latency_ms: u64,
+    /// Instead of sign-ins: sign in once up to `ok`, then let `wrk` (on PATH) poll
+    /// `/auth/status` with that browser's cookies, `--clients` connections for
+    /// `--seconds`.
+    #[arg(long)]
+    status_load: bool,
 }
 
 #[derive(Default)]
@@ -94,6 +99,12 @@ async fn main() -> anyhow::Result<()> {
         }
         None => (args.url.clone(), "demo"),
     };
+    if args.status_load {
+        let result = status_load(&base, provider, &args).await;
+        print_rss(&children);
+        spawn::stop(children);
+        return result;
+    }
     let samples = Arc::new(Mutex::new(Samples::default()));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
@@ -114,7 +125,10 @@ async fn main() -> anyhow::Result<()> {
             {
                 n += 1;
                 let email = format!("bench-{client}-{n}@example.com");
-                let result = one_flow(&base, provider, &email).await;
+                let result = match new_client(None) {
+                    Ok(client) => one_flow(&client, &base, provider, &email, true).await,
+                    Err(e) => Err(e),
+                };
                 let mut s = samples.lock().unwrap();
                 match result {
                     Ok((callback, to_ok, flow)) => {
@@ -166,13 +180,7 @@ async fn main() -> anyhow::Result<()> {
             pct(values, 1.0)
         );
     }
-    for child in &mut children {
-        println!(
-            "peak RSS {:<8} {:>7.1} MB",
-            child.role,
-            spawn::peak_rss_mb(child.process.id()).unwrap_or(f64::NAN)
-        );
-    }
+    print_rss(&children);
     drop(guard);
     spawn::stop(children);
     Ok(())
@@ -186,20 +194,64 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// One browser's whole sign-in; returns (callback, callback→ok, whole flow).
-async fn one_flow(
-    base: &Url,
-    provider: &str,
-    email: &str,
-) -> anyhow::Result<(Duration, Duration, Duration)> {
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
+fn print_rss(children: &[spawn::Spawned]) {
+    for child in children {
+        println!(
+            "peak RSS {:<8} {:>7.1} MB",
+            child.role,
+            spawn::peak_rss_mb(child.process.id()).unwrap_or(f64::NAN)
+        );
+    }
+}
+
+/// A fresh browser: its own cookie jar (`jar`, or an internal one).
+fn new_client(jar: Option<Arc<reqwest::cookie::Jar>>) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .redirect(Policy::none())
         .timeout(Duration::from_secs(40))
         // Plain HTTP on loopback: skip loading the system's root certificates for
         // every flow (it cost the generator more CPU than the requests).
-        .tls_certs_only(std::iter::empty())
-        .build()?;
+        .tls_certs_only(std::iter::empty());
+    let builder = match jar {
+        Some(jar) => builder.cookie_provider(jar),
+        None => builder.cookie_store(true),
+    };
+    Ok(builder.build()?)
+}
+
+/// `--status-load`: one sign-in up to `ok`, then `wrk` on `/auth/status`.
+async fn status_load(base: &Url, provider: &str, args: &Args) -> anyhow::Result<()> {
+    use reqwest::cookie::CookieStore;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    one_flow(&new_client(Some(jar.clone()))?, base, provider, "status@example.com", false).await?;
+    let cookies = jar
+        .cookies(base)
+        .ok_or_else(|| anyhow::anyhow!("the sign-in left no cookies"))?;
+    let url = base.join("/auth/status")?;
+    println!("wrk on {url}: {} connections, {} s", args.clients, args.seconds);
+    let status = tokio::process::Command::new("wrk")
+        .args(["-t2", "--latency", "--timeout", "5s"])
+        .arg(format!("-c{}", args.clients))
+        .arg(format!("-d{}s", args.seconds))
+        .arg("-H")
+        .arg(format!("Cookie: {}", cookies.to_str()?))
+        .arg(url.as_str())
+        .status()
+        .await
+        .map_err(|e| anyhow::anyhow!("running wrk (apt-get install wrk): {e}"))?;
+    anyhow::ensure!(status.success(), "wrk failed: {status}");
+    Ok(())
+}
+
+/// One browser's sign-in; returns (callback, callback→ok, whole flow). With
+/// `finish`, also redeems it (`/auth/success`) and reads `/api/me`.
+async fn one_flow(
+    client: &reqwest::Client,
+    base: &Url,
+    provider: &str,
+    email: &str,
+    finish: bool,
+) -> anyhow::Result<(Duration, Duration, Duration)> {
     let at = |path: &str| base.join(path).expect("valid path");
     let flow_started = Instant::now();
     let login = client
@@ -252,6 +304,9 @@ async fn one_flow(
         }
     }
     let to_ok = callback_done.elapsed();
+    if !finish {
+        return Ok((callback_done - callback_started, to_ok, flow_started.elapsed()));
+    }
     let success = client.get(at("/auth/success")).send().await?;
     anyhow::ensure!(
         location(&success)? == "/",
