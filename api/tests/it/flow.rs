@@ -171,3 +171,54 @@ async fn two_tabs_signing_in_at_once_both_succeed() {
     }
     assert_eq!(app.get_me().await.status(), StatusCode::OK);
 }
+
+/// Rows in the job table, whatever their state.
+async fn job_rows(app: &TestApp) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let table = match app.db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "apalis.jobs",
+        _ => "Jobs",
+    };
+    let row = app
+        .db
+        .query_one_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// A finished job leaves the queue table within the sweeper's second (no used code
+/// stays stored, and apalis-sqlite's acknowledgements stay cheap).
+async fn finished_jobs_are_deleted(app: TestApp) {
+    app.sign_in(&app.browser, "user-jobs").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while job_rows(&app).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finished job is still in the queue table"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn finished_jobs_are_deleted_on_sqlite() {
+    finished_jobs_are_deleted(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn finished_jobs_are_deleted_on_postgres() {
+    let Some(app) = spawn_app_with(Options {
+        backend: Backend::Postgres,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    finished_jobs_are_deleted(app).await;
+}
