@@ -34,6 +34,10 @@ pub enum ApiError {
     /// Email and password do not match (the same answer for an unknown email).
     #[error("invalid credentials")]
     Credentials,
+    /// A state-changing request authenticated by the session cookie came from
+    /// another site (CSRF).
+    #[error("cross-site request")]
+    CrossSite,
     /// Already consumed (410), e.g. an operation's tokens were delivered.
     #[error("{message}")]
     Gone { code: &'static str, message: String },
@@ -95,6 +99,7 @@ impl ResponseError for ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Credentials | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Gone { .. } => StatusCode::GONE,
+            Self::CrossSite => StatusCode::FORBIDDEN,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +107,10 @@ impl ResponseError for ApiError {
 
     fn as_response(&self) -> Response {
         let (code, message) = match self {
+            Self::CrossSite => (
+                "cross_site_request",
+                "This change must come from this site's own pages.".to_owned(),
+            ),
             Self::NotFound(what) => ("not_found", (*what).to_owned()),
             Self::Unauthorized => ("unauthorized", "Sign in to use this endpoint.".to_owned()),
             Self::InvalidToken => (
@@ -173,6 +182,12 @@ pub enum PageError {
     /// The database cannot be reached.
     #[error("service unavailable")]
     Unavailable,
+    /// A state-changing browser request from another site (CSRF).
+    #[error("cross-site request")]
+    CrossSite,
+    /// Too many requests from this address; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -193,6 +208,8 @@ impl ResponseError for PageError {
             Self::BadState | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnknownProvider => StatusCode::NOT_FOUND,
             Self::ProviderUnavailable | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -216,6 +233,14 @@ impl ResponseError for PageError {
                 "Sign-in provider unavailable",
                 "We cannot reach this sign-in provider right now. Please try again in a moment.",
             ),
+            Self::CrossSite => (
+                "Request refused",
+                "This action must be started from this site's own pages. Go back to the site and try again.",
+            ),
+            Self::TooManyRequests { .. } => (
+                "Too many attempts",
+                "Too many sign-in attempts from your network. Please wait a moment and try again.",
+            ),
             Self::Internal(error) => {
                 tracing::error!(error = ?error, "internal error");
                 (
@@ -224,8 +249,14 @@ impl ResponseError for PageError {
                 )
             }
         };
-        crate::assets::error_page(title, message)
+        let mut response = crate::assets::error_page(title, message)
             .with_status(self.status())
-            .into_response()
+            .into_response();
+        if let Self::TooManyRequests { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+        }
+        response
     }
 }

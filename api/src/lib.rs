@@ -9,6 +9,7 @@ pub mod error;
 pub mod limits;
 pub mod openapi;
 pub mod routes;
+pub mod security;
 pub mod session;
 pub mod startup;
 pub mod state;

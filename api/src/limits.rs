@@ -12,6 +12,19 @@ use crate::error::ApiError;
 pub struct Limits {
     login_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     login_per_account: DefaultKeyedRateLimiter<String>,
+    sign_in_starts: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    callbacks: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    status_polls: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// How many pending operations one browser may hold.
+    pub pending_per_browser: u64,
+}
+
+/// A per-IP budget of the browser flow, each `limits.*_per_ip_per_minute`.
+#[derive(Debug, Clone, Copy)]
+pub enum IpBudget {
+    SignInStart,
+    Callback,
+    StatusPoll,
 }
 
 impl std::fmt::Debug for Limits {
@@ -34,7 +47,44 @@ impl Limits {
             login_per_account: RateLimiter::keyed(Quota::per_hour(nonzero(
                 settings.login_per_account_per_hour,
             ))),
+            sign_in_starts: per_minute(settings.sign_in_starts_per_ip_per_minute),
+            callbacks: per_minute(settings.callbacks_per_ip_per_minute),
+            status_polls: per_minute(settings.status_polls_per_ip_per_minute),
+            pending_per_browser: u64::from(settings.pending_operations_per_browser),
         }
+    }
+
+    /// Drops the state of addresses whose budgets are full again, so the maps do not
+    /// grow with every address ever seen. Called every minute.
+    pub fn forget_idle(&self) {
+        self.login_per_ip.retain_recent();
+        self.login_per_account.retain_recent();
+        for limiter in [&self.sign_in_starts, &self.callbacks, &self.status_polls]
+            .into_iter()
+            .flatten()
+        {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Spends one request of `budget` for `ip`; `Err(seconds to wait)` when spent.
+    pub fn check_ip(&self, budget: IpBudget, ip: Option<IpAddr>) -> Result<(), u64> {
+        let limiter = match budget {
+            IpBudget::SignInStart => &self.sign_in_starts,
+            IpBudget::Callback => &self.callbacks,
+            IpBudget::StatusPoll => &self.status_polls,
+        };
+        let (Some(limiter), Some(ip)) = (limiter, ip) else {
+            return Ok(());
+        };
+        limiter.check_key(&ip).map_err(|not_until| {
+            metrics::counter!("signin_rate_limited_total", "budget" => budget.label()).increment(1);
+            not_until
+                .wait_time_from(governor::clock::DefaultClock::default().now())
+                .as_secs()
+                .max(1)
+        })
     }
 
     /// One password attempt from `ip` for the account `email`.
@@ -50,6 +100,27 @@ impl Limits {
                 too_many(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
             })
     }
+}
+
+impl IpBudget {
+    fn label(self) -> &'static str {
+        match self {
+            Self::SignInStart => "sign_in_start",
+            Self::Callback => "callback",
+            Self::StatusPoll => "status_poll",
+        }
+    }
+}
+
+/// A per-minute keyed limiter allowing bursts of the whole minute's budget; `None`
+/// for 0 (off).
+fn per_minute(n: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
+    NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+/// The peer address of `req`.
+pub fn client_ip(req: &poem::Request) -> Option<IpAddr> {
+    req.remote_addr().as_socket_addr().map(|a| a.ip())
 }
 
 fn too_many(wait: Duration) -> ApiError {

@@ -64,9 +64,10 @@ pub enum NoContent {
 
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
-        let statuses: [(u16, &'static str); 7] = [
+        let statuses: [(u16, &'static str); 8] = [
             (400, "Malformed request"),
             (401, "Missing, invalid or expired credentials"),
+            (403, "A cookie-authenticated change sent from another site"),
             (404, "No such resource (or not yours)"),
             (409, "Conflicts with the current state"),
             (410, "Already consumed"),

@@ -54,7 +54,16 @@ impl<'a> FromRequest<'a> for MaybeUser {
         let state = req
             .data::<AppState>()
             .expect("AppState is registered with .data()");
-        Ok(Self(match credential(req) {
+        let credential = credential(req);
+        // A cookie rides along on cross-site requests too; changes need our origin.
+        if matches!(credential, Some(Credential::Cookie(_)))
+            && !req.method().is_safe()
+            && !crate::security::is_same_origin(req, state, false)
+        {
+            tracing::warn!("cross-site request with the session cookie refused");
+            return Err(ApiError::CrossSite.into());
+        }
+        Ok(Self(match credential {
             None => None,
             Some(credential) => find_current_user(state, &credential)
                 .await

@@ -111,6 +111,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
         let state = self.state.clone();
+        // Limiter maps forget addresses whose budgets refilled.
+        let limits = state.limits.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits.forget_idle();
+            }
+        });
         tracing::info!(
             address = %format!("127.0.0.1:{}", self.port),
             public_url = %state.settings.public_url,
@@ -172,6 +181,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let cookie_key = CookieKey::derive_from(&state.keys.cookie);
     app.with(CookieJarManager::with_key(cookie_key))
         .around(json_errors)
+        .around(crate::security::security_headers)
         .around(limit_body)
         .around(log_request)
         .data(state)

@@ -112,6 +112,16 @@ pub struct LimitSettings {
     pub login_per_ip_per_minute: u32,
     /// Password sign-in attempts per account per hour. Default 20.
     pub login_per_account_per_hour: u32,
+    /// Browser sign-ins started (`/auth/{provider}/login`) per IP address per
+    /// minute. Default 60; 0 turns the limit off.
+    pub sign_in_starts_per_ip_per_minute: u32,
+    /// Provider callbacks per IP address per minute. Default 60; 0 turns it off.
+    pub callbacks_per_ip_per_minute: u32,
+    /// Status polls (`/auth/status`, `/api/operations/{id}`) per IP address per
+    /// minute. Default 600; 0 turns it off.
+    pub status_polls_per_ip_per_minute: u32,
+    /// Operations one browser may have pending at once. Default 5.
+    pub pending_operations_per_browser: u32,
 }
 
 impl Default for LimitSettings {
@@ -119,6 +129,10 @@ impl Default for LimitSettings {
         Self {
             login_per_ip_per_minute: 20,
             login_per_account_per_hour: 20,
+            sign_in_starts_per_ip_per_minute: 60,
+            callbacks_per_ip_per_minute: 60,
+            status_polls_per_ip_per_minute: 600,
+            pending_operations_per_browser: 5,
         }
     }
 }
@@ -335,6 +349,9 @@ impl Settings {
         }
         if self.limits.login_per_ip_per_minute == 0 || self.limits.login_per_account_per_hour == 0 {
             bail!("limits: login limits must be at least 1");
+        }
+        if self.limits.pending_operations_per_browser == 0 {
+            bail!("limits.pending_operations_per_browser: must be at least 1");
         }
         if self.worker.concurrency == 0 || self.worker.concurrency > 1024 {
             bail!("worker.concurrency: must be between 1 and 1024");

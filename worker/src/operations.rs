@@ -188,6 +188,19 @@ pub async fn find_for_browser(
     }
 }
 
+/// How many operations bound to `redeemer_hash` are still pending.
+pub async fn count_pending_for(
+    db: &impl ConnectionTrait,
+    redeemer_hash: &str,
+) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    AsyncOperation::find()
+        .filter(Column::RedeemerHash.eq(redeemer_hash))
+        .filter(Column::Status.eq(OperationStatus::Pending))
+        .count(db)
+        .await
+}
+
 /// Loads one operation by id.
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, DbErr> {
     AsyncOperation::find_by_id(id).one(db).await

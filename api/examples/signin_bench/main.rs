@@ -416,6 +416,10 @@ mod spawn {
                 super::mock_oidc::CLIENT_SECRET.into(),
             ),
             ("RUST_LOG".into(), "warn".into()),
+            // Every virtual browser shares 127.0.0.1: per-IP budgets off.
+            ("SIGNIN_LIMITS__SIGN_IN_STARTS_PER_IP_PER_MINUTE".into(), "0".into()),
+            ("SIGNIN_LIMITS__CALLBACKS_PER_IP_PER_MINUTE".into(), "0".into()),
+            ("SIGNIN_LIMITS__STATUS_POLLS_PER_IP_PER_MINUTE".into(), "0".into()),
         ];
         let launch =
             |role: String, exe: PathBuf, extra: Vec<(String, String)>| -> anyhow::Result<Spawned> {

@@ -14,6 +14,7 @@ use worker::{crypto, operations};
 use super::auth::{long_poll, wait_duration};
 use crate::{
     error::ApiError,
+    limits::{IpBudget, client_ip},
     openapi::ErrorDetail,
     session::{self, Client, TokenPair},
     state::AppState,
@@ -52,6 +53,10 @@ impl OperationsApi {
         /// Seconds to wait for the status to leave `pending` (at most 30).
         wait: Query<Option<u64>>,
     ) -> Result<Json<OperationResult>, ApiError> {
+        state
+            .limits
+            .check_ip(IpBudget::StatusPoll, client_ip(req))
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
         let not_found = || ApiError::NotFound("No such operation for this poll secret.");
         let secret = secret
             .0

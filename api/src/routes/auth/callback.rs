@@ -3,7 +3,7 @@
 //! return with `response_mode=form_post` (Apple).
 
 use poem::{
-    IntoResponse, Response, handler,
+    IntoResponse, Request, Response, handler,
     http::{Uri, header},
     web::{Data, Html, Path, Redirect, cookie::CookieJar},
 };
@@ -17,6 +17,7 @@ use crate::{
     assets,
     browser::{self, MAX_STATE_LEN},
     error::PageError,
+    limits::{IpBudget, client_ip},
     routes::QueryParams,
     state::AppState,
 };
@@ -42,8 +43,10 @@ pub async fn callback(
     Data(state): Data<&AppState>,
     Path(provider): Path<String>,
     uri: &Uri,
+    req: &Request,
     jar: &CookieJar,
 ) -> Result<Response, PageError> {
+    spend_callback_budget(state, req)?;
     let provider = state
         .providers
         .get(&provider)
@@ -60,9 +63,11 @@ pub async fn callback(
 pub async fn callback_post(
     Data(state): Data<&AppState>,
     Path(provider): Path<String>,
+    req: &Request,
     body: String,
     jar: &CookieJar,
 ) -> Result<Response, PageError> {
+    spend_callback_budget(state, req)?;
     let provider = state
         .providers
         .get(&provider)
@@ -77,6 +82,13 @@ pub async fn callback_post(
         return Ok(repost_page(&provider.name, &params));
     }
     handle(state, provider, &params, jar).await
+}
+
+fn spend_callback_budget(state: &AppState, req: &Request) -> Result<(), PageError> {
+    state
+        .limits
+        .check_ip(IpBudget::Callback, client_ip(req))
+        .map_err(|retry_after| PageError::TooManyRequests { retry_after })
 }
 
 async fn handle(
@@ -114,6 +126,12 @@ async fn handle(
     let browser_key = browser::browser_key(jar).ok_or(PageError::BadState)?;
 
     let redeemer_hash = browser::redeemer_hash(&browser_key);
+    // One browser cannot pile up sign-ins (each one is a job and provider calls).
+    let pending = operations::count_pending_for(&state.reader, &redeemer_hash).await?;
+    if pending >= state.limits.pending_per_browser {
+        tracing::warn!(pending, "too many pending sign-ins in this browser");
+        return Err(PageError::TooManyRequests { retry_after: 5 });
+    }
     let operation = operations::create_pending(
         &state.db,
         NewOperation {

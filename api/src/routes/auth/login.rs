@@ -10,6 +10,7 @@ use worker::crypto;
 use crate::{
     browser::{self, Attempt},
     error::PageError,
+    limits::{IpBudget, client_ip},
     routes::QueryParams,
     session::MaybeUser,
     state::AppState,
@@ -25,15 +26,26 @@ pub async fn login(
     Data(state): Data<&AppState>,
     Path(provider): Path<String>,
     uri: &Uri,
+    req: &poem::Request,
     jar: &CookieJar,
     MaybeUser(user): MaybeUser,
 ) -> Result<Response, PageError> {
+    state
+        .limits
+        .check_ip(IpBudget::SignInStart, client_ip(req))
+        .map_err(|retry_after| PageError::TooManyRequests { retry_after })?;
     let Some(provider) = state.providers.get(&provider) else {
         return Err(PageError::UnknownProvider);
     };
     let params = QueryParams::parse(uri, &[("next", 1024), ("link", 8)])
         .map_err(|_| PageError::BadRequest("The sign-in link is malformed."))?;
     let link = matches!(params.get("link"), Some("1" | "true"));
+    // Linking attaches whatever account the browser signs in with at the provider to
+    // the signed-in user: another site must not be able to start it.
+    if link && !crate::security::is_same_origin(req, state, true) {
+        tracing::warn!("cross-site link attempt refused");
+        return Err(PageError::CrossSite);
+    }
     let link_user_id = match (link, &user) {
         (false, Some(_)) => return Ok(Redirect::see_other("/").into_response()),
         (false, None) => None,

@@ -7,7 +7,9 @@ use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use worker::operations;
 
 use super::{browser_operation, long_poll, parse_operation_id, wait_duration};
-use crate::{error::ApiError, openapi::ErrorDetail, routes::QueryParams, state::AppState};
+use crate::{
+    error::ApiError,
+    limits::{IpBudget, client_ip}, openapi::ErrorDetail, routes::QueryParams, state::AppState};
 
 /// Where a browser sign-in stands.
 #[derive(Debug, Object)]
@@ -42,6 +44,10 @@ impl StatusApi {
         #[oai(name = "operation")]
         _operation: Query<Option<String>>,
     ) -> Result<Json<StatusBody>, ApiError> {
+        state
+            .limits
+            .check_ip(IpBudget::StatusPoll, client_ip(req))
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
         // Read strictly (no repeated or oversized parameters) from the raw query.
         let params = QueryParams::parse(uri, &[("wait", 8), ("operation", 64)])
             .map_err(|e| ApiError::bad_request("invalid_query", e.message()))?;
