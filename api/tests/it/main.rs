@@ -13,6 +13,7 @@ mod me;
 mod metrics;
 mod outage;
 mod presets;
+mod security;
 mod sign_in_job;
 mod status;
 mod success;

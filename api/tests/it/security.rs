@@ -1,0 +1,240 @@
+//! Browser protections: security headers, the same-origin check on cookie-authenticated
+//! changes (CSRF), per-IP budgets and the pending-operation cap. Each test fails if
+//! its protection is removed (`docs/security.md` names them).
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with};
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = app
+        .browser
+        .client
+        .request(method, format!("{}{path}", app.address));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("request sent")
+}
+
+#[tokio::test]
+async fn pages_carry_a_strict_csp_and_cannot_be_framed() {
+    let app = spawn_app().await;
+    for path in ["/", "/auth/preloader", "/auth/error?reason=access_denied"] {
+        let response = app.get(path).await;
+        let csp = header(&response, "content-security-policy");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(header(&response, "x-frame-options"), "DENY", "{path}");
+        assert_eq!(header(&response, "x-content-type-options"), "nosniff");
+        // Plain http: no HSTS.
+        assert!(response.headers().get("strict-transport-security").is_none());
+    }
+    // No page we serve runs inline script (the CSP would block it).
+    for file in ["/", "/auth/preloader", "/static/example.html"] {
+        let body = app.get(file).await.text().await.unwrap();
+        assert!(
+            !body.contains("<script>") && !body.contains(" onclick="),
+            "{file} has inline script"
+        );
+    }
+}
+
+#[tokio::test]
+async fn callback_and_preloader_send_no_referrer_and_are_never_cached() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "").await;
+    let code = format!("code-{}", Uuid::new_v4().simple());
+    app.given_provider_signs_in(&authorize, &code, "ref-user")
+        .await;
+    let callback = app.return_from_provider(&authorize, &code).await;
+    assert_redirect_to(&callback, "/auth/preloader");
+    let preloader = app.get("/auth/preloader").await;
+    let status = app.get_status("").await;
+    let login = app.get_login("mock").await;
+    for (name, response) in [
+        ("callback", &callback),
+        ("preloader", &preloader),
+        ("login", &login),
+    ] {
+        assert_eq!(header(response, "referrer-policy"), "no-referrer", "{name}");
+        assert_eq!(header(response, "cache-control"), "no-store", "{name}");
+    }
+    assert_eq!(header(&status, "cache-control"), "no-store");
+    // The signed-in page names the user: not cached either.
+    assert_eq!(header(&app.get("/").await, "cache-control"), "no-store");
+}
+
+#[tokio::test]
+async fn hsts_is_sent_when_public_url_is_https() {
+    let app = spawn_app_with(Options {
+        overrides: json!({"public_url": "https://signin.example.com"}),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let response = app.get("/").await;
+    assert!(
+        header(&response, "strict-transport-security").starts_with("max-age="),
+        "{:?}",
+        response.headers()
+    );
+}
+
+#[tokio::test]
+async fn cross_site_logout_is_refused_and_the_session_survives() {
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "csrf-user").await;
+    for headers in [
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("sec-fetch-site", "same-site")][..],
+        &[("origin", "https://evil.example")][..],
+    ] {
+        let response = send(&app, Method::POST, "/auth/logout", headers).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        assert_eq!(app.get_me().await.status(), StatusCode::OK, "{headers:?}");
+    }
+    // From our own page it works.
+    let response = send(
+        &app,
+        Method::POST,
+        "/auth/logout",
+        &[("sec-fetch-site", "same-origin")],
+    )
+    .await;
+    assert_redirect_to(&response, "/");
+    assert_eq!(app.get_me().await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn cookie_authenticated_api_changes_need_our_origin() {
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "csrf-api-user").await;
+    let cross = [("sec-fetch-site", "cross-site")];
+    // Unlink, profile edit, API logout: all refused cross-site with the cookie.
+    for (method, path) in [
+        (Method::DELETE, "/api/me/providers/mock"),
+        (Method::PATCH, "/api/me"),
+        (Method::POST, "/api/auth/logout"),
+    ] {
+        let response = send(&app, method.clone(), path, &cross).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "cross_site_request");
+    }
+    assert_eq!(app.get_me().await.status(), StatusCode::OK);
+    // Reads stay allowed cross-site (CORS decides who may read them).
+    let me = send(&app, Method::GET, "/api/me", &cross).await;
+    assert_eq!(me.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn linking_cannot_be_started_from_another_site() {
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "link-csrf-user").await;
+    let response = send(
+        &app,
+        Method::GET,
+        "/auth/mock/login?link=1",
+        &[("sec-fetch-site", "cross-site")],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = send(
+        &app,
+        Method::GET,
+        "/auth/mock/login?link=1",
+        &[("sec-fetch-site", "same-origin")],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+fn limited(limits: serde_json::Value) -> Options {
+    Options {
+        overrides: json!({ "limits": limits }),
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn sign_in_starts_are_limited_per_ip() {
+    let app = spawn_app_with(limited(json!({"sign_in_starts_per_ip_per_minute": 2})))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(app.get_login("mock").await.status(), StatusCode::SEE_OTHER);
+    }
+    // Another browser on the same address shares the budget.
+    let response = app.new_browser().get_login("mock").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(header(&response, "retry-after").parse::<u64>().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn callbacks_and_status_polls_are_limited_per_ip() {
+    let app = spawn_app_with(limited(json!({
+        "callbacks_per_ip_per_minute": 1,
+        "status_polls_per_ip_per_minute": 2,
+    })))
+    .await
+    .unwrap();
+    assert_eq!(
+        app.get_callback("mock", "state=x&code=y").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let response = app.get_callback("mock", "state=x&code=y").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(!header(&response, "retry-after").is_empty());
+
+    for _ in 0..2 {
+        assert_eq!(app.get_status("").await.status(), StatusCode::NOT_FOUND);
+    }
+    let response = app.get_status("").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    let response = app
+        .get(&format!("/api/operations/{}", Uuid::new_v4()))
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn one_browser_cannot_pile_up_pending_operations() {
+    let app = spawn_app_with(Options {
+        embedded_worker: false,
+        ..limited(json!({"pending_operations_per_browser": 2}))
+    })
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let authorize = app.start_login("mock", "").await;
+        let response = app.return_from_provider(&authorize, "some-code").await;
+        assert_redirect_to(&response, "/auth/preloader");
+    }
+    let authorize = app.start_login("mock", "").await;
+    let response = app.return_from_provider(&authorize, "some-code").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another browser is not affected.
+    let other = app.new_browser();
+    let authorize = other.start_login("mock", "").await;
+    let response = other.return_from_provider(&authorize, "some-code").await;
+    assert_redirect_to(&response, "/auth/preloader");
+}
