@@ -20,6 +20,8 @@ use serde::Serialize;
 use uuid::Uuid;
 use worker::crypto;
 
+use worker::audit::{self, EventKind};
+
 use crate::{browser, error::ApiError, state::AppState};
 
 /// The session cookie: the raw token, `HttpOnly; SameSite=Lax; Path=/`.
@@ -190,6 +192,11 @@ impl Client {
                 .map(|a| a.ip().to_string()),
         }
     }
+
+    /// `event` with this client's address and user agent.
+    pub fn audit(&self, event: audit::Event) -> audit::Event {
+        event.client(self.ip.as_deref(), self.user_agent.as_deref())
+    }
 }
 
 async fn insert_session(
@@ -230,7 +237,7 @@ pub async fn start_browser_session(
     client: Client,
 ) -> Result<(), DbErr> {
     if let Some(old) = jar.get(SESSION_COOKIE) {
-        revoke_by_cookie(state, old.value_str()).await?;
+        revoke_by_cookie(state, old.value_str(), &client).await?;
     }
     let (_, token) = insert_session(
         &state.db,
@@ -258,25 +265,40 @@ pub async fn start_browser_session(
 }
 
 /// Ends the browser's session server-side and clears the cookie.
-pub async fn end_browser_session(state: &AppState, jar: &CookieJar) -> Result<(), DbErr> {
+pub async fn end_browser_session(
+    state: &AppState,
+    jar: &CookieJar,
+    client: &Client,
+) -> Result<(), DbErr> {
     if let Some(cookie) = jar.get(SESSION_COOKIE) {
-        revoke_by_cookie(state, cookie.value_str()).await?;
+        revoke_by_cookie(state, cookie.value_str(), client).await?;
     }
     browser::expire(jar, SESSION_COOKIE, "/", &state.settings);
     Ok(())
 }
 
-async fn revoke_by_cookie(state: &AppState, token: &str) -> Result<(), DbErr> {
+async fn revoke_by_cookie(state: &AppState, token: &str, client: &Client) -> Result<(), DbErr> {
     if !is_plausible_token(token) {
         return Ok(());
     }
-    Session::update_many()
+    let revoked = Session::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(session::Column::TokenHash.eq(crypto::sha256_hex(token)))
         .filter(session::Column::RevokedAt.is_null())
-        .exec(&state.db)
+        .exec_with_returning(&state.db)
         .await?;
+    record_revoked(state, &revoked, client).await;
     Ok(())
+}
+
+/// One `session_revoked` audit event per session in `revoked`.
+async fn record_revoked(state: &AppState, revoked: &[session::Model], client: &Client) {
+    for session in revoked {
+        let event = audit::Event::new(EventKind::SessionRevoked)
+            .user(session.user_id)
+            .session(session.id);
+        audit::record(&state.db, client.audit(event)).await;
+    }
 }
 
 /// What an app receives when it signs in or refreshes.
@@ -368,6 +390,7 @@ pub enum RefreshError {
 pub async fn refresh_api_session(
     state: &AppState,
     token: &str,
+    client: &Client,
 ) -> Result<Result<TokenPair, RefreshError>, DbErr> {
     if !is_plausible_token(token) {
         return Ok(Err(RefreshError::Invalid));
@@ -394,8 +417,12 @@ pub async fn refresh_api_session(
         .await?;
     if claimed.rows_affected != 1 {
         txn.rollback().await?;
-        revoke_session(state, session.user_id, session.id).await?;
         tracing::warn!(session.id = %session.id, user.id = %session.user_id, "refresh token reused: session revoked");
+        let event = audit::Event::new(EventKind::RefreshTokenReuse)
+            .user(session.user_id)
+            .session(session.id);
+        audit::record(&state.db, client.audit(event)).await;
+        revoke_session(state, session.user_id, session.id, client).await?;
         return Ok(Err(RefreshError::Reused));
     }
     let next = insert_refresh_token(&txn, session.id, refresh_lifetime(state)).await?;
@@ -417,26 +444,33 @@ pub async fn revoke_session(
     state: &AppState,
     user_id: Uuid,
     session_id: Uuid,
+    client: &Client,
 ) -> Result<bool, DbErr> {
-    let result = Session::update_many()
+    let revoked = Session::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(session::Column::Id.eq(session_id))
         .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null())
-        .exec(&state.db)
+        .exec_with_returning(&state.db)
         .await?;
-    Ok(result.rows_affected == 1)
+    record_revoked(state, &revoked, client).await;
+    Ok(revoked.len() == 1)
 }
 
 /// Revokes every session of `user_id`; returns how many.
-pub async fn revoke_all_sessions(state: &AppState, user_id: Uuid) -> Result<u64, DbErr> {
-    let result = Session::update_many()
+pub async fn revoke_all_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    client: &Client,
+) -> Result<u64, DbErr> {
+    let revoked = Session::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null())
-        .exec(&state.db)
+        .exec_with_returning(&state.db)
         .await?;
-    Ok(result.rows_affected)
+    record_revoked(state, &revoked, client).await;
+    Ok(revoked.len() as u64)
 }
 
 /// The user's active sessions, newest first.

@@ -2,6 +2,7 @@
 //! asynchronous sign-in operations the worker completes, and server-side sessions.
 
 pub mod async_operation;
+pub mod auth_event;
 pub mod prelude;
 pub mod refresh_token;
 pub mod session;

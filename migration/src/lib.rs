@@ -9,6 +9,7 @@ mod m20250101_000003_create_async_operation;
 mod m20250101_000004_create_session;
 mod m20250201_000005_add_linking_and_local_profile;
 mod m20250301_000006_add_passwords_and_api_sessions;
+mod m20250401_000007_create_auth_event;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000004_create_session::Migration),
             Box::new(m20250201_000005_add_linking_and_local_profile::Migration),
             Box::new(m20250301_000006_add_passwords_and_api_sessions::Migration),
+            Box::new(m20250401_000007_create_auth_event::Migration),
         ]
     }
 }

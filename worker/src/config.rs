@@ -57,6 +57,9 @@ pub struct Settings {
     /// Logging.
     #[serde(default)]
     pub log: LogSettings,
+    /// The audit log (`auth_event`).
+    #[serde(default)]
+    pub audit: AuditSettings,
     /// How long a browser session lasts without use. Default `14d`.
     #[serde(default = "default_session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
@@ -100,6 +103,23 @@ impl Default for TokenSettings {
             algorithm: "HS256".to_owned(),
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// `audit.*` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// How long audit events are kept. Default `90d`.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -360,6 +380,9 @@ impl Settings {
             || self.operation_timeout > Duration::from_secs(3600)
         {
             bail!("operation_timeout: must be between 5s and 1h");
+        }
+        if self.audit.retention < Duration::from_secs(3600) {
+            bail!("audit.retention: must be at least 1h");
         }
         for (name, provider) in &self.providers {
             provider

@@ -3,6 +3,7 @@
 //! embedded worker; nothing here knows about the web framework.
 
 pub mod accounts;
+pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod db;

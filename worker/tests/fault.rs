@@ -174,6 +174,7 @@ async fn a_worker_killed_mid_burst_loses_no_sign_in() {
                 form_user: None,
                 redirect_uri: None,
                 id_token: None,
+                client: Default::default(),
             })
             .await
             .unwrap();

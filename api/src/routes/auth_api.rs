@@ -10,6 +10,7 @@ use poem_openapi::{
 use uuid::Uuid;
 use worker::{
     accounts::{self, Registered},
+    audit::{self, EventKind},
     crypto,
     jobs::SignInJob,
     operations::{self, NewOperation},
@@ -187,6 +188,12 @@ impl AuthApi {
             }
             _ => {
                 tracing::info!("password sign-in failed");
+                // Only a known user's failures are theirs to see; an unknown email is
+                // in the log line alone (never the email itself).
+                let event = audit::Event::new(EventKind::PasswordFailure)
+                    .user(user.map(|u| u.id))
+                    .code("invalid_credentials");
+                audit::record(&state.db, Client::of(req).audit(event)).await;
                 Err(ApiError::Credentials)
             }
         }
@@ -202,9 +209,10 @@ impl AuthApi {
     async fn refresh(
         &self,
         Data(state): Data<&AppState>,
+        req: &Request,
         body: Json<RefreshRequest>,
     ) -> Result<Json<TokenPair>, ApiError> {
-        match session::refresh_api_session(state, &body.0.refresh_token).await? {
+        match session::refresh_api_session(state, &body.0.refresh_token, &Client::of(req)).await? {
             Ok(tokens) => Ok(Json(tokens)),
             Err(RefreshError::Invalid) => Err(ApiError::Unauthenticated {
                 code: "invalid_refresh_token",
@@ -231,10 +239,12 @@ impl AuthApi {
         all: Query<Option<String>>,
     ) -> Result<NoContent, ApiError> {
         if matches!(all.0.as_deref(), Some("1" | "true")) {
-            let ended = session::revoke_all_sessions(state, current.user.id).await?;
+            let ended =
+                session::revoke_all_sessions(state, current.user.id, &Client::of(req)).await?;
             tracing::info!(user.id = %current.user.id, sessions = ended, "signed out everywhere");
         } else {
-            session::revoke_session(state, current.user.id, current.session_id).await?;
+            session::revoke_session(state, current.user.id, current.session_id, &Client::of(req))
+                .await?;
         }
         // A browser calling this also loses its cookie.
         if req.cookie().get(session::SESSION_COOKIE).is_some() {
@@ -253,6 +263,7 @@ impl AuthApi {
     async fn token(
         &self,
         Data(state): Data<&AppState>,
+        req: &Request,
         provider: Path<String>,
         MaybeUser(user): MaybeUser,
         body: Json<NativeTokenRequest>,
@@ -276,6 +287,7 @@ impl AuthApi {
             form_user: None,
             redirect_uri: None,
             id_token: None,
+            client: crate::routes::auth::callback::job_client(req),
         };
         match (
             body.code,
@@ -337,6 +349,11 @@ impl AuthApi {
             });
         }
         tracing::info!(provider = %provider.name, operation.id = %operation.id, "native sign-in queued");
+        let event = audit::Event::new(EventKind::SignInStarted)
+            .user(link_user_id)
+            .provider(&provider.name)
+            .operation(operation.id);
+        audit::record(&state.db, Client::of(req).audit(event)).await;
         let status_url = format!("/api/operations/{}", operation.id);
         Ok(Accepted::Accepted(
             Json(OperationStarted {

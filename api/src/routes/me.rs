@@ -1,18 +1,49 @@
 //! `/api/me`: the signed-in user (`GET`), their own names (`PATCH`), their password
-//! (`PUT /api/me/password`) and their linked providers (`DELETE
-//! /api/me/providers/{name}`). By session cookie or bearer token.
+//! (`PUT /api/me/password`), their linked providers (`DELETE
+//! /api/me/providers/{name}`) and their audit log (`GET /api/me/events`). By session
+//! cookie or bearer token.
 
 use entity::social_account::{self, Entity as SocialAccount};
-use poem::web::Data;
-use poem_openapi::{Object, OpenApi, param::Path, payload::Json, types::MaybeUndefined};
+use poem::{Request, web::Data};
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::MaybeUndefined,
+};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 use worker::{
     accounts::{self, ProfileEdit, Unlinked},
+    audit::{self, EventKind},
     passwords,
 };
 
-use crate::{error::ApiError, openapi::NoContent, session::CurrentUser, state::AppState};
+use crate::{
+    error::ApiError,
+    openapi::NoContent,
+    session::{Client, CurrentUser},
+    state::AppState,
+};
+
+/// One entry of the user's audit log.
+#[derive(Debug, Object)]
+pub struct AuthEventView {
+    pub id: Uuid,
+    /// `sign_in_started`, `sign_in_succeeded`, `sign_in_failed`, `linked`,
+    /// `unlinked`, `password_failure`, `session_revoked` or `refresh_token_reuse`.
+    pub kind: String,
+    pub provider: Option<String>,
+    /// The error code of a failure.
+    pub code: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Longest page of `GET /api/me/events`.
+const MAX_EVENTS: u64 = 100;
 
 /// The user as the API shows it.
 #[derive(Debug, Object)]
@@ -115,6 +146,7 @@ impl MeApi {
     async fn set_password(
         &self,
         Data(state): Data<&AppState>,
+        req: &Request,
         current: CurrentUser,
         body: Json<PasswordChange>,
     ) -> Result<NoContent, ApiError> {
@@ -123,6 +155,11 @@ impl MeApi {
             let given = body.0.current_password.clone().unwrap_or_default();
             let existing = existing.clone();
             if !passwords::verify_off_thread(given, existing).await {
+                let event = audit::Event::new(EventKind::PasswordFailure)
+                    .user(user.id)
+                    .session(current.session_id)
+                    .code("wrong_current_password");
+                audit::record(&state.db, Client::of(req).audit(event)).await;
                 return Err(ApiError::Credentials);
             }
         }
@@ -152,12 +189,18 @@ impl MeApi {
     async fn unlink(
         &self,
         Data(state): Data<&AppState>,
+        req: &Request,
         provider: Path<String>,
         current: CurrentUser,
     ) -> Result<NoContent, ApiError> {
         match accounts::unlink(&state.db, current.user.id, &provider.0).await? {
             Unlinked::Removed => {
                 tracing::info!(user.id = %current.user.id, provider = %provider.0, "provider unlinked");
+                let event = audit::Event::new(EventKind::Unlinked)
+                    .user(current.user.id)
+                    .session(current.session_id)
+                    .provider(&provider.0);
+                audit::record(&state.db, Client::of(req).audit(event)).await;
                 Ok(NoContent::Done)
             }
             Unlinked::NotLinked => Err(ApiError::NotFound("No account at that provider is linked.")),
@@ -166,6 +209,48 @@ impl MeApi {
                 message: "This is your only way to sign in; link another provider or set a password first.".to_owned(),
             }),
         }
+    }
+
+    /// The user's own audit log, newest first: sign-ins started, succeeded and
+    /// failed, links and unlinks, password failures, revoked sessions and reused
+    /// refresh tokens, with the address and browser of each.
+    #[oai(
+        path = "/api/me/events",
+        method = "get",
+        tag = "crate::routes::Tag::Account"
+    )]
+    async fn events(
+        &self,
+        Data(state): Data<&AppState>,
+        current: CurrentUser,
+        /// At most this many (1–100, default 50).
+        limit: Query<Option<u64>>,
+        /// Only events older than this time (RFC 3339), to page back.
+        before: Query<Option<chrono::DateTime<chrono::Utc>>>,
+    ) -> Result<Json<Vec<AuthEventView>>, ApiError> {
+        let limit = limit.0.unwrap_or(50);
+        if limit == 0 || limit > MAX_EVENTS {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                "`limit` must be between 1 and 100.",
+            ));
+        }
+        let events = audit::for_user(&state.reader, current.user.id, limit, before.0).await?;
+        Ok(Json(
+            events
+                .into_iter()
+                .map(|e| AuthEventView {
+                    id: e.id,
+                    kind: e.kind,
+                    provider: e.provider,
+                    code: e.code,
+                    session_id: e.session_id,
+                    ip: e.ip,
+                    user_agent: e.user_agent,
+                    created_at: e.created_at,
+                })
+                .collect(),
+        ))
     }
 }
 

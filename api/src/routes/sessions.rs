@@ -67,10 +67,11 @@ impl SessionsApi {
     async fn revoke(
         &self,
         Data(state): Data<&AppState>,
+        req: &poem::Request,
         id: Path<Uuid>,
         current: session::CurrentUser,
     ) -> Result<NoContent, ApiError> {
-        if session::revoke_session(state, current.user.id, id.0).await? {
+        if session::revoke_session(state, current.user.id, id.0, &session::Client::of(req)).await? {
             tracing::info!(user.id = %current.user.id, session.id = %id.0, "session revoked");
             Ok(NoContent::Done)
         } else {

@@ -170,6 +170,23 @@ async fn a_signed_in_user_links_and_unlinks_another_provider() {
     let me: Value = app.get_me().await.json().await.unwrap();
     assert_eq!(me["providers"], json!(["mock"]));
     assert_eq!(app.count(SocialAccount).await, 1);
+
+    // Both are in the user's audit log (the worker writes `linked` just after
+    // finishing, so wait a little for it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events: Vec<Value> = app.get("/api/me/events").await.json().await.unwrap();
+        let has = |kind: &str, provider: &str| {
+            events
+                .iter()
+                .any(|e| e["kind"] == kind && e["provider"] == provider)
+        };
+        if has("linked", "github") && has("unlinked", "github") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{events:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! jars, against a mock OpenID Provider served over real HTTP. One binary.
 
 mod api_auth;
+mod audit;
 mod bad_input;
 mod callback;
 mod demo;

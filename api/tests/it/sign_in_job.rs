@@ -200,6 +200,7 @@ async fn repeated_and_concurrent_runs_make_one_user_and_one_link(backend: Backen
         form_user: None,
         redirect_uri: None,
         id_token: None,
+        client: Default::default(),
     };
     let state = worker_state(&app);
     let (a, b) = tokio::join!(
@@ -236,6 +237,7 @@ async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
         form_user: None,
         redirect_uri: None,
         id_token: None,
+        client: Default::default(),
     };
     let error = worker::jobs::sign_in::run(&job, &worker_state(&app))
         .await

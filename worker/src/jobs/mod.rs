@@ -230,6 +230,9 @@ const KEEP_FAILED_JOBS: Duration = Duration::from_secs(7 * 24 * 3600);
 /// [`EXPIRE_EVERY`] ticks.
 const SWEEP_TICK: Duration = Duration::from_secs(1);
 const EXPIRE_EVERY: u32 = 5;
+/// Audit events past `audit.retention` are deleted every this many ticks (and at
+/// start).
+const AUDIT_SWEEP_EVERY: u32 = 3600;
 
 /// The shutdown signal, shared by everything that must stop with it.
 pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
@@ -278,6 +281,15 @@ pub(crate) fn spawn_sweeper(
             }
             if let Err(error) = queue.delete_finished(KEEP_FAILED_JOBS).await {
                 tracing::warn!(%error, "could not delete finished jobs");
+            }
+            if round % AUDIT_SWEEP_EVERY == 0 {
+                match crate::audit::delete_older_than(&state.db, state.settings.audit.retention)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "old audit events deleted"),
+                    Err(error) => tracing::warn!(%error, "could not delete old audit events"),
+                }
             }
             if round % EXPIRE_EVERY != 0 {
                 continue;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     WorkerState,
+    audit::{self, EventKind},
     accounts::{self, Outcome, SealedTokens},
     operations,
     providers::{Provider, ProviderError, TokenSet},
@@ -37,6 +38,26 @@ pub struct SignInJob {
     /// Native apps: an ID token from the provider's SDK, instead of a code.
     #[serde(default)]
     pub id_token: Option<String>,
+    /// Who sent the callback, for the audit log.
+    #[serde(default)]
+    pub client: JobClient,
+}
+
+/// The address and user agent of the request that queued a job.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct JobClient {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl SignInJob {
+    /// `event` about this job: its provider, operation and client.
+    fn audit(&self, event: audit::Event) -> audit::Event {
+        event
+            .provider(&self.provider)
+            .operation(self.operation_id)
+            .client(self.client.ip.as_deref(), self.client.user_agent.as_deref())
+    }
 }
 
 impl std::fmt::Debug for SignInJob {
@@ -165,9 +186,12 @@ pub async fn process(
             match operations::mark_error(&state.db, job.operation_id, code, &message).await {
                 Ok(true) => {
                     state.events.finished(job.operation_id);
+                    let mut event = job.audit(audit::Event::new(EventKind::SignInFailed)).code(code);
                     if let Ok(Some(op)) = operations::find(&state.reader, job.operation_id).await {
                         record_operation_duration(&op, "error");
+                        event = event.user(op.link_user_id);
                     }
+                    audit::record(&state.db, event).await;
                 }
                 Ok(false) => {}
                 Err(db) => tracing::error!(error = %db, "could not mark the operation as failed"),
@@ -261,6 +285,12 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
     {
         Outcome::SignedIn { user_id } => {
             record_operation_duration(&operation, "ok");
+            let kind = if operation.link_user_id.is_some() {
+                EventKind::Linked
+            } else {
+                EventKind::SignInSucceeded
+            };
+            audit::record(&state.db, job.audit(audit::Event::new(kind)).user(user_id)).await;
             tracing::info!(user.id = %user_id, linked = operation.link_user_id.is_some(), "signed in");
             state.events.finished(job.operation_id);
         }
@@ -387,6 +417,7 @@ mod tests {
             form_user: Some("SECRET-NAME".into()),
             redirect_uri: None,
             id_token: Some("SECRET-TOKEN".into()),
+            client: Default::default(),
         };
         let shown = format!("{job:?}");
         assert!(!shown.contains("SECRET"), "{shown}");

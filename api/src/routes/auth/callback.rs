@@ -8,7 +8,8 @@ use poem::{
     web::{Data, Html, Path, Redirect, cookie::CookieJar},
 };
 use worker::{
-    jobs::SignInJob,
+    audit::{self, EventKind},
+    jobs::{SignInJob, sign_in::JobClient},
     operations::{self, NewOperation},
     providers::Provider,
 };
@@ -52,7 +53,7 @@ pub async fn callback(
         .get(&provider)
         .ok_or(PageError::UnknownProvider)?;
     let params = QueryParams::parse(uri, PARAMS).map_err(|_| PageError::BadState)?;
-    handle(state, provider, &params, jar).await
+    handle(state, provider, &params, req, jar).await
 }
 
 /// `POST /auth/{provider}/callback` — the same for `form_post` providers. Their POST
@@ -81,7 +82,7 @@ pub async fn callback_post(
     if browser::browser_key(jar).is_none() && params.get("_hop").is_none() {
         return Ok(repost_page(&provider.name, &params));
     }
-    handle(state, provider, &params, jar).await
+    handle(state, provider, &params, req, jar).await
 }
 
 fn spend_callback_budget(state: &AppState, req: &Request) -> Result<(), PageError> {
@@ -95,6 +96,7 @@ async fn handle(
     state: &AppState,
     provider: &Provider,
     params: &QueryParams,
+    req: &Request,
     jar: &CookieJar,
 ) -> Result<Response, PageError> {
     let attempt = params
@@ -102,8 +104,15 @@ async fn handle(
         .and_then(|s| browser::take_attempt(jar, &state.settings, &provider.name, s));
 
     if let Some(reason) = params.get("error") {
-        // Nothing is recorded, so even an unmatched error is safe to show.
+        // No operation is recorded, so even an unmatched error is safe to show.
         tracing::info!(bound = attempt.is_some(), "provider returned an error");
+        if let Some(attempt) = &attempt {
+            let event = audit::Event::new(EventKind::SignInFailed)
+                .user(attempt.link_user_id)
+                .provider(&provider.name)
+                .code(&sanitize_reason(reason));
+            audit::record(&state.db, crate::session::Client::of(req).audit(event)).await;
+        }
         return Ok(
             Redirect::see_other(format!("/auth/error?reason={}", sanitize_reason(reason)))
                 .into_response(),
@@ -153,6 +162,7 @@ async fn handle(
         form_user: params.get("user").map(str::to_owned),
         redirect_uri: None,
         id_token: None,
+        client: job_client(req),
     };
     if let Err(error) = state.jobs.push(job).await {
         tracing::error!(%error, "could not enqueue the sign-in job");
@@ -192,6 +202,15 @@ fn repost_page(provider: &str, params: &QueryParams) -> Response {
         .with_header(header::CACHE_CONTROL, "no-store")
         .with_header(header::REFERRER_POLICY, "no-referrer")
         .into_response()
+}
+
+/// The request's address and user agent, for the job's audit events.
+pub(crate) fn job_client(req: &Request) -> JobClient {
+    let client = crate::session::Client::of(req);
+    JobClient {
+        ip: client.ip,
+        user_agent: client.user_agent,
+    }
 }
 
 /// Keeps `error` to a short identifier so it is safe in a URL and a page.

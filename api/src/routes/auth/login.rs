@@ -5,7 +5,10 @@ use poem::{
     http::Uri,
     web::{Data, Path, Redirect, cookie::CookieJar},
 };
-use worker::crypto;
+use worker::{
+    audit::{self, EventKind},
+    crypto,
+};
 
 use crate::{
     browser::{self, Attempt},
@@ -84,5 +87,9 @@ pub async fn login(
     );
     browser::save_attempt(jar, &state.settings, &csrf_state, &attempt);
     tracing::info!("sign-in started");
+    let event = audit::Event::new(EventKind::SignInStarted)
+        .user(link_user_id)
+        .provider(&provider.name);
+    audit::record(&state.db, crate::session::Client::of(req).audit(event)).await;
     Ok(Redirect::see_other(authorize_url.as_str()).into_response())
 }

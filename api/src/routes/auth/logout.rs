@@ -18,6 +18,6 @@ pub async fn logout(
         tracing::warn!("cross-site logout refused");
         return Err(PageError::CrossSite);
     }
-    session::end_browser_session(state, jar).await?;
+    session::end_browser_session(state, jar, &session::Client::of(req)).await?;
     Ok(Redirect::see_other("/").into_response())
 }
