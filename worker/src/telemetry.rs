@@ -27,10 +27,44 @@ pub fn init(format: LogFormat) {
 /// For tests: output goes through the test harness (shown only for failing tests),
 /// and a second call is harmless.
 pub fn init_for_test() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_test_writer()
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,worker=debug,api=debug"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| TestLogWriter),
+        )
         .try_init();
+}
+
+/// Everything logged so far by a test process (after [`init_for_test`]), so tests
+/// can check that no secret ever reaches a log line.
+pub fn captured_test_logs() -> String {
+    let logs = TEST_LOGS.lock().unwrap_or_else(|e| e.into_inner());
+    String::from_utf8_lossy(&logs).into_owned()
+}
+
+static TEST_LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// Appends to [`TEST_LOGS`].
+struct TestLogWriter;
+
+impl std::io::Write for TestLogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        TEST_LOGS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// reqwest is built without a default TLS provider (one crypto stack: ring);

@@ -9,6 +9,7 @@ mod demo;
 mod flow;
 mod helpers;
 mod linking;
+mod leaks;
 mod login;
 mod me;
 mod metrics;
