@@ -38,6 +38,9 @@ pub enum ApiError {
     /// another site (CSRF).
     #[error("cross-site request")]
     CrossSite,
+    /// A sensitive change needs a recent sign-in (403).
+    #[error("sign in again")]
+    ReauthenticationRequired,
     /// Already consumed (410), e.g. an operation's tokens were delivered.
     #[error("{message}")]
     Gone { code: &'static str, message: String },
@@ -99,7 +102,7 @@ impl ResponseError for ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Credentials | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Gone { .. } => StatusCode::GONE,
-            Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::CrossSite | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,6 +113,10 @@ impl ResponseError for ApiError {
             Self::CrossSite => (
                 "cross_site_request",
                 "This change must come from this site's own pages.".to_owned(),
+            ),
+            Self::ReauthenticationRequired => (
+                "reauthentication_required",
+                "For your security, sign in again before making this change.".to_owned(),
             ),
             Self::NotFound(what) => ("not_found", (*what).to_owned()),
             Self::Unauthorized => ("unauthorized", "Sign in to use this endpoint.".to_owned()),

@@ -15,6 +15,8 @@ pub struct Limits {
     sign_in_starts: Option<DefaultKeyedRateLimiter<IpAddr>>,
     callbacks: Option<DefaultKeyedRateLimiter<IpAddr>>,
     status_polls: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    registrations: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    native_sign_ins: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// How many pending operations one browser may hold.
     pub pending_per_browser: u64,
 }
@@ -25,6 +27,8 @@ pub enum IpBudget {
     SignInStart,
     Callback,
     StatusPoll,
+    Registration,
+    NativeSignIn,
 }
 
 impl std::fmt::Debug for Limits {
@@ -50,6 +54,8 @@ impl Limits {
             sign_in_starts: per_minute(settings.sign_in_starts_per_ip_per_minute),
             callbacks: per_minute(settings.callbacks_per_ip_per_minute),
             status_polls: per_minute(settings.status_polls_per_ip_per_minute),
+            registrations: per_minute(settings.registrations_per_ip_per_minute),
+            native_sign_ins: per_minute(settings.native_sign_ins_per_ip_per_minute),
             pending_per_browser: u64::from(settings.pending_operations_per_browser),
         }
     }
@@ -59,7 +65,13 @@ impl Limits {
     pub fn forget_idle(&self) {
         self.login_per_ip.retain_recent();
         self.login_per_account.retain_recent();
-        for limiter in [&self.sign_in_starts, &self.callbacks, &self.status_polls]
+        for limiter in [
+            &self.sign_in_starts,
+            &self.callbacks,
+            &self.status_polls,
+            &self.registrations,
+            &self.native_sign_ins,
+        ]
             .into_iter()
             .flatten()
         {
@@ -74,6 +86,8 @@ impl Limits {
             IpBudget::SignInStart => &self.sign_in_starts,
             IpBudget::Callback => &self.callbacks,
             IpBudget::StatusPoll => &self.status_polls,
+            IpBudget::Registration => &self.registrations,
+            IpBudget::NativeSignIn => &self.native_sign_ins,
         };
         let (Some(limiter), Some(ip)) = (limiter, ip) else {
             return Ok(());
@@ -85,6 +99,12 @@ impl Limits {
                 .as_secs()
                 .max(1)
         })
+    }
+
+    /// Spends one request of `budget` for `ip`, as an API error.
+    pub fn check_api(&self, budget: IpBudget, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        self.check_ip(budget, ip)
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })
     }
 
     /// One password attempt from `ip` for the account `email`.
@@ -108,6 +128,8 @@ impl IpBudget {
             Self::SignInStart => "sign_in_start",
             Self::Callback => "callback",
             Self::StatusPoll => "status_poll",
+            Self::Registration => "registration",
+            Self::NativeSignIn => "native_sign_in",
         }
     }
 }

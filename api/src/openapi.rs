@@ -67,7 +67,7 @@ impl ApiResponse for ApiError {
         let statuses: [(u16, &'static str); 8] = [
             (400, "Malformed request"),
             (401, "Missing, invalid or expired credentials"),
-            (403, "A cookie-authenticated change sent from another site"),
+            (403, "Sent from another site with the session cookie, or needs a recent sign-in"),
             (404, "No such resource (or not yours)"),
             (409, "Conflicts with the current state"),
             (410, "Already consumed"),

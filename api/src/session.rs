@@ -39,6 +39,8 @@ const MAX_TOKEN_LEN: usize = 2048;
 pub struct CurrentUser {
     pub user: user_profile::Model,
     pub session_id: Uuid,
+    /// When this session began (its sign-in).
+    pub signed_in_at: chrono::DateTime<Utc>,
 }
 
 /// The signed-in user, if any.
@@ -140,6 +142,7 @@ async fn find_current_user(
     Ok(Some(CurrentUser {
         user,
         session_id: session.id,
+        signed_in_at: session.created_at,
     }))
 }
 
@@ -455,6 +458,24 @@ pub async fn revoke_session(
         .await?;
     record_revoked(state, &revoked, client).await;
     Ok(revoked.len() == 1)
+}
+
+/// Revokes every session of `user_id` but `keep`; returns how many.
+pub async fn revoke_other_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    keep: Uuid,
+    client: &Client,
+) -> Result<u64, DbErr> {
+    let revoked = Session::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::Id.ne(keep))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec_with_returning(&state.db)
+        .await?;
+    record_revoked(state, &revoked, client).await;
+    Ok(revoked.len() as u64)
 }
 
 /// Revokes every session of `user_id`; returns how many.

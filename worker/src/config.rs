@@ -142,6 +142,12 @@ pub struct LimitSettings {
     pub status_polls_per_ip_per_minute: u32,
     /// Operations one browser may have pending at once. Default 5.
     pub pending_operations_per_browser: u32,
+    /// Password accounts created per IP address per minute. Default 10; 0 turns
+    /// the limit off.
+    pub registrations_per_ip_per_minute: u32,
+    /// Native token exchanges (`POST /api/auth/{provider}/token`) per IP address
+    /// per minute. Default 60; 0 turns the limit off.
+    pub native_sign_ins_per_ip_per_minute: u32,
 }
 
 impl Default for LimitSettings {
@@ -153,6 +159,8 @@ impl Default for LimitSettings {
             callbacks_per_ip_per_minute: 60,
             status_polls_per_ip_per_minute: 600,
             pending_operations_per_browser: 5,
+            registrations_per_ip_per_minute: 10,
+            native_sign_ins_per_ip_per_minute: 60,
         }
     }
 }

@@ -19,6 +19,7 @@ use worker::{
 
 use crate::{
     error::ApiError,
+    limits::{IpBudget, client_ip},
     openapi::NoContent,
     session::{self, Client, CurrentUser, MaybeUser, RefreshError, TokenPair},
     state::AppState,
@@ -119,6 +120,9 @@ impl AuthApi {
         req: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<Created, ApiError> {
+        state
+            .limits
+            .check_api(IpBudget::Registration, client_ip(req))?;
         let body = body.0;
         let email = body.email.trim().to_lowercase();
         if !worker::accounts::is_plausible_email(&email) {
@@ -268,6 +272,9 @@ impl AuthApi {
         MaybeUser(user): MaybeUser,
         body: Json<NativeTokenRequest>,
     ) -> Result<Accepted, ApiError> {
+        state
+            .limits
+            .check_api(IpBudget::NativeSignIn, client_ip(req))?;
         let provider = state
             .providers
             .get(&provider.0)

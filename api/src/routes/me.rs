@@ -22,7 +22,8 @@ use worker::{
 use crate::{
     error::ApiError,
     openapi::NoContent,
-    session::{Client, CurrentUser},
+    limits::client_ip,
+    session::{self, Client, CurrentUser},
     state::AppState,
 };
 
@@ -41,6 +42,9 @@ pub struct AuthEventView {
     pub user_agent: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// How recent a sign-in must be to add a first password.
+const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Longest page of `GET /api/me/events`.
 const MAX_EVENTS: u64 = 100;
@@ -151,7 +155,18 @@ impl MeApi {
         body: Json<PasswordChange>,
     ) -> Result<NoContent, ApiError> {
         let user = &current.user;
+        // Adding a first password turns a session into a permanent credential: a
+        // stolen, old session must not be able to do it.
+        if user.password_hash.is_none()
+            && chrono::Utc::now() - current.signed_in_at > RECENT_SIGN_IN
+        {
+            return Err(ApiError::ReauthenticationRequired);
+        }
         if let Some(existing) = &user.password_hash {
+            // Guesses at the current password share the account's login budget.
+            state
+                .limits
+                .check_login(client_ip(req), &format!("user:{}", user.id))?;
             let given = body.0.current_password.clone().unwrap_or_default();
             let existing = existing.clone();
             if !passwords::verify_off_thread(given, existing).await {
@@ -176,7 +191,11 @@ impl MeApi {
         let password = body.0.password;
         let hash = passwords::hash_off_thread(password).await;
         accounts::set_password(&state.db, user.id, hash).await?;
-        tracing::info!(user.id = %user.id, "password set");
+        // Whoever else held a session (with the old password, perhaps) is out.
+        let ended =
+            session::revoke_other_sessions(state, user.id, current.session_id, &Client::of(req))
+                .await?;
+        tracing::info!(user.id = %user.id, other_sessions_ended = ended, "password set");
         Ok(NoContent::Done)
     }
 

@@ -238,3 +238,164 @@ async fn one_browser_cannot_pile_up_pending_operations() {
     let response = other.return_from_provider(&authorize, "some-code").await;
     assert_redirect_to(&response, "/auth/preloader");
 }
+
+const PASSWORD: &str = "violet-lantern-harbor-42";
+const NEW_PASSWORD: &str = "amber-quarry-lighthouse-77";
+
+/// Registers a password account from an app (no cookies); returns its tokens.
+async fn register(app: &TestApp, email: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/api/auth/register", app.address))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn put_password(app: &TestApp, access_token: &str, body: serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .put(format!("{}/api/me/password", app.address))
+        .bearer_auth(access_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me_with(app: &TestApp, access_token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("{}/api/me", app.address))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn registrations_and_native_sign_ins_are_limited_per_ip() {
+    let app = spawn_app_with(limited(json!({
+        "registrations_per_ip_per_minute": 1,
+        "native_sign_ins_per_ip_per_minute": 1,
+    })))
+    .await
+    .unwrap();
+    assert_eq!(register(&app, "one@example.com").await.status(), StatusCode::CREATED);
+    let second = register(&app, "two@example.com").await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(!header(&second, "retry-after").is_empty());
+
+    let native = |body: serde_json::Value| {
+        reqwest::Client::new()
+            .post(format!("{}/api/auth/mock/token", app.address))
+            .json(&body)
+            .send()
+    };
+    let first = native(json!({"id_token": "x.y.z", "nonce": "n-123456"})).await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let second = native(json!({"id_token": "x.y.z", "nonce": "n-123456"})).await.unwrap();
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn current_password_guesses_are_limited_per_account() {
+    let app = spawn_app_with(limited(json!({"login_per_account_per_hour": 2})))
+        .await
+        .unwrap();
+    let tokens: serde_json::Value = register(&app, "guess@example.com").await.json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    for _ in 0..2 {
+        let wrong = put_password(
+            &app,
+            access,
+            json!({"current_password": "not-it-at-all-000", "password": NEW_PASSWORD}),
+        )
+        .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = put_password(
+        &app,
+        access,
+        json!({"current_password": PASSWORD, "password": NEW_PASSWORD}),
+    )
+    .await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_password_change_ends_the_other_sessions() {
+    let app = spawn_app().await;
+    let first: serde_json::Value = register(&app, "change@example.com").await.json().await.unwrap();
+    let second: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/auth/login", app.address))
+        .json(&json!({"email": "change@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (this, other) = (
+        first["access_token"].as_str().unwrap(),
+        second["access_token"].as_str().unwrap(),
+    );
+    assert_eq!(me_with(&app, other).await, StatusCode::OK);
+    let changed = put_password(
+        &app,
+        this,
+        json!({"current_password": PASSWORD, "password": NEW_PASSWORD}),
+    )
+    .await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(me_with(&app, this).await, StatusCode::OK, "this session stays");
+    assert_eq!(me_with(&app, other).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_first_password_needs_a_recent_sign_in() {
+    use entity::{prelude::Session, session};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "old-session-user").await;
+    // The session began an hour ago.
+    Session::update_many()
+        .col_expr(
+            session::Column::CreatedAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::hours(1)),
+        )
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let response = send_json(&app, Method::PUT, "/api/me/password", json!({"password": NEW_PASSWORD})).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "reauthentication_required");
+
+    // A fresh sign-in may.
+    let fresh = app.new_browser();
+    app.sign_in(&fresh, "old-session-user").await;
+    let response = fresh
+        .client
+        .put(format!("{}/api/me/password", app.address))
+        .json(&json!({"password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+async fn send_json(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    app.browser
+        .client
+        .request(method, format!("{}{path}", app.address))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}

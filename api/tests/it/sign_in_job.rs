@@ -403,6 +403,35 @@ async fn an_iss_in_the_authorization_response_must_be_the_providers() {
     assert_redirect_to(&good, "/auth/preloader");
 }
 
+#[tokio::test]
+async fn a_missing_iss_is_refused_when_the_provider_promised_it() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        mock_sends_iss: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let authorize = app.start_login("mock", "").await;
+    let without = app
+        .get_callback("mock", &format!("code=x&state={}", authorize.state))
+        .await;
+    assert_eq!(without.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(app.count(entity::prelude::AsyncOperation).await, 0);
+
+    let authorize = app.start_login("mock", "").await;
+    let with = app
+        .get_callback(
+            "mock",
+            &format!(
+                "code=x&state={}&iss={}",
+                authorize.state,
+                app.provider.issuer()
+            ),
+        )
+        .await;
+    assert_redirect_to(&with, "/auth/preloader");
+}
+
 /// The application asks for a user's provider access token; an expired one is
 /// refreshed with the stored refresh token, and the new tokens are stored encrypted.
 #[tokio::test]

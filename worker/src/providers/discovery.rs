@@ -28,6 +28,9 @@ pub struct Metadata {
     pub token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// RFC 9207: the provider puts `iss` in every authorization response.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// Fetches and checks the discovery document: its `issuer` must be ours exactly.

@@ -139,6 +139,8 @@ struct Endpoints {
     auth_type: AuthType,
     /// Asymmetric algorithms the provider signs ID tokens with.
     signing_algs: Vec<String>,
+    /// RFC 9207: every authorization response carries `iss`.
+    sends_iss: bool,
 }
 
 /// One configured provider.
@@ -186,6 +188,12 @@ impl Provider {
     /// (`response_mode=form_post`): Apple, when it is asked for name or email.
     pub fn uses_form_post(&self) -> bool {
         self.kind == ProviderKind::Apple
+    }
+
+    /// Whether the provider announced (RFC 9207) that every authorization response
+    /// carries `iss`, so a response without it is not from this provider.
+    pub async fn sends_iss(&self) -> bool {
+        self.endpoints().await.is_ok_and(|e| e.sends_iss)
     }
 
     /// The provider's authorize URL for one attempt.
@@ -543,6 +551,9 @@ impl Provider {
             ),
             jwks_url: pick(&o.jwks_url, metadata.as_ref().map(|m| &m.jwks_uri)),
             auth_type,
+            sends_iss: metadata
+                .as_ref()
+                .is_some_and(|m| m.authorization_response_iss_parameter_supported),
             signing_algs: metadata
                 .map(|m| m.id_token_signing_alg_values_supported)
                 .unwrap_or_default(),

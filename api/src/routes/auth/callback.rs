@@ -119,12 +119,20 @@ async fn handle(
         );
     }
     let attempt = attempt.ok_or(PageError::BadState)?;
-    // RFC 9207: a provider that names itself must be the one this attempt went to.
-    if let (Some(iss), Some(expected)) = (params.get("iss"), &provider.issuer) {
-        if iss.trim_end_matches('/') != expected.as_str().trim_end_matches('/') {
+    // RFC 9207: a provider that names itself must be the one this attempt went to,
+    // and one that promised to name itself must have done so.
+    match (params.get("iss"), &provider.issuer) {
+        (Some(iss), Some(expected))
+            if iss.trim_end_matches('/') != expected.as_str().trim_end_matches('/') =>
+        {
             tracing::warn!("authorization response from another issuer (mix-up?)");
             return Err(PageError::BadState);
         }
+        (None, Some(_)) if provider.sends_iss().await => {
+            tracing::warn!("authorization response without the `iss` its provider promised");
+            return Err(PageError::BadState);
+        }
+        _ => {}
     }
     let code = params
         .get("code")

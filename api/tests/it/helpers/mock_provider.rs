@@ -15,13 +15,21 @@ pub const CLIENT_SECRET: &str = "secret-456";
 
 pub struct MockProvider {
     pub server: MockServer,
+    /// Discovery announces RFC 9207 `iss` in authorization responses.
+    sends_iss: bool,
 }
 
 impl MockProvider {
     /// Starts the server with discovery and the JWKS mounted.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// The same; `sends_iss` sets discovery's
+    /// `authorization_response_iss_parameter_supported`.
+    pub async fn start_with(sends_iss: bool) -> Self {
         let server = MockServer::start().await;
-        let provider = Self { server };
+        let provider = Self { server, sends_iss };
         provider
             .mount_discovery_and_jwks(include_str!("../fixtures/jwks.json"))
             .await;
@@ -50,6 +58,7 @@ impl MockProvider {
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "scopes_supported": ["openid", "email", "profile"],
+                "authorization_response_iss_parameter_supported": self.sends_iss,
             })))
             .mount(server)
             .await;

@@ -39,6 +39,8 @@ pub struct Options {
     /// …and extra keys for it (`{"hd": …}`, Apple's keys, endpoint overrides);
     /// `{mock}` in a string stands for the mock's base URL.
     pub mock_config: Value,
+    /// The mock's discovery promises `iss` in authorization responses (RFC 9207).
+    pub mock_sends_iss: bool,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             overrides: json!({}),
             mock_name: "mock",
             mock_config: json!({"kind": "oidc", "display_name": "Mock ID"}),
+            mock_sends_iss: false,
         }
     }
 }
@@ -100,7 +103,7 @@ pub async fn spawn_app_without_worker() -> TestApp {
 /// `SIGNIN_TEST_POSTGRES_URL` is not set.
 pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
     worker::telemetry::init_for_test();
-    let provider = MockProvider::start().await;
+    let provider = MockProvider::start_with(options.mock_sends_iss).await;
     let storage = Storage::create(options.backend).await?;
     let mut config = json!({
         "listen": "127.0.0.1:0",
