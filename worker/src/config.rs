@@ -348,6 +348,13 @@ impl Settings {
         if !matches!(self.public_url.scheme(), "http" | "https") {
             bail!("public_url: must be an http or https URL");
         }
+        // Over plain http, session cookies and authorization codes travel in clear.
+        if self.public_url.scheme() == "http" && !crate::providers::is_loopback(&self.public_url) {
+            bail!(
+                "public_url: must be https (plain http is only allowed on loopback, for development); got {}",
+                self.public_url
+            );
+        }
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
         {
             bail!("database_url: must start with sqlite: or postgres:");
@@ -660,6 +667,20 @@ mod tests {
             format!("{err:#}").contains("providers.corp.kind"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn plain_http_public_url_is_refused_unless_loopback() {
+        let err = load("public_url = 'http://signin.example.com'\n").unwrap_err();
+        assert!(format!("{err:#}").contains("public_url: must be https"), "{err:#}");
+        for ok in [
+            "https://signin.example.com",
+            "http://127.0.0.1:8080",
+            "http://localhost:3000",
+        ] {
+            load(&format!("public_url = '{ok}'\nsecret_key = '{}'\n", "k".repeat(32)))
+                .unwrap_or_else(|e| panic!("{ok}: {e:#}"));
+        }
     }
 
     #[test]
