@@ -57,16 +57,16 @@ impl Attempt {
 }
 
 /// This browser's key, if it has one.
-pub fn browser_key(jar: &CookieJar) -> Option<String> {
+pub fn browser_key(jar: &CookieJar, settings: &Settings) -> Option<String> {
     jar.private()
-        .get(BROWSER_COOKIE)
+        .get(&cookie_name(BROWSER_COOKIE, "/", settings))
         .map(|c| c.value_str().to_owned())
         .filter(|k| k.len() >= 32)
 }
 
 /// This browser's key, set now if it has none.
 pub fn ensure_browser_key(jar: &CookieJar, settings: &Settings) -> String {
-    if let Some(key) = browser_key(jar) {
+    if let Some(key) = browser_key(jar, settings) {
         return key;
     }
     let key = crypto::random_token(32);
@@ -105,8 +105,9 @@ pub fn take_attempt(
         return None;
     }
     let name = attempt_cookie_name(state);
-    let found = jar.private().get(&name)?;
-    expire(jar, &name, &callback_path(provider), settings);
+    let path = callback_path(provider);
+    let found = jar.private().get(&cookie_name(&name, &path, settings))?;
+    expire(jar, &name, &path, settings);
     let attempt: Attempt = serde_json::from_str(found.value_str()).ok()?;
     let fresh = Utc::now().timestamp() - attempt.created_at <= ATTEMPT_TTL.as_secs() as i64;
     let same_state = crypto::constant_time_eq(
@@ -127,7 +128,20 @@ fn callback_path(provider: &str) -> String {
     format!("/auth/{provider}/callback")
 }
 
-/// A cookie with our flags: `HttpOnly; SameSite=Lax`, `Secure` on https.
+/// The name cookie `name` at `path` really has. On https, site-wide cookies get
+/// `__Host-` (the browser then insists on `Secure`, `Path=/` and no `Domain`, so
+/// neither a sibling subdomain nor a plain-http response can plant or overwrite
+/// them) and path-scoped ones `__Secure-`.
+pub fn cookie_name(name: &str, path: &str, settings: &Settings) -> String {
+    match (settings.is_https(), path) {
+        (false, _) => name.to_owned(),
+        (true, "/") => format!("__Host-{name}"),
+        (true, _) => format!("__Secure-{name}"),
+    }
+}
+
+/// A cookie with our flags: `HttpOnly; SameSite=Lax`, `Secure` and a name prefix
+/// ([`cookie_name`]) on https.
 pub fn cookie(
     name: &str,
     value: &str,
@@ -135,7 +149,7 @@ pub fn cookie(
     max_age: Option<Duration>,
     settings: &Settings,
 ) -> Cookie {
-    let mut cookie = Cookie::new_with_str(name, value);
+    let mut cookie = Cookie::new_with_str(cookie_name(name, path, settings), value);
     cookie.set_http_only(true);
     cookie.set_same_site(SameSite::Lax);
     cookie.set_path(path);

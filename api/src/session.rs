@@ -100,8 +100,9 @@ fn credential(req: &Request) -> Option<Credential> {
         // A malformed Authorization header is a bad bearer, not "no credentials".
         return Some(Credential::Bearer(token.unwrap_or_default().to_owned()));
     }
+    let settings = &req.data::<AppState>()?.settings;
     req.cookie()
-        .get(SESSION_COOKIE)
+        .get(&browser::cookie_name(SESSION_COOKIE, "/", settings))
         .map(|c| c.value_str().to_owned())
         .filter(|t| is_plausible_token(t))
         .map(Credential::Cookie)
@@ -239,7 +240,7 @@ pub async fn start_browser_session(
     user_id: Uuid,
     client: Client,
 ) -> Result<(), DbErr> {
-    if let Some(old) = jar.get(SESSION_COOKIE) {
+    if let Some(old) = jar.get(&browser::cookie_name(SESSION_COOKIE, "/", &state.settings)) {
         revoke_by_cookie(state, old.value_str(), &client).await?;
     }
     let (_, token) = insert_session(
@@ -273,7 +274,7 @@ pub async fn end_browser_session(
     jar: &CookieJar,
     client: &Client,
 ) -> Result<(), DbErr> {
-    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+    if let Some(cookie) = jar.get(&browser::cookie_name(SESSION_COOKIE, "/", &state.settings)) {
         revoke_by_cookie(state, cookie.value_str(), client).await?;
     }
     browser::expire(jar, SESSION_COOKIE, "/", &state.settings);

@@ -251,7 +251,8 @@ impl AuthApi {
                 .await?;
         }
         // A browser calling this also loses its cookie.
-        if req.cookie().get(session::SESSION_COOKIE).is_some() {
+        let name = crate::browser::cookie_name(session::SESSION_COOKIE, "/", &state.settings);
+        if req.cookie().get(&name).is_some() {
             crate::browser::expire(req.cookie(), session::SESSION_COOKIE, "/", &state.settings);
         }
         Ok(NoContent::Done)

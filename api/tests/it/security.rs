@@ -98,6 +98,39 @@ async fn hsts_is_sent_when_public_url_is_https() {
 }
 
 #[tokio::test]
+async fn cookies_are_secure_and_prefixed_on_https() {
+    let app = spawn_app_with(Options {
+        overrides: json!({"public_url": "https://signin.example.com"}),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let login = app.get_login("mock").await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let cookies: Vec<&str> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let browser = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-signin_browser="))
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    let attempt = cookies
+        .iter()
+        .find(|c| c.starts_with("__Secure-signin_attempt_"))
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    for cookie in [browser, attempt] {
+        for flag in ["Secure", "HttpOnly", "SameSite=Lax"] {
+            assert!(cookie.contains(flag), "{cookie}");
+        }
+        assert!(!cookie.to_lowercase().contains("domain="), "{cookie}");
+    }
+    assert!(browser.contains("Path=/;") || browser.ends_with("Path=/"), "{browser}");
+}
+
+#[tokio::test]
 async fn cross_site_logout_is_refused_and_the_session_survives() {
     let app = spawn_app().await;
     app.sign_in(&app.browser, "csrf-user").await;

@@ -79,7 +79,7 @@ pub async fn callback_post(
         ));
     }
     let params = QueryParams::parse_str(&body, PARAMS).map_err(|_| PageError::BadState)?;
-    if browser::browser_key(jar).is_none() && params.get("_hop").is_none() {
+    if browser::browser_key(jar, &state.settings).is_none() && params.get("_hop").is_none() {
         return Ok(repost_page(&provider.name, &params));
     }
     handle(state, provider, &params, req, jar).await
@@ -140,7 +140,7 @@ async fn handle(
         .ok_or(PageError::BadRequest(
             "The provider did not send an authorization code.",
         ))?;
-    let browser_key = browser::browser_key(jar).ok_or(PageError::BadState)?;
+    let browser_key = browser::browser_key(jar, &state.settings).ok_or(PageError::BadState)?;
 
     let redeemer_hash = browser::redeemer_hash(&browser_key);
     // One browser cannot pile up sign-ins (each one is a job and provider calls).

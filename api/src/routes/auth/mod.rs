@@ -26,7 +26,7 @@ pub(crate) async fn browser_operation(
     jar: &CookieJar,
     id: Option<Uuid>,
 ) -> Result<Option<Operation>, sea_orm::DbErr> {
-    let Some(key) = browser::browser_key(jar) else {
+    let Some(key) = browser::browser_key(jar, &state.settings) else {
         return Ok(None);
     };
     operations::find_for_browser(&state.reader, &browser::redeemer_hash(&key), id).await

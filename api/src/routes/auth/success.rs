@@ -40,7 +40,7 @@ pub async fn success(
         return failed("?reason=no_operation".to_owned());
     };
     tracing::Span::current().record("operation.id", tracing::field::display(operation.id));
-    let key = browser::browser_key(jar).ok_or(PageError::BadState)?;
+    let key = browser::browser_key(jar, &state.settings).ok_or(PageError::BadState)?;
     let Some(redeemed) =
         operations::redeem(&state.db, operation.id, &browser::redeemer_hash(&key)).await?
     else {
