@@ -137,6 +137,9 @@ async fn find_current_user(
     else {
         return Ok(None);
     };
+    if now - session.created_at > max_lifetime(state) {
+        return Ok(None);
+    }
     if now - session.last_seen_at > TOUCH_INTERVAL {
         touch(state, &session).await?;
     }
@@ -167,6 +170,12 @@ async fn touch(state: &AppState, session: &session::Model) -> Result<(), DbErr> 
 fn browser_lifetime(state: &AppState) -> chrono::Duration {
     chrono::Duration::from_std(state.settings.session_lifetime)
         .unwrap_or(chrono::Duration::days(14))
+}
+
+/// `session_max_lifetime`: no session outlives it, however active.
+fn max_lifetime(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.settings.session_max_lifetime)
+        .unwrap_or(chrono::Duration::days(90))
 }
 
 fn refresh_lifetime(state: &AppState) -> chrono::Duration {
@@ -408,7 +417,11 @@ pub async fn refresh_api_session(
     else {
         return Ok(Err(RefreshError::Invalid));
     };
-    if session.revoked_at.is_some() || session.expires_at <= now || stored.expires_at <= now {
+    if session.revoked_at.is_some()
+        || session.expires_at <= now
+        || stored.expires_at <= now
+        || now - session.created_at > max_lifetime(state)
+    {
         return Ok(Err(RefreshError::Invalid));
     }
     let txn = state.db.begin().await?;

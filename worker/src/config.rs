@@ -63,6 +63,10 @@ pub struct Settings {
     /// How long a browser session lasts without use. Default `14d`.
     #[serde(default = "default_session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
+    /// How long any session (browser or app) lasts at most, however active: then
+    /// the user signs in again. Default `90d`.
+    #[serde(default = "default_session_max_lifetime", with = "humantime_serde")]
+    pub session_max_lifetime: Duration,
 }
 
 /// `log.*` keys.
@@ -396,6 +400,9 @@ impl Settings {
         {
             bail!("operation_timeout: must be between 5s and 1h");
         }
+        if self.session_max_lifetime < Duration::from_secs(3600) {
+            bail!("session_max_lifetime: must be at least 1h");
+        }
         if self.audit.retention < Duration::from_secs(3600) {
             bail!("audit.retention: must be at least 1h");
         }
@@ -571,6 +578,10 @@ fn default_operation_timeout() -> Duration {
 
 fn default_session_lifetime() -> Duration {
     Duration::from_secs(14 * 24 * 3600)
+}
+
+fn default_session_max_lifetime() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
 }
 
 #[derive(Deserialize)]

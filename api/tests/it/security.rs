@@ -432,3 +432,35 @@ async fn send_json(
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn sessions_end_at_their_maximum_lifetime_however_active() {
+    use entity::{prelude::Session, session};
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "long-lived").await;
+    let tokens: serde_json::Value = register(&app, "long@example.com").await.json().await.unwrap();
+    assert_eq!(app.get_me().await.status(), StatusCode::OK);
+    // Both sessions began 91 days ago (the default maximum is 90 days), though
+    // they were used just now.
+    Session::update_many()
+        .col_expr(
+            session::Column::CreatedAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::days(91)),
+        )
+        .exec(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.get_me().await.status(), StatusCode::UNAUTHORIZED);
+    let refreshed = reqwest::Client::new()
+        .post(format!("{}/api/auth/refresh", app.address))
+        .json(&json!({"refresh_token": tokens["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me_with(&app, tokens["access_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
