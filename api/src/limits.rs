@@ -140,9 +140,34 @@ fn per_minute(n: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
     NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
-/// The peer address of `req`.
+/// The client's address: the peer, or, when the peer is one of `trusted_proxies`,
+/// the right-most `X-Forwarded-For` entry that is not a trusted proxy (entries to
+/// its left are whatever the client claimed).
 pub fn client_ip(req: &poem::Request) -> Option<IpAddr> {
-    req.remote_addr().as_socket_addr().map(|a| a.ip())
+    let peer = req.remote_addr().as_socket_addr()?.ip();
+    let Some(state) = req.data::<crate::state::AppState>() else {
+        return Some(peer);
+    };
+    if !state.settings.is_trusted_proxy(peer) {
+        return Some(peer);
+    }
+    let hops: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev().take(16) {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if state.settings.is_trusted_proxy(ip) => {}
+            Ok(ip) => return Some(ip),
+            // A malformed entry: trust nothing further left.
+            Err(_) => return Some(peer),
+        }
+    }
+    Some(peer)
 }
 
 fn too_many(wait: Duration) -> ApiError {

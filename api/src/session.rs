@@ -199,10 +199,7 @@ impl Client {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(512).collect()),
-            ip: req
-                .remote_addr()
-                .as_socket_addr()
-                .map(|a| a.ip().to_string()),
+            ip: crate::limits::client_ip(req).map(|ip| ip.to_string()),
         }
     }
 

@@ -63,6 +63,11 @@ pub struct Settings {
     /// How long a browser session lasts without use. Default `14d`.
     #[serde(default = "default_session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed: the client is the right-most address not in this list. Default:
+    /// none (the peer address is the client).
+    #[serde(default)]
+    pub trusted_proxies: Vec<ProxyNet>,
     /// How long any session (browser or app) lasts at most, however active: then
     /// the user signs in again. Default `90d`.
     #[serde(default = "default_session_max_lifetime", with = "humantime_serde")]
@@ -108,6 +113,25 @@ impl Default for TokenSettings {
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
         }
+    }
+}
+
+/// One `trusted_proxies` entry: an address (`10.0.0.7`) or a range (`10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNet(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for ProxyNet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let text = text.trim();
+        text.parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(ProxyNet)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not an IP address or CIDR range"
+                ))
+            })
     }
 }
 
@@ -417,6 +441,11 @@ impl Settings {
     /// The redirect URI registered with provider `name`.
     pub fn redirect_uri(&self, name: &str) -> String {
         format!("{}/auth/{name}/callback", self.public_base())
+    }
+
+    /// Whether `ip` is one of `trusted_proxies`.
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.0.contains(&ip))
     }
 
     /// `public_url` without a trailing slash.

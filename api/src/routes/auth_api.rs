@@ -174,7 +174,7 @@ impl AuthApi {
         let email = body.email.trim().to_lowercase();
         state
             .limits
-            .check_login(req.remote_addr().as_socket_addr().map(|a| a.ip()), &email)?;
+            .check_login(client_ip(req), &email)?;
         let user = accounts::find_password_user(&state.db, &email).await?;
         let hash = user
             .as_ref()

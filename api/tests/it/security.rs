@@ -464,3 +464,42 @@ async fn sessions_end_at_their_maximum_lifetime_however_active() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn per_ip_budgets_use_x_forwarded_for_only_from_trusted_proxies() {
+    let login = |app: &TestApp, forwarded: &'static str| {
+        let app_address = app.address.clone();
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .get(format!("{app_address}/auth/mock/login"))
+                .header("x-forwarded-for", forwarded)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Behind a trusted proxy (the test client is 127.0.0.1): one budget per client.
+    let app = spawn_app_with(Options {
+        overrides: json!({"trusted_proxies": ["127.0.0.1", "10.0.0.0/8"],
+                          "limits": {"sign_in_starts_per_ip_per_minute": 1}}),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(login(&app, "203.0.113.5").await, StatusCode::SEE_OTHER);
+    assert_eq!(login(&app, "203.0.113.5, 10.1.2.3").await, StatusCode::TOO_MANY_REQUESTS);
+    // What the client claims left of the last untrusted hop does not matter.
+    assert_eq!(login(&app, "198.51.100.1, 203.0.113.6").await, StatusCode::SEE_OTHER);
+    assert_eq!(login(&app, "1.2.3.4, 203.0.113.6").await, StatusCode::TOO_MANY_REQUESTS);
+
+    // Without trusted proxies the header is ignored: everyone here is 127.0.0.1.
+    let app = spawn_app_with(limited(json!({"sign_in_starts_per_ip_per_minute": 1})))
+        .await
+        .unwrap();
+    assert_eq!(login(&app, "203.0.113.5").await, StatusCode::SEE_OTHER);
+    assert_eq!(login(&app, "203.0.113.6").await, StatusCode::TOO_MANY_REQUESTS);
+}
