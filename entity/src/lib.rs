@@ -7,4 +7,5 @@ pub mod prelude;
 pub mod refresh_token;
 pub mod session;
 pub mod social_account;
+pub mod used_id_token;
 pub mod user_profile;

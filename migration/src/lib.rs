@@ -10,6 +10,7 @@ mod m20250101_000004_create_session;
 mod m20250201_000005_add_linking_and_local_profile;
 mod m20250301_000006_add_passwords_and_api_sessions;
 mod m20250401_000007_create_auth_event;
+mod m20250402_000008_create_used_id_token;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250201_000005_add_linking_and_local_profile::Migration),
             Box::new(m20250301_000006_add_passwords_and_api_sessions::Migration),
             Box::new(m20250401_000007_create_auth_event::Migration),
+            Box::new(m20250402_000008_create_used_id_token::Migration),
         ]
     }
 }

@@ -13,6 +13,7 @@ pub mod operations;
 pub mod passwords;
 pub mod provider_tokens;
 pub mod providers;
+pub mod replay;
 pub mod shutdown;
 pub mod telemetry;
 

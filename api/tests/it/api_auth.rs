@@ -577,6 +577,20 @@ async fn native_id_token_sign_in_accepts_the_apps_client_id() {
         "no code to exchange"
     );
 
+    // The same token again (leaked, replayed by someone else): refused.
+    let (status, replay, _) =
+        start_native(&app, &json!({"id_token": id_token, "nonce": "sdk-nonce"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let done = poll_until_done(
+        &app,
+        &spec,
+        replay["operation_id"].as_str().unwrap(),
+        replay["poll_secret"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(done["status"], "error", "{done}");
+    assert_eq!(done["error"]["code"], "id_token_invalid");
+
     // A token for some other client, or with another nonce, ends in error.
     for (aud, nonce) in [
         ("someone-else", "sdk-nonce"),

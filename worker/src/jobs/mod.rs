@@ -230,8 +230,8 @@ const KEEP_FAILED_JOBS: Duration = Duration::from_secs(7 * 24 * 3600);
 /// [`EXPIRE_EVERY`] ticks.
 const SWEEP_TICK: Duration = Duration::from_secs(1);
 const EXPIRE_EVERY: u32 = 5;
-/// Audit events past `audit.retention` are deleted every this many ticks (and at
-/// start).
+/// Audit events past `audit.retention` and spent ID tokens past their expiry are
+/// deleted every this many ticks (and at start).
 const AUDIT_SWEEP_EVERY: u32 = 3600;
 
 /// The shutdown signal, shared by everything that must stop with it.
@@ -283,6 +283,9 @@ pub(crate) fn spawn_sweeper(
                 tracing::warn!(%error, "could not delete finished jobs");
             }
             if round % AUDIT_SWEEP_EVERY == 0 {
+                if let Err(error) = crate::replay::forget_expired(&state.db).await {
+                    tracing::warn!(%error, "could not forget expired ID tokens");
+                }
                 match crate::audit::delete_older_than(&state.db, state.settings.audit.retention)
                     .await
                 {

@@ -229,10 +229,19 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
 
     let (tokens, profile) = match (&job.id_token, &job.nonce) {
         // A native SDK's ID token: validating it is the whole provider step.
-        (Some(id_token), Some(nonce)) => (
-            None,
-            provider.verify_native_id_token(id_token, nonce).await?,
-        ),
+        (Some(id_token), Some(nonce)) => {
+            let profile = provider.verify_native_id_token(id_token, nonce).await?;
+            let remember_until = Utc::now() + crate::replay::REMEMBER;
+            if !crate::replay::claim(&state.db, id_token, job.operation_id, remember_until)
+                .await?
+            {
+                return Err(ProviderError::InvalidIdToken(
+                    "this ID token was already used to sign in".into(),
+                )
+                .into());
+            }
+            (None, profile)
+        }
         (Some(_), None) => {
             return Err(ProviderError::InvalidIdToken("no nonce was sent".into()).into());
         }
