@@ -503,3 +503,131 @@ async fn per_ip_budgets_use_x_forwarded_for_only_from_trusted_proxies() {
     assert_eq!(login(&app, "203.0.113.5").await, StatusCode::SEE_OTHER);
     assert_eq!(login(&app, "203.0.113.6").await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn a_session_cookie_present_at_sign_in_is_replaced_and_revoked() {
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "fixation-a").await;
+    let cookie_of = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("signin_session="))
+            .and_then(|c| c.split(';').next())
+            .map(str::to_owned)
+    };
+    // The browser signs in again while still holding its session (e.g. one an
+    // attacker planted): the old token is revoked, a new one issued.
+    let old = {
+        use entity::{prelude::Session, session};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        Session::find()
+            .filter(session::Column::RevokedAt.is_null())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let authorize = app.start_login("mock", "?link=1").await;
+    let code = format!("code-{}", Uuid::new_v4().simple());
+    app.given_provider_signs_in(&authorize, &code, "fixation-a").await;
+    app.return_from_provider(&authorize, &code).await;
+    app.wait_for_status("").await;
+    let success = app.get_success("").await;
+    let new_token = cookie_of(&success).expect("a new session cookie");
+    assert_ne!(worker::crypto::sha256_hex(&new_token), old.token_hash);
+    let old_now = {
+        use entity::prelude::Session;
+        use sea_orm::EntityTrait;
+        Session::find_by_id(old.id).one(&app.db).await.unwrap().unwrap()
+    };
+    assert!(old_now.revoked_at.is_some(), "the earlier session is revoked");
+    assert_eq!(app.get_me().await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_idle_session_expires() {
+    use entity::{prelude::Session, session};
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "idle-user").await;
+    Session::update_many()
+        .col_expr(
+            session::Column::ExpiresAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .exec(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.get_me().await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn session_refresh_and_poll_secrets_are_stored_hashed() {
+    use entity::prelude::{AsyncOperation, RefreshToken, Session};
+    use sea_orm::EntityTrait;
+    let app = spawn_app().await;
+    let tokens: serde_json::Value = register(&app, "hashed@example.com").await.json().await.unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let started: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/auth/mock/token", app.address))
+        .json(&json!({"id_token": "a.b.c", "nonce": "nonce-1234"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let poll_secret = started["poll_secret"].as_str().unwrap();
+    app.sign_in(&app.browser, "hashed-browser").await;
+
+    let mut stored = String::new();
+    for s in Session::find().all(&app.db).await.unwrap() {
+        stored.push_str(&format!("{s:?}"));
+    }
+    for r in RefreshToken::find().all(&app.db).await.unwrap() {
+        stored.push_str(&format!("{r:?}"));
+    }
+    for o in AsyncOperation::find().all(&app.db).await.unwrap() {
+        stored.push_str(&format!("{o:?}"));
+    }
+    assert!(!stored.contains(refresh), "refresh token stored in clear");
+    assert!(!stored.contains(poll_secret), "poll secret stored in clear");
+    assert!(stored.contains(&worker::crypto::sha256_hex(refresh)));
+    assert!(stored.contains(&worker::crypto::sha256_hex(poll_secret)));
+}
+
+#[tokio::test]
+async fn expired_or_foreign_access_tokens_are_refused() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let app = spawn_app().await;
+    let tokens: serde_json::Value = register(&app, "jwt@example.com").await.json().await.unwrap();
+    let genuine = tokens["access_token"].as_str().unwrap();
+    assert_eq!(me_with(&app, genuine).await, StatusCode::OK);
+    let claims: serde_json::Value = {
+        use base64::Engine;
+        let payload = genuine.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let key = EncodingKey::from_secret(&app.state.keys.access_tokens);
+    let now = chrono::Utc::now().timestamp();
+    let mut expired = claims.clone();
+    expired["iat"] = json!(now - 7200);
+    expired["exp"] = json!(now - 3600);
+    let mut foreign = claims.clone();
+    foreign["iss"] = json!("https://elsewhere.example");
+    for (name, forged) in [("expired", expired), ("foreign issuer", foreign)] {
+        let token = encode(&Header::default(), &forged, &key).unwrap();
+        assert_eq!(me_with(&app, &token).await, StatusCode::UNAUTHORIZED, "{name}");
+    }
+    // Signed with another key.
+    let other = encode(&Header::default(), &claims, &EncodingKey::from_secret(b"another-key-entirely-0123456789ab")).unwrap();
+    assert_eq!(me_with(&app, &other).await, StatusCode::UNAUTHORIZED);
+}

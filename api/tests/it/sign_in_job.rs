@@ -270,6 +270,28 @@ async fn id_token_with_a_foreign_azp_fails() {
 }
 
 #[tokio::test]
+async fn id_token_with_one_audience_and_a_foreign_azp_fails() {
+    // `aud` is ours alone, so only the `azp` check can refuse it.
+    bad_id_token(|_, claims| {
+        claims["aud"] = json!(crate::helpers::mock_provider::CLIENT_ID);
+        claims["azp"] = json!("other-client");
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn id_token_issued_too_long_ago_fails() {
+    bad_id_token(|_, claims| {
+        let now = chrono::Utc::now().timestamp();
+        claims["iat"] = json!(now - 3600);
+        claims["exp"] = json!(now + 600);
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn id_token_with_several_audiences_and_no_azp_fails() {
     bad_id_token(|_, claims| {
         claims["aud"] = json!([crate::helpers::mock_provider::CLIENT_ID, "other-client"]);

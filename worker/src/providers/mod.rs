@@ -333,6 +333,7 @@ impl Provider {
             client_id: &self.client_id,
             nonce,
             accept_hashed_nonce: false,
+            other_azp: &[],
         };
         self.verify_with(id_token, &expected).await
     }
@@ -372,6 +373,7 @@ impl Provider {
             client_id,
             nonce,
             accept_hashed_nonce: self.kind == ProviderKind::Apple,
+            other_azp: &self.native_client_ids,
         };
         self.verify_with(&id_token, &expected).await
     }

@@ -24,6 +24,9 @@ pub(super) struct Expected<'a> {
     pub nonce: &'a str,
     /// Native Sign in with Apple puts SHA-256(nonce) in the token.
     pub accept_hashed_nonce: bool,
+    /// Other clients of ours an `azp` may name (a native app's own client id, as
+    /// Google's Android SDK puts there); empty for tokens we fetched ourselves.
+    pub other_azp: &'a [String],
 }
 
 pub(super) async fn verify(
@@ -120,6 +123,16 @@ fn check(
         }
     };
     let claims = id_token.claims(&verifier, nonce_check)?;
+    // OIDC Core 3.1.3.7 (5): an `azp` must name us, even with a single audience
+    // (the verifier only looks at it when there are several).
+    if let Some(azp) = claims.authorized_party() {
+        let azp = azp.as_str();
+        if azp != expected.client_id && !expected.other_azp.iter().any(|c| c == azp) {
+            return Err(ClaimsVerificationError::InvalidAudience(format!(
+                "authorized party {azp} is not this client"
+            )));
+        }
+    }
     Ok(profile::from_id_token(claims))
 }
 
