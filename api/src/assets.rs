@@ -14,6 +14,16 @@ pub fn endpoint() -> EmbeddedFilesEndpoint<Assets> {
     EmbeddedFilesEndpoint::<Assets>::new()
 }
 
+/// `GET /favicon.ico`: browsers ask for it on every site; without it each page
+/// load logs a 404 in the console. An SVG (Chromium and Firefox sniff it).
+#[poem::handler]
+pub fn favicon() -> Response {
+    let icon = Assets::get("favicon.svg").map(|f| f.data.into_owned()).unwrap_or_default();
+    icon.with_content_type("image/svg+xml")
+        .with_header(header::CACHE_CONTROL, "public, max-age=86400")
+        .into_response()
+}
+
 fn template(name: &str) -> String {
     Assets::get(name)
         .map(|file| String::from_utf8_lossy(&file.data).into_owned())

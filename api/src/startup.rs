@@ -154,6 +154,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let api = openapi::service(state.settings.public_base());
     let mut app = Route::new()
         .at("/", get(routes::index::index))
+        .at("/favicon.ico", get(assets::favicon))
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
         .at("/metrics", get(routes::health::metrics))
@@ -299,6 +300,7 @@ fn route_label(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         [""] => "/",
+        ["favicon.ico"] => "/favicon.ico",
         ["auth", "preloader"] => "/auth/preloader",
         ["auth", "status"] => "/auth/status",
         ["auth", "success"] => "/auth/success",

@@ -597,18 +597,10 @@ async function main() {
         `${pathOf(d.url)} has no Content-Security-Policy restricting scripts: ${JSON.stringify(d.csp)}`,
       );
     }
-    // Known and reported, not a page's fault: the app serves no /favicon.ico, and
-    // Chromium logs the browser's own request for it (404) as a console error.
-    const favicon = (e) => e.source && pathOf(e.source) === '/favicon.ico' && /\b404\b/.test(e.text);
-    for (const e of observed.consoleErrors.filter(favicon)) {
-      log(`   note: ignored [${e.label}] ${e.text} (${e.source}): the app serves no favicon`);
-    }
     const problems = [
       ...observed.cspViolations.map((v) => `CSP [${v.label}] ${v.url}: ${v.directive} blocked ${v.blocked}`),
       ...observed.pageErrors.map((e) => `pageerror [${e.label}] ${e.url}: ${e.text}`),
-      ...observed.consoleErrors
-        .filter((e) => !favicon(e))
-        .map((e) => `console [${e.label}] ${e.url}: ${e.text}${e.source ? ` (${e.source})` : ''}`),
+      ...observed.consoleErrors.map((e) => `console [${e.label}] ${e.url}: ${e.text}${e.source ? ` (${e.source})` : ''}`),
     ];
     assert(observed.requests.length > 0, 'no request was recorded');
     assert(problems.length === 0, `\n    ${problems.join('\n    ')}`);

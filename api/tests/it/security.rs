@@ -46,6 +46,10 @@ async fn pages_carry_a_strict_csp_and_cannot_be_framed() {
         // Plain http: no HSTS.
         assert!(response.headers().get("strict-transport-security").is_none());
     }
+    // Browsers ask every site for a favicon; a 404 would be a console error.
+    let icon = app.get("/favicon.ico").await;
+    assert_eq!(icon.status(), StatusCode::OK);
+    assert_eq!(header(&icon, "content-type"), "image/svg+xml");
     // No page we serve runs inline script (the CSP would block it).
     for file in ["/", "/auth/preloader", "/static/example.html"] {
         let body = app.get(file).await.text().await.unwrap();
