@@ -136,3 +136,81 @@ async fn the_demo_provider_is_off_when_a_real_provider_is_configured() {
     );
     assert_eq!(app.get_login("demo").await.status(), StatusCode::NOT_FOUND);
 }
+
+/// An authorize URL for the demo client with our own PKCE pair.
+fn demo_authorize_query(redirect_uri: &str, method: &str) -> String {
+    let verifier = "v".repeat(43);
+    let challenge = worker::crypto::sha256_b64url(&verifier);
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", "social-signin-demo")
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("response_type", "code")
+        .append_pair("state", "some-state")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", method)
+        .append_pair("scope", "openid email profile")
+        .finish()
+}
+
+#[tokio::test]
+async fn demo_authorize_refuses_an_unregistered_redirect_uri() {
+    let app = demo_app().await;
+    let query = demo_authorize_query("https://evil.example/callback", "S256");
+    let response = app.get(&format!("/demo-provider/authorize?{query}")).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get("location").is_none(), "never redirects there");
+}
+
+#[tokio::test]
+async fn demo_authorize_requires_s256() {
+    let app = demo_app().await;
+    let redirect_uri = format!("{}/auth/demo/callback", app.address);
+    let query = demo_authorize_query(&redirect_uri, "plain");
+    let response = app.get(&format!("/demo-provider/authorize?{query}")).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let back = location(&response);
+    assert!(back.contains("error=invalid_request") && !back.contains("code="), "{back}");
+}
+
+#[tokio::test]
+async fn demo_codes_are_refused_the_second_time() {
+    let app = demo_app().await;
+    let redirect_uri = format!("{}/auth/demo/callback", app.address);
+    let query = demo_authorize_query(&redirect_uri, "S256");
+    let mut form: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form.push(("name".into(), "Eve".into()));
+    form.push(("email".into(), "eve@example.com".into()));
+    form.push(("action".into(), "allow".into()));
+    let back = app
+        .client
+        .post(format!("{}/demo-provider/authorize", app.address))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let code = url::Url::parse(location(&back))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let exchange = || {
+        reqwest::Client::new()
+            .post(format!("{}/demo-provider/token", app.address))
+            .basic_auth("social-signin-demo", Some("social-signin-demo-secret"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", redirect_uri.as_str()),
+                ("code_verifier", &"v".repeat(43)),
+            ])
+            .send()
+    };
+    assert_eq!(exchange().await.unwrap().status(), StatusCode::OK);
+    let again = exchange().await.unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(again.json::<Value>().await.unwrap()["error"], "invalid_grant");
+}

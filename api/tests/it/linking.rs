@@ -258,3 +258,50 @@ async fn names_the_user_set_locally_survive_the_next_sign_in() {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn a_state_from_one_provider_is_refused_at_another_providers_callback() {
+    let app = app_with_github("x@example.com", true).await;
+    let login = app.get_login("mock").await;
+    let state = url::Url::parse(crate::helpers::location(&login))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    // Both cookies as the browser holds them, sent by hand to any path.
+    let cookies: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    let callback = |provider: &'static str| {
+        let url = format!(
+            "{}/auth/{provider}/callback?code=some-code&state={state}",
+            app.address
+        );
+        let cookie = cookies.join("; ");
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The mock's attempt presented at GitHub's callback (a mix-up): refused.
+    assert_eq!(callback("github").await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.count(entity::prelude::AsyncOperation).await, 0);
+    // The same cookies at the right callback work.
+    let right = callback("mock").await;
+    assert_eq!(crate::helpers::location(&right), "/auth/preloader");
+}
