@@ -109,12 +109,22 @@ pub fn take_attempt(
     let found = jar.private().get(&cookie_name(&name, &path, settings))?;
     expire(jar, &name, &path, settings);
     let attempt: Attempt = serde_json::from_str(found.value_str()).ok()?;
-    let fresh = Utc::now().timestamp() - attempt.created_at <= ATTEMPT_TTL.as_secs() as i64;
-    let same_state = crypto::constant_time_eq(
-        attempt.state_hash.as_bytes(),
-        crypto::sha256_hex(state).as_bytes(),
-    );
-    (fresh && same_state && attempt.provider == provider).then_some(attempt)
+    attempt
+        .answers(provider, state, Utc::now().timestamp())
+        .then_some(attempt)
+}
+
+impl Attempt {
+    /// Whether a callback for `provider` carrying `state` at `now` (Unix seconds)
+    /// completes this attempt: same provider, same state, within [`ATTEMPT_TTL`].
+    fn answers(&self, provider: &str, state: &str, now: i64) -> bool {
+        let fresh = now - self.created_at <= ATTEMPT_TTL.as_secs() as i64;
+        let same_state = crypto::constant_time_eq(
+            self.state_hash.as_bytes(),
+            crypto::sha256_hex(state).as_bytes(),
+        );
+        fresh && same_state && self.provider == provider
+    }
 }
 
 fn attempt_cookie_name(state: &str) -> String {
@@ -186,6 +196,19 @@ pub fn validate_next(next: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_expire_and_bind_to_provider_and_state() {
+        let state = "a-state-of-sufficient-length";
+        let attempt = Attempt::new("mock", state, "v".repeat(43), None, None, None);
+        let now = attempt.created_at;
+        let ttl = ATTEMPT_TTL.as_secs() as i64;
+        assert!(attempt.answers("mock", state, now));
+        assert!(attempt.answers("mock", state, now + ttl));
+        assert!(!attempt.answers("mock", state, now + ttl + 1), "stale");
+        assert!(!attempt.answers("github", state, now), "another provider");
+        assert!(!attempt.answers("mock", "another-state", now), "another state");
+    }
 
     #[test]
     fn next_accepts_local_paths_only() {

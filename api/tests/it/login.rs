@@ -77,3 +77,35 @@ async fn index_links_each_provider() {
     let response = app.get("/auth/mock/login?next=//evil.example").await;
     assert!(location(&response).starts_with(&app.provider.issuer()));
 }
+
+#[tokio::test]
+async fn discovery_naming_another_issuer_is_refused() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    // A discovery document under our configured issuer that names someone else.
+    Mock::given(path("/tenant/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "issuer": "https://evil.example",
+            "authorization_endpoint": format!("{uri}/authorize"),
+            "token_endpoint": format!("{uri}/token"),
+            "jwks_uri": format!("{uri}/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        })))
+        .mount(&server)
+        .await;
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        overrides: serde_json::json!({"providers": {"evil": {
+            "kind": "oidc", "issuer": format!("{uri}/tenant"),
+            "client_id": "c", "client_secret": "s",
+        }}}),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let response = app.get_login("evil").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get("location").is_none());
+}
