@@ -109,3 +109,18 @@ async fn discovery_naming_another_issuer_is_refused() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().get("location").is_none());
 }
+
+#[tokio::test]
+async fn index_escapes_a_hostile_provider_name() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        mock_config: serde_json::json!({"kind": "oidc",
+            "display_name": "<script>alert(1)</script>\" onmouseover=\"x"}),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(!page.contains("<script>alert(1)"), "{page}");
+    assert!(!page.contains("\" onmouseover=\"x"), "{page}");
+    assert!(page.contains("&lt;script&gt;"), "{page}");
+}

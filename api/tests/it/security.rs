@@ -635,3 +635,30 @@ async fn expired_or_foreign_access_tokens_are_refused() {
     let other = encode(&Header::default(), &claims, &EncodingKey::from_secret(b"another-key-entirely-0123456789ab")).unwrap();
     assert_eq!(me_with(&app, &other).await, StatusCode::UNAUTHORIZED);
 }
+
+/// `docs/security.md` names, for each row, the test that proves it: every name must
+/// be a test function that exists, so the checklist cannot drift from the code.
+#[test]
+fn the_security_checklist_names_only_tests_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/security.md")).unwrap();
+    let mut checked = 0;
+    for cell in doc.split('`') {
+        let Some((file, rest)) = cell.split_once(".rs::") else {
+            continue;
+        };
+        let is_test_path = file.starts_with("api/tests/") || rest.starts_with("tests::");
+        if !is_test_path || file.contains('<') {
+            continue;
+        }
+        let function = rest.rsplit("::").next().unwrap();
+        let source = std::fs::read_to_string(root.join(format!("{file}.rs")))
+            .unwrap_or_else(|_| panic!("docs/security.md names a missing file: {file}.rs"));
+        assert!(
+            source.contains(&format!("fn {function}(")),
+            "docs/security.md names {file}.rs::{rest}, which does not exist"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 50, "only {checked} test names found");
+}
