@@ -5,17 +5,11 @@
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, openapi::Spec, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Options, TEST_PASSWORD, TestApp, app_client, get_with_bearer, openapi::Spec, spawn_app, spawn_app_with,
+};
 
-const PASSWORD: &str = "violet-lantern-harbor-42";
-
-/// A client without cookies: an app.
-fn app_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+const PASSWORD: &str = TEST_PASSWORD;
 
 async fn spec(app: &TestApp) -> Spec {
     let response = app.get("/api/openapi.json").await;
@@ -62,15 +56,6 @@ async fn login(app: &TestApp, email: &str, password: &str) -> Response {
         .unwrap()
 }
 
-async fn get_with(app: &TestApp, path: &str, access_token: &str) -> Response {
-    app_client()
-        .get(format!("{}{path}", app.address))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn register_login_me_refresh_and_logout() {
     let app = spawn_app().await;
@@ -83,7 +68,7 @@ async fn register_login_me_refresh_and_logout() {
         &spec,
         "GET",
         "/api/me",
-        get_with(&app, "/api/me", tokens["access_token"].as_str().unwrap()).await,
+        get_with_bearer(&app, "/api/me", tokens["access_token"].as_str().unwrap()).await,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -130,7 +115,7 @@ async fn register_login_me_refresh_and_logout() {
     assert_ne!(rotated["refresh_token"], again["refresh_token"]);
     assert_eq!(rotated["session_id"], again["session_id"]);
     assert_eq!(
-        get_with(&app, "/api/me", rotated["access_token"].as_str().unwrap())
+        get_with_bearer(&app, "/api/me", rotated["access_token"].as_str().unwrap())
             .await
             .status(),
         StatusCode::OK
@@ -146,7 +131,7 @@ async fn register_login_me_refresh_and_logout() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(reused["error"]["code"], "refresh_token_reused");
-    let revoked = get_with(&app, "/api/me", rotated["access_token"].as_str().unwrap()).await;
+    let revoked = get_with_bearer(&app, "/api/me", rotated["access_token"].as_str().unwrap()).await;
     assert_eq!(
         revoked.status(),
         StatusCode::UNAUTHORIZED,
@@ -176,7 +161,7 @@ async fn register_login_me_refresh_and_logout() {
     let (status, _) = call(&spec, "POST", "/api/auth/logout", response).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
-        get_with(&app, "/api/me", first).await.status(),
+        get_with_bearer(&app, "/api/me", first).await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -209,7 +194,7 @@ async fn sessions_are_listed_and_revoked_across_devices() {
         &spec,
         "GET",
         "/api/sessions",
-        get_with(&app, "/api/sessions", phone_token).await,
+        get_with_bearer(&app, "/api/sessions", phone_token).await,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -234,7 +219,7 @@ async fn sessions_are_listed_and_revoked_across_devices() {
     let (status, _) = call(&spec, "DELETE", "/api/sessions/{id}", response).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
-        get_with(&app, "/api/me", laptop["access_token"].as_str().unwrap())
+        get_with_bearer(&app, "/api/me", laptop["access_token"].as_str().unwrap())
             .await
             .status(),
         StatusCode::UNAUTHORIZED
@@ -258,7 +243,7 @@ async fn sessions_are_listed_and_revoked_across_devices() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.get_me().await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        get_with(&app, "/api/me", phone_token).await.status(),
+        get_with_bearer(&app, "/api/me", phone_token).await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -420,7 +405,7 @@ async fn bearer_tokens_that_are_forged_or_malformed_get_401_json() {
             &spec,
             "GET",
             "/api/me",
-            get_with(&app, "/api/me", token).await,
+            get_with_bearer(&app, "/api/me", token).await,
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -531,7 +516,7 @@ async fn native_code_exchange_goes_through_the_queue_and_delivers_tokens_once() 
     let done = poll_until_done(&app, &spec, id, secret).await;
     assert_eq!(done["status"], "ok", "{done}");
     let access = done["tokens"]["access_token"].as_str().unwrap();
-    let me: Value = get_with(&app, "/api/me", access)
+    let me: Value = get_with_bearer(&app, "/api/me", access)
         .await
         .json()
         .await
@@ -652,7 +637,7 @@ async fn a_password_user_links_a_provider_through_the_native_exchange() {
     )
     .await;
     assert_eq!(done["status"], "ok", "{done}");
-    let me: Value = get_with(&app, "/api/me", access)
+    let me: Value = get_with_bearer(&app, "/api/me", access)
         .await
         .json()
         .await

@@ -6,9 +6,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Browser, TestApp, spawn_app};
+use crate::helpers::{
+    Browser, TEST_PASSWORD, TestApp, get_with_bearer, register, spawn_app,
+};
 
-const PASSWORD: &str = "violet-lantern-harbor-42";
+const PASSWORD: &str = TEST_PASSWORD;
 
 async fn events(browser: &Browser) -> Vec<Value> {
     let response = browser.get("/api/me/events").await;
@@ -59,24 +61,13 @@ async fn a_user_sees_their_sign_ins_and_revoked_sessions() {
     assert!(!text.contains("code-"), "{text}");
 
     // Another user sees none of it.
-    let other: Value = reqwest::Client::new()
-        .post(format!("{}/api/auth/register", app.address))
-        .json(&json!({"email": "other@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let theirs: Vec<Value> = reqwest::Client::new()
-        .get(format!("{}/api/me/events", app.address))
-        .bearer_auth(other["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other: Value = register(&app, "other@example.com").await.json().await.unwrap();
+    let theirs: Vec<Value> =
+        get_with_bearer(&app, "/api/me/events", other["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
     assert!(theirs.is_empty(), "{theirs:?}");
 
     // Paging and bad input.
@@ -102,15 +93,7 @@ async fn password_failures_and_refresh_token_reuse_are_recorded() {
             .json(&body)
             .send()
     };
-    let registered: Value = post(
-        "/api/auth/register",
-        json!({"email": "audit@example.com", "password": PASSWORD}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let registered: Value = register(&app, "audit@example.com").await.json().await.unwrap();
     let wrong = post(
         "/api/auth/login",
         json!({"email": "audit@example.com", "password": "not-the-password-at-all"}),
@@ -138,15 +121,12 @@ async fn password_failures_and_refresh_token_reuse_are_recorded() {
     .json()
     .await
     .unwrap();
-    let events: Vec<Value> = client
-        .get(format!("{}/api/me/events", app.address))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Vec<Value> =
+        get_with_bearer(&app, "/api/me/events", tokens["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
     let kinds = kinds(&events);
     assert!(kinds.contains(&"password_failure"), "{kinds:?}");
     assert!(kinds.contains(&"refresh_token_reuse"), "{kinds:?}");

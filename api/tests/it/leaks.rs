@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Options, location, spawn_app_with};
+use crate::helpers::{Options, location, set_cookie_value, spawn_app_with};
 
 /// Asserts none of `secrets` is in `haystack`.
 fn assert_no_secret(place: &str, haystack: &str, secrets: &[(&str, &str)]) {
@@ -62,15 +62,7 @@ async fn no_secret_reaches_logs_redirects_or_bodies() {
     let success = browser.get_success("").await;
     assert_eq!(success.status(), StatusCode::SEE_OTHER);
     redirects.push(location(&success).to_owned());
-    let session_cookie = success
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("signin_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
+    let session_cookie = set_cookie_value(&success, "signin_session").expect("a session cookie");
     for path in ["/api/me", "/", "/api/me/events", "/api/sessions"] {
         let response = browser.get(path).await;
         assert!(response.status().is_success(), "{path}");

@@ -6,7 +6,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Options, TEST_PASSWORD, TestApp, assert_redirect_to, get_with_bearer, register,
+    set_cookie_value, spawn_app, spawn_app_with,
+};
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response
@@ -276,18 +279,8 @@ async fn one_browser_cannot_pile_up_pending_operations() {
     assert_redirect_to(&response, "/auth/preloader");
 }
 
-const PASSWORD: &str = "violet-lantern-harbor-42";
+const PASSWORD: &str = TEST_PASSWORD;
 const NEW_PASSWORD: &str = "amber-quarry-lighthouse-77";
-
-/// Registers a password account from an app (no cookies); returns its tokens.
-async fn register(app: &TestApp, email: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}/api/auth/register", app.address))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn put_password(app: &TestApp, access_token: &str, body: serde_json::Value) -> reqwest::Response {
     reqwest::Client::new()
@@ -300,13 +293,7 @@ async fn put_password(app: &TestApp, access_token: &str, body: serde_json::Value
 }
 
 async fn me_with(app: &TestApp, access_token: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(format!("{}/api/me", app.address))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    get_with_bearer(app, "/api/me", access_token).await.status()
 }
 
 #[tokio::test]
@@ -512,16 +499,6 @@ async fn per_ip_budgets_use_x_forwarded_for_only_from_trusted_proxies() {
 async fn a_session_cookie_present_at_sign_in_is_replaced_and_revoked() {
     let app = spawn_app().await;
     app.sign_in(&app.browser, "fixation-a").await;
-    let cookie_of = |response: &reqwest::Response| {
-        response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|c| c.strip_prefix("signin_session="))
-            .and_then(|c| c.split(';').next())
-            .map(str::to_owned)
-    };
     // The browser signs in again while still holding its session (e.g. one an
     // attacker planted): the old token is revoked, a new one issued.
     let old = {
@@ -540,7 +517,7 @@ async fn a_session_cookie_present_at_sign_in_is_replaced_and_revoked() {
     app.return_from_provider(&authorize, &code).await;
     app.wait_for_status("").await;
     let success = app.get_success("").await;
-    let new_token = cookie_of(&success).expect("a new session cookie");
+    let new_token = set_cookie_value(&success, "signin_session").expect("a new session cookie");
     assert_ne!(worker::crypto::sha256_hex(&new_token), old.token_hash);
     let old_now = {
         use entity::prelude::Session;

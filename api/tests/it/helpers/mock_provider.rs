@@ -20,13 +20,8 @@ pub struct MockProvider {
 }
 
 impl MockProvider {
-    /// Starts the server with discovery and the JWKS mounted.
-    pub async fn start() -> Self {
-        Self::start_with(false).await
-    }
-
-    /// The same; `sends_iss` sets discovery's
-    /// `authorization_response_iss_parameter_supported`.
+    /// Starts the server with discovery and the JWKS mounted; `sends_iss` sets
+    /// discovery's `authorization_response_iss_parameter_supported`.
     pub async fn start_with(sends_iss: bool) -> Self {
         let server = MockServer::start().await;
         let provider = Self { server, sends_iss };

@@ -424,3 +424,47 @@ impl Drop for Storage {
         }
     }
 }
+
+/// The password every test account uses (strong enough for the policy).
+pub const TEST_PASSWORD: &str = "violet-lantern-harbor-42";
+
+/// A client without cookies or redirects: an app.
+pub fn app_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client builds")
+}
+
+/// `POST /api/auth/register` from an app, with [`TEST_PASSWORD`].
+pub async fn register(app: &TestApp, email: &str) -> Response {
+    app_client()
+        .post(format!("{}/api/auth/register", app.address))
+        .json(&json!({"email": email, "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .expect("request sent")
+}
+
+/// `GET path` with a bearer token.
+pub async fn get_with_bearer(app: &TestApp, path: &str, access_token: &str) -> Response {
+    app_client()
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+/// The value `response` sets for cookie `name`, if any.
+pub fn set_cookie_value(response: &Response, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(prefix.as_str()))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+}
