@@ -251,7 +251,13 @@ async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Resul
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || poem::http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    // The rest of the body stays unread: close the connection, or the client sends
+    // its next request into what is left of this one and loses it.
+    let too_large = || {
+        poem::http::StatusCode::PAYLOAD_TOO_LARGE
+            .with_header(poem::http::header::CONNECTION, "close")
+            .into_response()
+    };
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Ok(too_large());
     }

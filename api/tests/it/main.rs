@@ -7,6 +7,7 @@ mod bad_input;
 mod callback;
 mod demo;
 mod flow;
+mod fuzz;
 mod helpers;
 mod linking;
 mod leaks;

@@ -165,3 +165,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "oidc_fuzz.rs"]
+mod fuzz;
