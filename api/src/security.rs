@@ -27,7 +27,13 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// HSTS on https) and `Cache-Control: no-store` where a response carries a token, a
 /// code or an operation. Headers a route set itself are kept.
 pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let path = req.uri().path().to_owned();
+    // Classified before the call, so the path need not be kept.
+    let path = req.uri().path();
+    let docs = path.starts_with("/api/docs");
+    let json = is_json_path(path);
+    let secrets = carries_secrets(path);
+    // `/` greets the signed-in user by name.
+    let no_store = secrets || json || path == "/";
     let https = req
         .data::<AppState>()
         .is_some_and(|state| state.settings.is_https());
@@ -36,26 +42,19 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
         Err(error) => error.into_response(),
     };
     let headers = response.headers_mut();
-    let csp = if path.starts_with("/api/docs") {
-        DOCS_CSP
-    } else if is_json_path(&path) {
-        API_CSP
-    } else {
-        PAGE_CSP
+    let csp = match (docs, json) {
+        (true, _) => DOCS_CSP,
+        (false, true) => API_CSP,
+        (false, false) => PAGE_CSP,
     };
     set_default(headers, header::CONTENT_SECURITY_POLICY, csp);
     set_default(headers, header::X_FRAME_OPTIONS, "DENY");
     set_default(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     // The callback's and the preloader's URLs must never leak (codes, state), and a
     // page we serve has no reason to tell other sites where the user was.
-    let referrer = if carries_secrets(&path) {
-        "no-referrer"
-    } else {
-        "same-origin"
-    };
+    let referrer = if secrets { "no-referrer" } else { "same-origin" };
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static(referrer));
-    // `/` greets the signed-in user by name.
-    if carries_secrets(&path) || is_json_path(&path) || path == "/" {
+    if no_store {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if https {

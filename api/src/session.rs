@@ -297,17 +297,17 @@ async fn revoke_by_cookie(state: &AppState, token: &str, client: &Client) -> Res
         .filter(session::Column::RevokedAt.is_null())
         .exec_with_returning(&state.db)
         .await?;
-    record_revoked(state, &revoked, client).await;
+    record_revoked(state, &revoked, client);
     Ok(())
 }
 
 /// One `session_revoked` audit event per session in `revoked`.
-async fn record_revoked(state: &AppState, revoked: &[session::Model], client: &Client) {
+fn record_revoked(state: &AppState, revoked: &[session::Model], client: &Client) {
     for session in revoked {
         let event = audit::Event::new(EventKind::SessionRevoked)
             .user(session.user_id)
             .session(session.id);
-        audit::record(&state.db, client.audit(event)).await;
+        state.audit.record(client.audit(event));
     }
 }
 
@@ -435,7 +435,7 @@ pub async fn refresh_api_session(
         let event = audit::Event::new(EventKind::RefreshTokenReuse)
             .user(session.user_id)
             .session(session.id);
-        audit::record(&state.db, client.audit(event)).await;
+        state.audit.record(client.audit(event));
         revoke_session(state, session.user_id, session.id, client).await?;
         return Ok(Err(RefreshError::Reused));
     }
@@ -467,7 +467,7 @@ pub async fn revoke_session(
         .filter(session::Column::RevokedAt.is_null())
         .exec_with_returning(&state.db)
         .await?;
-    record_revoked(state, &revoked, client).await;
+    record_revoked(state, &revoked, client);
     Ok(revoked.len() == 1)
 }
 
@@ -485,7 +485,7 @@ pub async fn revoke_other_sessions(
         .filter(session::Column::RevokedAt.is_null())
         .exec_with_returning(&state.db)
         .await?;
-    record_revoked(state, &revoked, client).await;
+    record_revoked(state, &revoked, client);
     Ok(revoked.len() as u64)
 }
 
@@ -501,7 +501,7 @@ pub async fn revoke_all_sessions(
         .filter(session::Column::RevokedAt.is_null())
         .exec_with_returning(&state.db)
         .await?;
-    record_revoked(state, &revoked, client).await;
+    record_revoked(state, &revoked, client);
     Ok(revoked.len() as u64)
 }
 

@@ -86,6 +86,7 @@ impl Application {
         let state = AppState {
             db: db.conn.clone(),
             reader: db.reader.clone(),
+            audit: worker::audit::AuditLog::start(db.conn.clone()),
             pool: db.pool.clone(),
             tokens: TokenIssuer::new(&settings, &keys),
             limits: Arc::new(Limits::new(&settings.limits)),
@@ -139,6 +140,7 @@ impl Application {
         let worker_state = WorkerState {
             db: state.db.clone(),
             reader: state.reader.clone(),
+            audit: state.audit.clone(),
             settings: state.settings.clone(),
             providers: state.providers.clone(),
             keys: state.keys.clone(),

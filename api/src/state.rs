@@ -29,6 +29,8 @@ pub struct AppState {
     pub demo: Option<Arc<DemoProvider>>,
     /// Signs and verifies API access tokens.
     pub tokens: TokenIssuer,
+    /// The audit log's writer.
+    pub audit: worker::audit::AuditLog,
     /// Per-IP and per-account request budgets.
     pub limits: Arc<Limits>,
 }

@@ -1,14 +1,17 @@
 //! The audit log: security-relevant events written to `auth_event` and as one
-//! structured log line each (target `audit`). Recording is best effort: a failure
-//! is logged and never fails the sign-in or request that caused it.
+//! structured log line each (target `audit`). Recording never waits for the
+//! database: [`AuditLog::record`] logs the line at once and hands the row to a
+//! background task that inserts whatever has queued up in one statement, so the
+//! audit log costs a sign-in no write of its own on the (single, on SQLite) writer
+//! connection. A failure is logged and never fails the sign-in or request.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use entity::auth_event::{self, Column, Entity as AuthEvent};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -102,8 +105,46 @@ impl Event {
     }
 }
 
-/// Logs `event` and stores it; a storage failure is logged, not returned.
-pub async fn record(db: &impl ConnectionTrait, event: Event) {
+/// Rows waiting for the writer task; beyond this, new rows are dropped (the log line
+/// is still written) rather than holding up sign-ins.
+const QUEUE: usize = 8192;
+/// Most rows per insert statement.
+const BATCH: usize = 256;
+
+/// Where events go. Cheap to clone; clones share one writer task.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    rows: tokio::sync::mpsc::Sender<auth_event::ActiveModel>,
+}
+
+impl AuditLog {
+    /// Starts the writer task on `db` (the writer connection). It ends when the last
+    /// clone is dropped, after writing what is queued.
+    pub fn start(db: DatabaseConnection) -> Self {
+        let (rows, mut queued) = tokio::sync::mpsc::channel(QUEUE);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while queued.recv_many(&mut batch, BATCH).await > 0 {
+                let count = batch.len();
+                if let Err(error) = AuthEvent::insert_many(batch.drain(..)).exec(&db).await {
+                    tracing::warn!(%error, events = count, "could not store audit events");
+                }
+            }
+        });
+        Self { rows }
+    }
+
+    /// Logs `event` now and queues its row.
+    pub fn record(&self, event: Event) {
+        log(&event);
+        if self.rows.try_send(row(event)).is_err() {
+            metrics::counter!("signin_audit_events_dropped_total").increment(1);
+            tracing::warn!("audit queue full or closed: event logged but not stored");
+        }
+    }
+}
+
+fn log(event: &Event) {
     tracing::info!(
         target: "audit",
         event = event.kind.as_str(),
@@ -115,7 +156,10 @@ pub async fn record(db: &impl ConnectionTrait, event: Event) {
         client.ip = event.ip.as_deref(),
         "audit"
     );
-    let row = auth_event::ActiveModel {
+}
+
+fn row(event: Event) -> auth_event::ActiveModel {
+    auth_event::ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(event.user_id),
         kind: Set(event.kind.as_str().to_owned()),
@@ -126,9 +170,6 @@ pub async fn record(db: &impl ConnectionTrait, event: Event) {
         ip: Set(event.ip),
         user_agent: Set(event.user_agent),
         created_at: Set(Utc::now()),
-    };
-    if let Err(error) = AuthEvent::insert(row).exec(db).await {
-        tracing::warn!(%error, "could not store an audit event");
     }
 }
 

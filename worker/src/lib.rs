@@ -31,6 +31,8 @@ pub struct WorkerState {
     pub settings: Arc<config::Settings>,
     pub providers: Arc<providers::ProviderRegistry>,
     pub keys: Arc<crypto::Keys>,
+    /// The audit log's writer.
+    pub audit: audit::AuditLog,
     /// Wakes long-polling status requests when the worker runs inside `api`.
     pub events: operations::OperationEvents,
 }

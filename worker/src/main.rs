@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let state = WorkerState {
         db: db.conn.clone(),
         reader: db.reader.clone(),
+        audit: worker::audit::AuditLog::start(db.conn.clone()),
         settings,
         providers,
         keys,

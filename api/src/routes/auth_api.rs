@@ -197,7 +197,7 @@ impl AuthApi {
                 let event = audit::Event::new(EventKind::PasswordFailure)
                     .user(user.map(|u| u.id))
                     .code("invalid_credentials");
-                audit::record(&state.db, Client::of(req).audit(event)).await;
+                state.audit.record(Client::of(req).audit(event));
                 Err(ApiError::Credentials)
             }
         }
@@ -361,7 +361,7 @@ impl AuthApi {
             .user(link_user_id)
             .provider(&provider.name)
             .operation(operation.id);
-        audit::record(&state.db, Client::of(req).audit(event)).await;
+        state.audit.record(Client::of(req).audit(event));
         let status_url = format!("/api/operations/{}", operation.id);
         Ok(Accepted::Accepted(
             Json(OperationStarted {

@@ -174,7 +174,7 @@ impl MeApi {
                     .user(user.id)
                     .session(current.session_id)
                     .code("wrong_current_password");
-                audit::record(&state.db, Client::of(req).audit(event)).await;
+                state.audit.record(Client::of(req).audit(event));
                 return Err(ApiError::Credentials);
             }
         }
@@ -219,7 +219,7 @@ impl MeApi {
                     .user(current.user.id)
                     .session(current.session_id)
                     .provider(&provider.0);
-                audit::record(&state.db, Client::of(req).audit(event)).await;
+                state.audit.record(Client::of(req).audit(event));
                 Ok(NoContent::Done)
             }
             Unlinked::NotLinked => Err(ApiError::NotFound("No account at that provider is linked.")),

@@ -121,16 +121,25 @@ async fn password_failures_and_refresh_token_reuse_are_recorded() {
     .json()
     .await
     .unwrap();
-    let events: Vec<Value> =
-        get_with_bearer(&app, "/api/me/events", tokens["access_token"].as_str().unwrap())
+    // Rows are written in the background: wait for all three.
+    let access = tokens["access_token"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events: Vec<Value> = get_with_bearer(&app, "/api/me/events", access)
             .await
             .json()
             .await
             .unwrap();
-    let kinds = kinds(&events);
-    assert!(kinds.contains(&"password_failure"), "{kinds:?}");
-    assert!(kinds.contains(&"refresh_token_reuse"), "{kinds:?}");
-    assert!(kinds.contains(&"session_revoked"), "{kinds:?}");
+        let seen = kinds(&events);
+        if ["password_failure", "refresh_token_reuse", "session_revoked"]
+            .iter()
+            .all(|k| seen.contains(k))
+        {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let text = serde_json::to_string(&events).unwrap();
     assert!(!text.contains(PASSWORD) && !text.contains(registered["refresh_token"].as_str().unwrap()));
 }
@@ -148,11 +157,19 @@ async fn failed_and_started_sign_ins_are_in_the_table() {
         )
         .await;
     assert_eq!(denied.status(), StatusCode::SEE_OTHER);
-    let rows = AuthEvent::find()
-        .filter(auth_event::Column::Provider.eq("mock"))
-        .all(&app.db)
-        .await
-        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = AuthEvent::find()
+            .filter(auth_event::Column::Provider.eq("mock"))
+            .all(&app.db)
+            .await
+            .unwrap();
+        if rows.len() >= 2 {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let started = rows.iter().find(|e| e.kind == "sign_in_started").unwrap();
     assert_eq!(started.ip.as_deref(), Some("127.0.0.1"));
     let failed = rows.iter().find(|e| e.kind == "sign_in_failed").unwrap();

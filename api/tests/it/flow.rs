@@ -107,6 +107,7 @@ async fn separate_workers_complete_the_flow(backend: Backend) {
             let state = worker::WorkerState {
                 db: db.conn.clone(),
                 reader: db.reader.clone(),
+                audit: worker::audit::AuditLog::start(db.conn.clone()),
                 keys: std::sync::Arc::new(worker::crypto::Keys::load(&settings).unwrap()),
                 providers: std::sync::Arc::new(
                     worker::providers::ProviderRegistry::from_settings(&settings).unwrap(),

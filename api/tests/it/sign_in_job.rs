@@ -252,6 +252,7 @@ fn worker_state(app: &TestApp) -> worker::WorkerState {
     worker::WorkerState {
         db: app.db.clone(),
         reader: app.state.reader.clone(),
+        audit: app.state.audit.clone(),
         settings: app.settings.clone(),
         providers: app.state.providers.clone(),
         keys: app.state.keys.clone(),

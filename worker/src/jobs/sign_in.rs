@@ -191,7 +191,7 @@ pub async fn process(
                         record_operation_duration(&op, "error");
                         event = event.user(op.link_user_id);
                     }
-                    audit::record(&state.db, event).await;
+                    state.audit.record(event);
                 }
                 Ok(false) => {}
                 Err(db) => tracing::error!(error = %db, "could not mark the operation as failed"),
@@ -299,7 +299,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
             } else {
                 EventKind::SignInSucceeded
             };
-            audit::record(&state.db, job.audit(audit::Event::new(kind)).user(user_id)).await;
+            state.audit.record(job.audit(audit::Event::new(kind)).user(user_id));
             tracing::info!(user.id = %user_id, linked = operation.link_user_id.is_some(), "signed in");
             state.events.finished(job.operation_id);
         }

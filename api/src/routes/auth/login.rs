@@ -90,6 +90,6 @@ pub async fn login(
     let event = audit::Event::new(EventKind::SignInStarted)
         .user(link_user_id)
         .provider(&provider.name);
-    audit::record(&state.db, crate::session::Client::of(req).audit(event)).await;
+    state.audit.record(crate::session::Client::of(req).audit(event));
     Ok(Redirect::see_other(authorize_url.as_str()).into_response())
 }
