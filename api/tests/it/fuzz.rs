@@ -349,7 +349,10 @@ fn flaw() -> impl Strategy<Value = Flaw> {
     let not_a_string = || json_value().prop_filter("not a string", |v| !v.is_string());
     prop_oneof![
         (any::<String>(), prop::bool::ANY).prop_map(|(s, remove)| {
-            Flaw::Claim("iss", (!remove).then(|| Value::from(format!("https://x{s}"))))
+            Flaw::Claim(
+                "iss",
+                (!remove).then(|| Value::from(format!("https://x{s}"))),
+            )
         }),
         json_value()
             .prop_filter("not our client", |v| !v.to_string().contains(CLIENT_ID))
@@ -417,7 +420,12 @@ fn id_token(issuer: String) -> impl Strategy<Value = String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_id_tokens_that_are_not_genuine_are_refused() {
     let app = fuzz_app(Options::default()).await;
-    let provider = app.state.providers.get("mock").expect("mock provider").clone();
+    let provider = app
+        .state
+        .providers
+        .get("mock")
+        .expect("mock provider")
+        .clone();
     let issuer = app.provider.issuer();
     // The genuine token passes: the property below is not vacuous.
     let genuine = sign_rs256(
@@ -463,7 +471,7 @@ async fn callback_never_fails_and_never_signs_in() {
         ),
         provider_segment("mock"),
     );
-    run(64, strategy, |(query, real_state, provider)| {
+    run(128, strategy, |(query, real_state, provider)| {
         block_on(async {
             let browser = browser(&app);
             let mut query = query;
@@ -483,11 +491,7 @@ async fn callback_never_fails_and_never_signs_in() {
                 has_state = true;
             }
             let path = format!("/auth/{provider}/callback?{query}");
-            let reply = send(
-                &path,
-                browser.client.get(format!("{}{path}", app.address)),
-            )
-            .await?;
+            let reply = send(&path, browser.client.get(format!("{}{path}", app.address))).await?;
             assert_local_redirect(&path, &reply)?;
             if reply.location.as_deref() == Some("/auth/preloader") {
                 // An operation was recorded: only with this browser's own state.
@@ -547,45 +551,49 @@ async fn form_post_callback_never_fails_and_never_signs_in() {
         prop::option::weighted(0.6, (0usize..8, prop::option::weighted(0.8, component()))),
         provider_segment("apple"),
     );
-    run(64, strategy, |(body, content_type, real_state, provider)| {
-        block_on(async {
-            let browser = browser(&app);
-            let mut body = body;
-            let mut has_state = false;
-            if let Some((position, code)) = real_state {
-                let authorize = browser.start_login("apple", "").await;
-                let text = String::from_utf8_lossy(&body).into_owned();
-                let mut pairs: Vec<String> = text.split('&').map(str::to_owned).collect();
-                pairs.insert(
-                    position.min(pairs.len()),
-                    format!("state={}", authorize.state),
-                );
-                if let Some(code) = code {
-                    pairs.insert(position.min(pairs.len()), format!("code={code}"));
+    run(
+        128,
+        strategy,
+        |(body, content_type, real_state, provider)| {
+            block_on(async {
+                let browser = browser(&app);
+                let mut body = body;
+                let mut has_state = false;
+                if let Some((position, code)) = real_state {
+                    let authorize = browser.start_login("apple", "").await;
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    let mut pairs: Vec<String> = text.split('&').map(str::to_owned).collect();
+                    pairs.insert(
+                        position.min(pairs.len()),
+                        format!("state={}", authorize.state),
+                    );
+                    if let Some(code) = code {
+                        pairs.insert(position.min(pairs.len()), format!("code={code}"));
+                    }
+                    body = pairs.join("&").into_bytes();
+                    has_state = true;
                 }
-                body = pairs.join("&").into_bytes();
-                has_state = true;
-            }
-            let path = format!("/auth/{provider}/callback");
-            let mut request = browser
-                .client
-                .post(format!("{}{path}", app.address))
-                .body(body.clone());
-            if let Some(content_type) = content_type {
-                request = request.header(CONTENT_TYPE, content_type);
-            }
-            let reply = send(&path, request).await?;
-            assert_local_redirect(&path, &reply)?;
-            // The re-post page escapes what it echoes.
-            prop_assert!(!reply.body.contains("<script>x"), "{path}: unescaped echo");
-            if reply.location.as_deref() == Some("/auth/preloader") {
-                prop_assert!(has_state && provider == "apple", "{path}: recorded");
-                let status = settle(&browser).await?;
-                prop_assert_eq!(&status["status"], "error", "{}", status);
-            }
-            Ok(())
-        })
-    });
+                let path = format!("/auth/{provider}/callback");
+                let mut request = browser
+                    .client
+                    .post(format!("{}{path}", app.address))
+                    .body(body.clone());
+                if let Some(content_type) = content_type {
+                    request = request.header(CONTENT_TYPE, content_type);
+                }
+                let reply = send(&path, request).await?;
+                assert_local_redirect(&path, &reply)?;
+                // The re-post page escapes what it echoes.
+                prop_assert!(!reply.body.contains("<script>x"), "{path}: unescaped echo");
+                if reply.location.as_deref() == Some("/auth/preloader") {
+                    prop_assert!(has_state && provider == "apple", "{path}: recorded");
+                    let status = settle(&browser).await?;
+                    prop_assert_eq!(&status["status"], "error", "{}", status);
+                }
+                Ok(())
+            })
+        },
+    );
     assert_no_sessions(&app).await;
 }
 
@@ -601,7 +609,7 @@ async fn status_never_fails() {
         prop::bool::weighted(0.25),
     );
     let plain = client(false);
-    run(64, strategy, |(query, cookie, with_operation)| {
+    run(128, strategy, |(query, cookie, with_operation)| {
         block_on(async {
             let browser = browser(&app);
             if with_operation {
@@ -610,15 +618,20 @@ async fn status_never_fails() {
                 settle(&browser).await?;
             }
             let path = format!("/auth/status?{query}");
-            let client = if with_operation { &browser.client } else { &plain };
+            let client = if with_operation {
+                &browser.client
+            } else {
+                &plain
+            };
             let mut request = client.get(format!("{}{path}", app.address));
             if let Some(cookie) = &cookie {
                 request = request.header(COOKIE, HeaderValue::from_bytes(cookie).unwrap());
             }
             let reply = send(&path, request).await?;
             // A JSON answer, `ok` for nobody.
-            let body: Value = serde_json::from_str(&reply.body)
-                .map_err(|_| TestCaseError::fail(format!("{path}: not JSON: {:.200}", reply.body)))?;
+            let body: Value = serde_json::from_str(&reply.body).map_err(|_| {
+                TestCaseError::fail(format!("{path}: not JSON: {:.200}", reply.body))
+            })?;
             prop_assert_ne!(&body["status"], "ok");
             Ok(())
         })
@@ -687,7 +700,12 @@ fn token_body(issuer: String, redirect_uri: String) -> impl Strategy<Value = Vec
     )
         .prop_map(move |(c, v, r, n, link)| {
             object(
-                vec![("code", c), ("code_verifier", v), ("redirect_uri", r), ("nonce", n)],
+                vec![
+                    ("code", c),
+                    ("code_verifier", v),
+                    ("redirect_uri", r),
+                    ("nonce", n),
+                ],
                 link,
             )
         });
@@ -746,47 +764,51 @@ async fn token_exchange_never_fails_and_never_issues_tokens() {
         provider_segment("mock"),
     );
     let plain = client(false);
-    run(64, strategy, |(body, content_type, authorization, provider)| {
-        block_on(async {
-            let path = format!("/api/auth/{provider}/token");
-            let mut request = plain.post(format!("{}{path}", app.address)).body(body);
-            if let Some(content_type) = content_type {
-                request = request.header(CONTENT_TYPE, content_type);
-            }
-            if let Some(authorization) = &authorization {
-                request = request.header(
-                    "authorization",
-                    HeaderValue::from_bytes(authorization).unwrap(),
-                );
-            }
-            let reply = send(&path, request).await?;
-            if reply.status != StatusCode::ACCEPTED {
-                prop_assert!(reply.status.is_client_error(), "{path}: {}", reply.status);
-                return Ok(());
-            }
-            // Queued: the operation must end in `error`, with no tokens.
-            let started: Value = serde_json::from_str(&reply.body).unwrap();
-            let status_url = started["status_url"].as_str().unwrap().to_owned();
-            let secret = started["poll_secret"].as_str().unwrap().to_owned();
-            for _ in 0..4 {
-                let poll = send(
-                    "poll",
-                    plain
-                        .get(format!("{}{status_url}?wait=2", app.address))
-                        .header("x-poll-secret", &secret),
-                )
-                .await?;
-                let body: Value = serde_json::from_str(&poll.body).unwrap_or_default();
-                prop_assert!(body["tokens"].is_null(), "tokens issued: {body}");
-                match body["status"].as_str() {
-                    Some("pending") => continue,
-                    Some("error") => return Ok(()),
-                    _ => return Err(TestCaseError::fail(format!("poll: {body}"))),
+    run(
+        256,
+        strategy,
+        |(body, content_type, authorization, provider)| {
+            block_on(async {
+                let path = format!("/api/auth/{provider}/token");
+                let mut request = plain.post(format!("{}{path}", app.address)).body(body);
+                if let Some(content_type) = content_type {
+                    request = request.header(CONTENT_TYPE, content_type);
                 }
-            }
-            Err(TestCaseError::fail("operation still pending after ~8 s"))
-        })
-    });
+                if let Some(authorization) = &authorization {
+                    request = request.header(
+                        "authorization",
+                        HeaderValue::from_bytes(authorization).unwrap(),
+                    );
+                }
+                let reply = send(&path, request).await?;
+                if reply.status != StatusCode::ACCEPTED {
+                    prop_assert!(reply.status.is_client_error(), "{path}: {}", reply.status);
+                    return Ok(());
+                }
+                // Queued: the operation must end in `error`, with no tokens.
+                let started: Value = serde_json::from_str(&reply.body).unwrap();
+                let status_url = started["status_url"].as_str().unwrap().to_owned();
+                let secret = started["poll_secret"].as_str().unwrap().to_owned();
+                for _ in 0..4 {
+                    let poll = send(
+                        "poll",
+                        plain
+                            .get(format!("{}{status_url}?wait=2", app.address))
+                            .header("x-poll-secret", &secret),
+                    )
+                    .await?;
+                    let body: Value = serde_json::from_str(&poll.body).unwrap_or_default();
+                    prop_assert!(body["tokens"].is_null(), "tokens issued: {body}");
+                    match body["status"].as_str() {
+                        Some("pending") => continue,
+                        Some("error") => return Ok(()),
+                        _ => return Err(TestCaseError::fail(format!("poll: {body}"))),
+                    }
+                }
+                Err(TestCaseError::fail("operation still pending after ~8 s"))
+            })
+        },
+    );
     assert_no_sessions(&app).await;
 }
 
@@ -800,13 +822,9 @@ async fn operation_polls_never_fail() {
         component(),
         Just("..%2F..%2Fadmin".to_owned()),
     ];
-    let strategy = (
-        id,
-        prop::option::of(header_value()),
-        query(&["wait"]),
-    );
+    let strategy = (id, prop::option::of(header_value()), query(&["wait"]));
     let plain = client(false);
-    run(64, strategy, |(id, secret, query)| {
+    run(256, strategy, |(id, secret, query)| {
         block_on(async {
             let path = format!("/api/operations/{id}?{query}");
             let mut request = plain.get(format!("{}{path}", app.address));
@@ -833,7 +851,10 @@ async fn success_and_login_never_fail() {
             query(&["next", "link"]),
             provider_segment("mock").prop_map(|p| format!("/auth/{p}/login")),
         ),
-        (query(&["reason", "operation"]), Just("/auth/error".to_owned())),
+        (
+            query(&["reason", "operation"]),
+            Just("/auth/error".to_owned())
+        ),
     ];
     let strategy = (
         page,
@@ -846,7 +867,7 @@ async fn success_and_login_never_fail() {
         ])),
     );
     let plain = client(false);
-    run(64, strategy, |((query, route), cookie, fetch_site)| {
+    run(256, strategy, |((query, route), cookie, fetch_site)| {
         block_on(async {
             let path = format!("{route}?{query}");
             let mut request = plain.request(Method::GET, format!("{}{path}", app.address));
@@ -885,9 +906,30 @@ async fn success_and_login_never_fail() {
 /// `next` candidates: paths, and the tricks that turn a path into another site.
 fn next_value() -> impl Strategy<Value = String> {
     let prefix = prop::sample::select(vec![
-        "/", "//", "/\\", "\\\\", "/\t/", "/\n/", "\t//", " /", "/%2F", "/%5C", "/./", "/../",
-        "https:", "https://", "http:/", "javascript:", "data:", "\u{3000}/", "/\u{ff0f}", "///",
-        "/;/", "/?/", "/#/", "",
+        "/",
+        "//",
+        "/\\",
+        "\\\\",
+        "/\t/",
+        "/\n/",
+        "\t//",
+        " /",
+        "/%2F",
+        "/%5C",
+        "/./",
+        "/../",
+        "https:",
+        "https://",
+        "http:/",
+        "javascript:",
+        "data:",
+        "\u{3000}/",
+        "/\u{ff0f}",
+        "///",
+        "/;/",
+        "/?/",
+        "/#/",
+        "",
     ]);
     let rest = prop_oneof![
         Just(String::new()),
@@ -935,19 +977,25 @@ fn a_validated_next_never_leaves_the_site() {
 async fn next_survives_a_full_sign_in_only_as_a_local_path() {
     let app = fuzz_app(Options::default()).await;
     let counter = std::sync::atomic::AtomicUsize::new(0);
-    run(16, next_value(), |next| {
+    run(32, next_value(), |next| {
         block_on(async {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let browser = browser(&app);
             let encoded: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
-            let authorize = browser.start_login("mock", &format!("?next={encoded}")).await;
+            let authorize = browser
+                .start_login("mock", &format!("?next={encoded}"))
+                .await;
             let code = format!("next-code-{n}");
             // One user throughout: the mock's userinfo answers the first one mounted.
-            app.given_provider_signs_in(&authorize, &code, "next-user").await;
-            let callback = send("callback", browser.client.get(format!(
-                "{}/auth/mock/callback?code={code}&state={}",
-                app.address, authorize.state
-            )))
+            app.given_provider_signs_in(&authorize, &code, "next-user")
+                .await;
+            let callback = send(
+                "callback",
+                browser.client.get(format!(
+                    "{}/auth/mock/callback?code={code}&state={}",
+                    app.address, authorize.state
+                )),
+            )
             .await?;
             prop_assert_eq!(callback.location.as_deref(), Some("/auth/preloader"));
             prop_assert_eq!(&settle(&browser).await?["status"], "ok");
@@ -971,7 +1019,6 @@ async fn next_survives_a_full_sign_in_only_as_a_local_path() {
     });
 }
 
-
 // ---- regressions ------------------------------------------------------------------------
 
 /// Found by `token_exchange_never_fails_and_never_issues_tokens`: a 413 answered
@@ -993,7 +1040,10 @@ async fn an_oversized_body_closes_its_connection_and_spoils_no_later_request() {
             .expect("an answer to the oversized body");
         assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(
-            refused.headers().get("connection").map(HeaderValue::as_bytes),
+            refused
+                .headers()
+                .get("connection")
+                .map(HeaderValue::as_bytes),
             Some(&b"close"[..])
         );
         let next = client

@@ -141,7 +141,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         (0..RAW_NUMBERS.len()).prop_map(|i| Value::String(format!("@@NUM{i}@@"))),
         any::<String>().prop_map(Value::from),
         "[a-zA-Z0-9:/._-]{0,40}".prop_map(Value::from),
@@ -175,9 +176,32 @@ struct Mutation {
 fn alg_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         prop::sample::select(vec![
-            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
-            "EdDSA", "HS256", "HS384", "HS512", "none", "None", "NONE", "nOnE", "RSA-OAEP",
-            "RSA-OAEP-256", "RSA1_5", "A128KW", "A256GCMKW", "dir", "ECDH-ES", "", "rs256",
+            "RS256",
+            "RS384",
+            "RS512",
+            "PS256",
+            "PS384",
+            "PS512",
+            "ES256",
+            "ES384",
+            "ES512",
+            "EdDSA",
+            "HS256",
+            "HS384",
+            "HS512",
+            "none",
+            "None",
+            "NONE",
+            "nOnE",
+            "RSA-OAEP",
+            "RSA-OAEP-256",
+            "RSA1_5",
+            "A128KW",
+            "A256GCMKW",
+            "dir",
+            "ECDH-ES",
+            "",
+            "rs256",
             "RS256 ",
         ])
         .prop_map(Value::from),
@@ -193,12 +217,14 @@ fn header_mutation() -> impl Strategy<Value = Mutation> {
         .prop_map(str::to_owned),
         1 => any::<String>(),
     ];
-    (key, prop::option::weighted(0.9, json_value()), alg_value()).prop_map(
-        |(key, value, alg)| {
-            let value = if key == "alg" { value.map(|_| alg) } else { value };
-            Mutation { key, value }
-        },
-    )
+    (key, prop::option::weighted(0.9, json_value()), alg_value()).prop_map(|(key, value, alg)| {
+        let value = if key == "alg" {
+            value.map(|_| alg)
+        } else {
+            value
+        };
+        Mutation { key, value }
+    })
 }
 
 fn claim_value(key: &str) -> BoxedStrategy<Value> {
@@ -328,7 +354,9 @@ fn forged() -> impl Strategy<Value = Forged> {
         signature(),
         any::<bool>(),
         prop::collection::vec(
-            prop::sample::select(vec!["RS256", "RS384", "ES256", "HS256", "none", "PS256", "x"]),
+            prop::sample::select(vec![
+                "RS256", "RS384", "ES256", "HS256", "none", "PS256", "x",
+            ]),
             0..4,
         ),
     )
@@ -540,12 +568,8 @@ proptest! {
     fn forged_tokens_are_refused(forged in forged()) {
         let raw = forged.token();
         let result = parse_and_check(&raw, &forged.algs, forged.hashed);
-        if let Some(reason) = forged.must_fail() {
-            if let Ok(profile) = result {
-                return Err(TestCaseError::fail(format!(
-                    "accepted ({reason}): {profile:?}"
-                )));
-            }
+        if let (Some(reason), Ok(profile)) = (forged.must_fail(), result) {
+            return Err(TestCaseError::fail(format!("accepted ({reason}): {profile:?}")));
         }
     }
 }
