@@ -18,7 +18,9 @@ pub fn endpoint() -> EmbeddedFilesEndpoint<Assets> {
 /// load logs a 404 in the console. An SVG (Chromium and Firefox sniff it).
 #[poem::handler]
 pub fn favicon() -> Response {
-    let icon = Assets::get("favicon.svg").map(|f| f.data.into_owned()).unwrap_or_default();
+    let icon = Assets::get("favicon.svg")
+        .map(|f| f.data.into_owned())
+        .unwrap_or_default();
     icon.with_content_type("image/svg+xml")
         .with_header(header::CACHE_CONTROL, "public, max-age=86400")
         .into_response()

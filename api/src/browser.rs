@@ -207,7 +207,10 @@ mod tests {
         assert!(attempt.answers("mock", state, now + ttl));
         assert!(!attempt.answers("mock", state, now + ttl + 1), "stale");
         assert!(!attempt.answers("github", state, now), "another provider");
-        assert!(!attempt.answers("mock", "another-state", now), "another state");
+        assert!(
+            !attempt.answers("mock", "another-state", now),
+            "another state"
+        );
     }
 
     #[test]

@@ -72,8 +72,8 @@ impl Limits {
             &self.registrations,
             &self.native_sign_ins,
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             limiter.retain_recent();
             limiter.shrink_to_fit();

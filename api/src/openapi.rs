@@ -67,7 +67,10 @@ impl ApiResponse for ApiError {
         let statuses: [(u16, &'static str); 8] = [
             (400, "Malformed request"),
             (401, "Missing, invalid or expired credentials"),
-            (403, "Sent from another site with the session cookie, or needs a recent sign-in"),
+            (
+                403,
+                "Sent from another site with the session cookie, or needs a recent sign-in",
+            ),
             (404, "No such resource (or not yours)"),
             (409, "Conflicts with the current state"),
             (410, "Already consumed"),

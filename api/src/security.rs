@@ -52,7 +52,11 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
     set_default(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     // The callback's and the preloader's URLs must never leak (codes, state), and a
     // page we serve has no reason to tell other sites where the user was.
-    let referrer = if secrets { "no-referrer" } else { "same-origin" };
+    let referrer = if secrets {
+        "no-referrer"
+    } else {
+        "same-origin"
+    };
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static(referrer));
     if no_store {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -88,10 +92,7 @@ fn carries_secrets(path: &str) -> bool {
 /// for GET routes that start something, such as linking a provider.
 pub fn is_same_origin(req: &Request, state: &AppState, navigation: bool) -> bool {
     let headers = req.headers();
-    if let Some(site) = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return site == "same-origin" || (navigation && site == "none");
     }
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {

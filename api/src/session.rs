@@ -133,7 +133,10 @@ async fn find_current_user(
             .filter(session::Column::TokenHash.eq(crypto::sha256_hex(token)))
             .filter(session::Column::Kind.eq(KIND_BROWSER)),
     };
-    let Some((session, Some(user))) = query.find_also_related(UserProfile).one(&state.reader).await?
+    let Some((session, Some(user))) = query
+        .find_also_related(UserProfile)
+        .one(&state.reader)
+        .await?
     else {
         return Ok(None);
     };

@@ -128,9 +128,7 @@ impl<'de> Deserialize<'de> for ProxyNet {
             .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
             .map(ProxyNet)
             .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "`{text}` is not an IP address or CIDR range"
-                ))
+                serde::de::Error::custom(format!("`{text}` is not an IP address or CIDR range"))
             })
     }
 }
@@ -712,14 +710,20 @@ mod tests {
     #[test]
     fn plain_http_public_url_is_refused_unless_loopback() {
         let err = load("public_url = 'http://signin.example.com'\n").unwrap_err();
-        assert!(format!("{err:#}").contains("public_url: must be https"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("public_url: must be https"),
+            "{err:#}"
+        );
         for ok in [
             "https://signin.example.com",
             "http://127.0.0.1:8080",
             "http://localhost:3000",
         ] {
-            load(&format!("public_url = '{ok}'\nsecret_key = '{}'\n", "k".repeat(32)))
-                .unwrap_or_else(|e| panic!("{ok}: {e:#}"));
+            load(&format!(
+                "public_url = '{ok}'\nsecret_key = '{}'\n",
+                "k".repeat(32)
+            ))
+            .unwrap_or_else(|e| panic!("{ok}: {e:#}"));
         }
     }
 

@@ -223,12 +223,22 @@ fn new_client(jar: Option<Arc<reqwest::cookie::Jar>>) -> anyhow::Result<reqwest:
 async fn status_load(base: &Url, provider: &str, args: &Args) -> anyhow::Result<()> {
     use reqwest::cookie::CookieStore;
     let jar = Arc::new(reqwest::cookie::Jar::default());
-    one_flow(&new_client(Some(jar.clone()))?, base, provider, "status@example.com", false).await?;
+    one_flow(
+        &new_client(Some(jar.clone()))?,
+        base,
+        provider,
+        "status@example.com",
+        false,
+    )
+    .await?;
     let cookies = jar
         .cookies(base)
         .ok_or_else(|| anyhow::anyhow!("the sign-in left no cookies"))?;
     let url = base.join("/auth/status")?;
-    println!("wrk on {url}: {} connections, {} s", args.clients, args.seconds);
+    println!(
+        "wrk on {url}: {} connections, {} s",
+        args.clients, args.seconds
+    );
     let status = tokio::process::Command::new("wrk")
         .args(["-t2", "--latency", "--timeout", "5s"])
         .arg(format!("-c{}", args.clients))
@@ -305,7 +315,11 @@ async fn one_flow(
     }
     let to_ok = callback_done.elapsed();
     if !finish {
-        return Ok((callback_done - callback_started, to_ok, flow_started.elapsed()));
+        return Ok((
+            callback_done - callback_started,
+            to_ok,
+            flow_started.elapsed(),
+        ));
     }
     let success = client.get(at("/auth/success")).send().await?;
     anyhow::ensure!(
@@ -417,9 +431,18 @@ mod spawn {
             ),
             ("RUST_LOG".into(), "warn".into()),
             // Every virtual browser shares 127.0.0.1: per-IP budgets off.
-            ("SIGNIN_LIMITS__SIGN_IN_STARTS_PER_IP_PER_MINUTE".into(), "0".into()),
-            ("SIGNIN_LIMITS__CALLBACKS_PER_IP_PER_MINUTE".into(), "0".into()),
-            ("SIGNIN_LIMITS__STATUS_POLLS_PER_IP_PER_MINUTE".into(), "0".into()),
+            (
+                "SIGNIN_LIMITS__SIGN_IN_STARTS_PER_IP_PER_MINUTE".into(),
+                "0".into(),
+            ),
+            (
+                "SIGNIN_LIMITS__CALLBACKS_PER_IP_PER_MINUTE".into(),
+                "0".into(),
+            ),
+            (
+                "SIGNIN_LIMITS__STATUS_POLLS_PER_IP_PER_MINUTE".into(),
+                "0".into(),
+            ),
         ];
         let launch =
             |role: String, exe: PathBuf, extra: Vec<(String, String)>| -> anyhow::Result<Spawned> {

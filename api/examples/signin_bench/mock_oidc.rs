@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
-use ring::{
-    rand::SystemRandom,
-    signature::{RSA_PKCS1_SHA256, RsaKeyPair},
-};
 use poem::{
     EndpointExt, IntoResponse, Response, Route, Server, get, handler,
     http::{StatusCode, Uri},
     listener::{Acceptor, Listener, TcpListener},
     post,
     web::{Data, Form, Json, Redirect},
+};
+use ring::{
+    rand::SystemRandom,
+    signature::{RSA_PKCS1_SHA256, RsaKeyPair},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -143,14 +143,26 @@ fn signing_key() -> anyhow::Result<RsaKeyPair> {
 }
 
 /// A compact RS256 JWS of `claims`.
-fn sign_jwt(key: &RsaKeyPair, header: &serde_json::Value, claims: &serde_json::Value) -> Option<String> {
+fn sign_jwt(
+    key: &RsaKeyPair,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> Option<String> {
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
     let mut signature = vec![0; key.public().modulus_len()];
-    key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_input.as_bytes(), &mut signature)
-        .ok()?;
-    Some(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut signature,
+    )
+    .ok()?;
+    Some(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature)
+    ))
 }

@@ -172,9 +172,7 @@ impl AuthApi {
     ) -> Result<Json<TokenPair>, ApiError> {
         let body = body.0;
         let email = body.email.trim().to_lowercase();
-        state
-            .limits
-            .check_login(client_ip(req), &email)?;
+        state.limits.check_login(client_ip(req), &email)?;
         let user = accounts::find_password_user(&state.db, &email).await?;
         let hash = user
             .as_ref()

@@ -21,8 +21,8 @@ use worker::{
 
 use crate::{
     error::ApiError,
-    openapi::NoContent,
     limits::client_ip,
+    openapi::NoContent,
     session::{self, Client, CurrentUser},
     state::AppState,
 };

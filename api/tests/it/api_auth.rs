@@ -6,7 +6,8 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Options, TEST_PASSWORD, TestApp, app_client, get_with_bearer, openapi::Spec, spawn_app, spawn_app_with,
+    Options, TEST_PASSWORD, TestApp, app_client, get_with_bearer, openapi::Spec, spawn_app,
+    spawn_app_with,
 };
 
 const PASSWORD: &str = TEST_PASSWORD;

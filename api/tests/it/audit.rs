@@ -6,9 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{
-    Browser, TEST_PASSWORD, TestApp, get_with_bearer, register, spawn_app,
-};
+use crate::helpers::{Browser, TEST_PASSWORD, TestApp, get_with_bearer, register, spawn_app};
 
 const PASSWORD: &str = TEST_PASSWORD;
 
@@ -42,7 +40,10 @@ async fn a_user_sees_their_sign_ins_and_revoked_sessions() {
     let first = app.new_browser();
     app.sign_in(&first, "audited").await;
     let seen = wait_for_event(&first, "sign_in_succeeded").await;
-    let success = seen.iter().find(|e| e["kind"] == "sign_in_succeeded").unwrap();
+    let success = seen
+        .iter()
+        .find(|e| e["kind"] == "sign_in_succeeded")
+        .unwrap();
     assert_eq!(success["provider"], "mock");
     assert_eq!(success["ip"], "127.0.0.1");
 
@@ -50,9 +51,18 @@ async fn a_user_sees_their_sign_ins_and_revoked_sessions() {
     assert_eq!(first.post_logout().await.status(), StatusCode::SEE_OTHER);
     app.sign_in(&app.browser, "audited").await;
     let seen = wait_for_event(&app.browser, "session_revoked").await;
-    assert!(kinds(&seen).iter().filter(|k| **k == "sign_in_succeeded").count() >= 2);
+    assert!(
+        kinds(&seen)
+            .iter()
+            .filter(|k| **k == "sign_in_succeeded")
+            .count()
+            >= 2
+    );
     // Newest first.
-    let times: Vec<&str> = seen.iter().filter_map(|e| e["created_at"].as_str()).collect();
+    let times: Vec<&str> = seen
+        .iter()
+        .filter_map(|e| e["created_at"].as_str())
+        .collect();
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(times, sorted);
@@ -61,13 +71,20 @@ async fn a_user_sees_their_sign_ins_and_revoked_sessions() {
     assert!(!text.contains("code-"), "{text}");
 
     // Another user sees none of it.
-    let other: Value = register(&app, "other@example.com").await.json().await.unwrap();
-    let theirs: Vec<Value> =
-        get_with_bearer(&app, "/api/me/events", other["access_token"].as_str().unwrap())
-            .await
-            .json()
-            .await
-            .unwrap();
+    let other: Value = register(&app, "other@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let theirs: Vec<Value> = get_with_bearer(
+        &app,
+        "/api/me/events",
+        other["access_token"].as_str().unwrap(),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert!(theirs.is_empty(), "{theirs:?}");
 
     // Paging and bad input.
@@ -93,7 +110,11 @@ async fn password_failures_and_refresh_token_reuse_are_recorded() {
             .json(&body)
             .send()
     };
-    let registered: Value = register(&app, "audit@example.com").await.json().await.unwrap();
+    let registered: Value = register(&app, "audit@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
     let wrong = post(
         "/api/auth/login",
         json!({"email": "audit@example.com", "password": "not-the-password-at-all"}),
@@ -104,7 +125,10 @@ async fn password_failures_and_refresh_token_reuse_are_recorded() {
     // Use the refresh token twice: the second time is reuse.
     let refresh = json!({"refresh_token": registered["refresh_token"]});
     assert_eq!(
-        post("/api/auth/refresh", refresh.clone()).await.unwrap().status(),
+        post("/api/auth/refresh", refresh.clone())
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
     assert_eq!(
@@ -141,7 +165,9 @@ async fn password_failures_and_refresh_token_reuse_are_recorded() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let text = serde_json::to_string(&events).unwrap();
-    assert!(!text.contains(PASSWORD) && !text.contains(registered["refresh_token"].as_str().unwrap()));
+    assert!(
+        !text.contains(PASSWORD) && !text.contains(registered["refresh_token"].as_str().unwrap())
+    );
 }
 
 #[tokio::test]

@@ -158,7 +158,10 @@ async fn demo_authorize_refuses_an_unregistered_redirect_uri() {
     let query = demo_authorize_query("https://evil.example/callback", "S256");
     let response = app.get(&format!("/demo-provider/authorize?{query}")).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(response.headers().get("location").is_none(), "never redirects there");
+    assert!(
+        response.headers().get("location").is_none(),
+        "never redirects there"
+    );
 }
 
 #[tokio::test]
@@ -169,7 +172,10 @@ async fn demo_authorize_requires_s256() {
     let response = app.get(&format!("/demo-provider/authorize?{query}")).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let back = location(&response);
-    assert!(back.contains("error=invalid_request") && !back.contains("code="), "{back}");
+    assert!(
+        back.contains("error=invalid_request") && !back.contains("code="),
+        "{back}"
+    );
 }
 
 #[tokio::test]
@@ -212,5 +218,8 @@ async fn demo_codes_are_refused_the_second_time() {
     assert_eq!(exchange().await.unwrap().status(), StatusCode::OK);
     let again = exchange().await.unwrap();
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(again.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
 }

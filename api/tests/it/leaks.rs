@@ -47,7 +47,9 @@ async fn no_secret_reaches_logs_redirects_or_bodies() {
         .id_token(&app.provider.claims("leak-user", &nonce));
     app.provider.given_token_ok(&code, &id_token).await;
     app.provider
-        .given_userinfo(json!({"sub": "leak-user", "email": "leak@example.com", "email_verified": true}))
+        .given_userinfo(
+            json!({"sub": "leak-user", "email": "leak@example.com", "email_verified": true}),
+        )
         .await;
 
     let mut redirects = Vec::new();
@@ -72,7 +74,13 @@ async fn no_secret_reaches_logs_redirects_or_bodies() {
     // A native sign-in: its poll secret and tokens must stay out of the logs too.
     let client = reqwest::Client::new();
     let native_code = format!("native-code-{}", Uuid::new_v4().simple());
-    app.provider.given_token_ok(&native_code, &app.provider.id_token(&app.provider.claims("leak-user", "native-nonce-123"))).await;
+    app.provider
+        .given_token_ok(
+            &native_code,
+            &app.provider
+                .id_token(&app.provider.claims("leak-user", "native-nonce-123")),
+        )
+        .await;
     let started: Value = client
         .post(format!("{}/api/auth/mock/token", app.address))
         .json(&json!({"code": native_code, "code_verifier": "v".repeat(43), "redirect_uri": "com.example.app:/callback", "nonce": "native-nonce-123"}))

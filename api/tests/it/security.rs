@@ -47,7 +47,12 @@ async fn pages_carry_a_strict_csp_and_cannot_be_framed() {
         assert_eq!(header(&response, "x-frame-options"), "DENY", "{path}");
         assert_eq!(header(&response, "x-content-type-options"), "nosniff");
         // Plain http: no HSTS.
-        assert!(response.headers().get("strict-transport-security").is_none());
+        assert!(
+            response
+                .headers()
+                .get("strict-transport-security")
+                .is_none()
+        );
     }
     // Browsers ask every site for a favicon; a 404 would be a console error.
     let icon = app.get("/favicon.ico").await;
@@ -134,7 +139,10 @@ async fn cookies_are_secure_and_prefixed_on_https() {
         }
         assert!(!cookie.to_lowercase().contains("domain="), "{cookie}");
     }
-    assert!(browser.contains("Path=/;") || browser.ends_with("Path=/"), "{browser}");
+    assert!(
+        browser.contains("Path=/;") || browser.ends_with("Path=/"),
+        "{browser}"
+    );
 }
 
 #[tokio::test]
@@ -282,7 +290,11 @@ async fn one_browser_cannot_pile_up_pending_operations() {
 const PASSWORD: &str = TEST_PASSWORD;
 const NEW_PASSWORD: &str = "amber-quarry-lighthouse-77";
 
-async fn put_password(app: &TestApp, access_token: &str, body: serde_json::Value) -> reqwest::Response {
+async fn put_password(
+    app: &TestApp,
+    access_token: &str,
+    body: serde_json::Value,
+) -> reqwest::Response {
     reqwest::Client::new()
         .put(format!("{}/api/me/password", app.address))
         .bearer_auth(access_token)
@@ -304,7 +316,10 @@ async fn registrations_and_native_sign_ins_are_limited_per_ip() {
     })))
     .await
     .unwrap();
-    assert_eq!(register(&app, "one@example.com").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        register(&app, "one@example.com").await.status(),
+        StatusCode::CREATED
+    );
     let second = register(&app, "two@example.com").await;
     assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(!header(&second, "retry-after").is_empty());
@@ -315,9 +330,13 @@ async fn registrations_and_native_sign_ins_are_limited_per_ip() {
             .json(&body)
             .send()
     };
-    let first = native(json!({"id_token": "x.y.z", "nonce": "n-123456"})).await.unwrap();
+    let first = native(json!({"id_token": "x.y.z", "nonce": "n-123456"}))
+        .await
+        .unwrap();
     assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let second = native(json!({"id_token": "x.y.z", "nonce": "n-123456"})).await.unwrap();
+    let second = native(json!({"id_token": "x.y.z", "nonce": "n-123456"}))
+        .await
+        .unwrap();
     assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
@@ -326,7 +345,11 @@ async fn current_password_guesses_are_limited_per_account() {
     let app = spawn_app_with(limited(json!({"login_per_account_per_hour": 2})))
         .await
         .unwrap();
-    let tokens: serde_json::Value = register(&app, "guess@example.com").await.json().await.unwrap();
+    let tokens: serde_json::Value = register(&app, "guess@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
     let access = tokens["access_token"].as_str().unwrap();
     for _ in 0..2 {
         let wrong = put_password(
@@ -349,7 +372,11 @@ async fn current_password_guesses_are_limited_per_account() {
 #[tokio::test]
 async fn a_password_change_ends_the_other_sessions() {
     let app = spawn_app().await;
-    let first: serde_json::Value = register(&app, "change@example.com").await.json().await.unwrap();
+    let first: serde_json::Value = register(&app, "change@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
     let second: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/api/auth/login", app.address))
         .json(&json!({"email": "change@example.com", "password": PASSWORD}))
@@ -371,7 +398,11 @@ async fn a_password_change_ends_the_other_sessions() {
     )
     .await;
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
-    assert_eq!(me_with(&app, this).await, StatusCode::OK, "this session stays");
+    assert_eq!(
+        me_with(&app, this).await,
+        StatusCode::OK,
+        "this session stays"
+    );
     assert_eq!(me_with(&app, other).await, StatusCode::UNAUTHORIZED);
 }
 
@@ -391,7 +422,13 @@ async fn a_first_password_needs_a_recent_sign_in() {
         .exec(&app.db)
         .await
         .unwrap();
-    let response = send_json(&app, Method::PUT, "/api/me/password", json!({"password": NEW_PASSWORD})).await;
+    let response = send_json(
+        &app,
+        Method::PUT,
+        "/api/me/password",
+        json!({"password": NEW_PASSWORD}),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "reauthentication_required");
@@ -430,7 +467,11 @@ async fn sessions_end_at_their_maximum_lifetime_however_active() {
     use sea_orm::{EntityTrait, sea_query::Expr};
     let app = spawn_app().await;
     app.sign_in(&app.browser, "long-lived").await;
-    let tokens: serde_json::Value = register(&app, "long@example.com").await.json().await.unwrap();
+    let tokens: serde_json::Value = register(&app, "long@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(app.get_me().await.status(), StatusCode::OK);
     // Both sessions began 91 days ago (the default maximum is 90 days), though
     // they were used just now.
@@ -482,17 +523,29 @@ async fn per_ip_budgets_use_x_forwarded_for_only_from_trusted_proxies() {
     .await
     .unwrap();
     assert_eq!(login(&app, "203.0.113.5").await, StatusCode::SEE_OTHER);
-    assert_eq!(login(&app, "203.0.113.5, 10.1.2.3").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login(&app, "203.0.113.5, 10.1.2.3").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // What the client claims left of the last untrusted hop does not matter.
-    assert_eq!(login(&app, "198.51.100.1, 203.0.113.6").await, StatusCode::SEE_OTHER);
-    assert_eq!(login(&app, "1.2.3.4, 203.0.113.6").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login(&app, "198.51.100.1, 203.0.113.6").await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        login(&app, "1.2.3.4, 203.0.113.6").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // Without trusted proxies the header is ignored: everyone here is 127.0.0.1.
     let app = spawn_app_with(limited(json!({"sign_in_starts_per_ip_per_minute": 1})))
         .await
         .unwrap();
     assert_eq!(login(&app, "203.0.113.5").await, StatusCode::SEE_OTHER);
-    assert_eq!(login(&app, "203.0.113.6").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login(&app, "203.0.113.6").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]
@@ -513,7 +566,8 @@ async fn a_session_cookie_present_at_sign_in_is_replaced_and_revoked() {
     };
     let authorize = app.start_login("mock", "?link=1").await;
     let code = format!("code-{}", Uuid::new_v4().simple());
-    app.given_provider_signs_in(&authorize, &code, "fixation-a").await;
+    app.given_provider_signs_in(&authorize, &code, "fixation-a")
+        .await;
     app.return_from_provider(&authorize, &code).await;
     app.wait_for_status("").await;
     let success = app.get_success("").await;
@@ -522,9 +576,16 @@ async fn a_session_cookie_present_at_sign_in_is_replaced_and_revoked() {
     let old_now = {
         use entity::prelude::Session;
         use sea_orm::EntityTrait;
-        Session::find_by_id(old.id).one(&app.db).await.unwrap().unwrap()
+        Session::find_by_id(old.id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap()
     };
-    assert!(old_now.revoked_at.is_some(), "the earlier session is revoked");
+    assert!(
+        old_now.revoked_at.is_some(),
+        "the earlier session is revoked"
+    );
     assert_eq!(app.get_me().await.status(), StatusCode::OK);
 }
 
@@ -550,7 +611,11 @@ async fn session_refresh_and_poll_secrets_are_stored_hashed() {
     use entity::prelude::{AsyncOperation, RefreshToken, Session};
     use sea_orm::EntityTrait;
     let app = spawn_app().await;
-    let tokens: serde_json::Value = register(&app, "hashed@example.com").await.json().await.unwrap();
+    let tokens: serde_json::Value = register(&app, "hashed@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
     let refresh = tokens["refresh_token"].as_str().unwrap();
     let started: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/api/auth/mock/token", app.address))
@@ -584,7 +649,11 @@ async fn session_refresh_and_poll_secrets_are_stored_hashed() {
 async fn expired_or_foreign_access_tokens_are_refused() {
     use jsonwebtoken::{EncodingKey, Header, encode};
     let app = spawn_app().await;
-    let tokens: serde_json::Value = register(&app, "jwt@example.com").await.json().await.unwrap();
+    let tokens: serde_json::Value = register(&app, "jwt@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
     let genuine = tokens["access_token"].as_str().unwrap();
     assert_eq!(me_with(&app, genuine).await, StatusCode::OK);
     let claims: serde_json::Value = {
@@ -606,10 +675,19 @@ async fn expired_or_foreign_access_tokens_are_refused() {
     foreign["iss"] = json!("https://elsewhere.example");
     for (name, forged) in [("expired", expired), ("foreign issuer", foreign)] {
         let token = encode(&Header::default(), &forged, &key).unwrap();
-        assert_eq!(me_with(&app, &token).await, StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(
+            me_with(&app, &token).await,
+            StatusCode::UNAUTHORIZED,
+            "{name}"
+        );
     }
     // Signed with another key.
-    let other = encode(&Header::default(), &claims, &EncodingKey::from_secret(b"another-key-entirely-0123456789ab")).unwrap();
+    let other = encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(b"another-key-entirely-0123456789ab"),
+    )
+    .unwrap();
     assert_eq!(me_with(&app, &other).await, StatusCode::UNAUTHORIZED);
 }
 

@@ -118,12 +118,20 @@ async fn logout_ends_the_session_server_side() {
 #[tokio::test]
 async fn an_unsafe_next_lands_on_the_home_page() {
     let app = crate::helpers::spawn_app().await;
-    for next in ["//evil.example/x", "https://evil.example", "/\\evil.example"] {
+    for next in [
+        "//evil.example/x",
+        "https://evil.example",
+        "/\\evil.example",
+    ] {
         let browser = app.new_browser();
-        let query = format!("?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+        let query = format!(
+            "?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        );
         let authorize = browser.start_login("mock", &query).await;
         let code = format!("code-{}", uuid::Uuid::new_v4().simple());
-        app.given_provider_signs_in(&authorize, &code, "next-user").await;
+        app.given_provider_signs_in(&authorize, &code, "next-user")
+            .await;
         browser.return_from_provider(&authorize, &code).await;
         assert_eq!(browser.wait_for_status("").await["status"], "ok");
         crate::helpers::assert_redirect_to(&browser.get_success("").await, "/");

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::{
     WorkerState,
-    audit::{self, EventKind},
     accounts::{self, Outcome, SealedTokens},
+    audit::{self, EventKind},
     operations,
     providers::{Provider, ProviderError, TokenSet},
 };
@@ -186,7 +186,9 @@ pub async fn process(
             match operations::mark_error(&state.db, job.operation_id, code, &message).await {
                 Ok(true) => {
                     state.events.finished(job.operation_id);
-                    let mut event = job.audit(audit::Event::new(EventKind::SignInFailed)).code(code);
+                    let mut event = job
+                        .audit(audit::Event::new(EventKind::SignInFailed))
+                        .code(code);
                     if let Ok(Some(op)) = operations::find(&state.reader, job.operation_id).await {
                         record_operation_duration(&op, "error");
                         event = event.user(op.link_user_id);
@@ -232,9 +234,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
         (Some(id_token), Some(nonce)) => {
             let profile = provider.verify_native_id_token(id_token, nonce).await?;
             let remember_until = Utc::now() + crate::replay::REMEMBER;
-            if !crate::replay::claim(&state.db, id_token, job.operation_id, remember_until)
-                .await?
-            {
+            if !crate::replay::claim(&state.db, id_token, job.operation_id, remember_until).await? {
                 return Err(ProviderError::InvalidIdToken(
                     "this ID token was already used to sign in".into(),
                 )
@@ -299,7 +299,9 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
             } else {
                 EventKind::SignInSucceeded
             };
-            state.audit.record(job.audit(audit::Event::new(kind)).user(user_id));
+            state
+                .audit
+                .record(job.audit(audit::Event::new(kind)).user(user_id));
             tracing::info!(user.id = %user_id, linked = operation.link_user_id.is_some(), "signed in");
             state.events.finished(job.operation_id);
         }

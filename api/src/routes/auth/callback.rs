@@ -111,7 +111,9 @@ async fn handle(
                 .user(attempt.link_user_id)
                 .provider(&provider.name)
                 .code(&sanitize_reason(reason));
-            state.audit.record(crate::session::Client::of(req).audit(event));
+            state
+                .audit
+                .record(crate::session::Client::of(req).audit(event));
         }
         return Ok(
             Redirect::see_other(format!("/auth/error?reason={}", sanitize_reason(reason)))

@@ -90,6 +90,8 @@ pub async fn login(
     let event = audit::Event::new(EventKind::SignInStarted)
         .user(link_user_id)
         .provider(&provider.name);
-    state.audit.record(crate::session::Client::of(req).audit(event));
+    state
+        .audit
+        .record(crate::session::Client::of(req).audit(event));
     Ok(Redirect::see_other(authorize_url.as_str()).into_response())
 }

@@ -9,7 +9,11 @@ use worker::operations;
 use super::{browser_operation, long_poll, parse_operation_id, wait_duration};
 use crate::{
     error::ApiError,
-    limits::{IpBudget, client_ip}, openapi::ErrorDetail, routes::QueryParams, state::AppState};
+    limits::{IpBudget, client_ip},
+    openapi::ErrorDetail,
+    routes::QueryParams,
+    state::AppState,
+};
 
 /// Where a browser sign-in stands.
 #[derive(Debug, Object)]
