@@ -408,20 +408,16 @@ async fn a_password_change_ends_the_other_sessions() {
 
 #[tokio::test]
 async fn a_first_password_needs_a_recent_sign_in() {
-    use entity::{prelude::Session, session};
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    use entity::session;
     let app = spawn_app().await;
     app.sign_in(&app.browser, "old-session-user").await;
     // The session began an hour ago.
-    Session::update_many()
-        .col_expr(
-            session::Column::CreatedAt,
-            Expr::value(chrono::Utc::now() - chrono::Duration::hours(1)),
-        )
-        .filter(session::Column::RevokedAt.is_null())
-        .exec(&app.db)
-        .await
-        .unwrap();
+    set_on_sessions(
+        &app,
+        session::Column::CreatedAt,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    )
+    .await;
     let response = send_json(
         &app,
         Method::PUT,
@@ -463,8 +459,7 @@ async fn send_json(
 
 #[tokio::test]
 async fn sessions_end_at_their_maximum_lifetime_however_active() {
-    use entity::{prelude::Session, session};
-    use sea_orm::{EntityTrait, sea_query::Expr};
+    use entity::session;
     let app = spawn_app().await;
     app.sign_in(&app.browser, "long-lived").await;
     let tokens: serde_json::Value = register(&app, "long@example.com")
@@ -475,14 +470,12 @@ async fn sessions_end_at_their_maximum_lifetime_however_active() {
     assert_eq!(app.get_me().await.status(), StatusCode::OK);
     // Both sessions began 91 days ago (the default maximum is 90 days), though
     // they were used just now.
-    Session::update_many()
-        .col_expr(
-            session::Column::CreatedAt,
-            Expr::value(chrono::Utc::now() - chrono::Duration::days(91)),
-        )
-        .exec(&app.db)
-        .await
-        .unwrap();
+    set_on_sessions(
+        &app,
+        session::Column::CreatedAt,
+        chrono::Utc::now() - chrono::Duration::days(91),
+    )
+    .await;
     assert_eq!(app.get_me().await.status(), StatusCode::UNAUTHORIZED);
     let refreshed = reqwest::Client::new()
         .post(format!("{}/api/auth/refresh", app.address))
@@ -591,18 +584,15 @@ async fn a_session_cookie_present_at_sign_in_is_replaced_and_revoked() {
 
 #[tokio::test]
 async fn an_idle_session_expires() {
-    use entity::{prelude::Session, session};
-    use sea_orm::{EntityTrait, sea_query::Expr};
+    use entity::session;
     let app = spawn_app().await;
     app.sign_in(&app.browser, "idle-user").await;
-    Session::update_many()
-        .col_expr(
-            session::Column::ExpiresAt,
-            Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
-        )
-        .exec(&app.db)
-        .await
-        .unwrap();
+    set_on_sessions(
+        &app,
+        session::Column::ExpiresAt,
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+    )
+    .await;
     assert_eq!(app.get_me().await.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -716,4 +706,18 @@ fn the_security_checklist_names_only_tests_that_exist() {
         checked += 1;
     }
     assert!(checked >= 50, "only {checked} test names found");
+}
+
+/// Sets `column` to `value` on every session (to age them).
+async fn set_on_sessions(
+    app: &TestApp,
+    column: entity::session::Column,
+    value: chrono::DateTime<chrono::Utc>,
+) {
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    entity::prelude::Session::update_many()
+        .col_expr(column, Expr::value(value))
+        .exec(&app.db)
+        .await
+        .unwrap();
 }

@@ -412,18 +412,19 @@ async fn an_iss_in_the_authorization_response_must_be_the_providers() {
     assert_eq!(mix_up.status(), reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(app.count(entity::prelude::AsyncOperation).await, 0);
 
+    let issuer = app.provider.issuer();
+    assert_redirect_to(
+        &callback_with_iss(&app, Some(&issuer)).await,
+        "/auth/preloader",
+    );
+}
+
+/// A fresh attempt's callback, with `iss` when given.
+async fn callback_with_iss(app: &TestApp, iss: Option<&str>) -> reqwest::Response {
     let authorize = app.start_login("mock", "").await;
-    let good = app
-        .get_callback(
-            "mock",
-            &format!(
-                "code=x&state={}&iss={}",
-                authorize.state,
-                app.provider.issuer()
-            ),
-        )
-        .await;
-    assert_redirect_to(&good, "/auth/preloader");
+    let iss = iss.map(|i| format!("&iss={i}")).unwrap_or_default();
+    app.get_callback("mock", &format!("code=x&state={}{iss}", authorize.state))
+        .await
 }
 
 #[tokio::test]
@@ -434,25 +435,14 @@ async fn a_missing_iss_is_refused_when_the_provider_promised_it() {
     })
     .await
     .unwrap();
-    let authorize = app.start_login("mock", "").await;
-    let without = app
-        .get_callback("mock", &format!("code=x&state={}", authorize.state))
-        .await;
+    let without = callback_with_iss(&app, None).await;
     assert_eq!(without.status(), reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(app.count(entity::prelude::AsyncOperation).await, 0);
-
-    let authorize = app.start_login("mock", "").await;
-    let with = app
-        .get_callback(
-            "mock",
-            &format!(
-                "code=x&state={}&iss={}",
-                authorize.state,
-                app.provider.issuer()
-            ),
-        )
-        .await;
-    assert_redirect_to(&with, "/auth/preloader");
+    let issuer = app.provider.issuer();
+    assert_redirect_to(
+        &callback_with_iss(&app, Some(&issuer)).await,
+        "/auth/preloader",
+    );
 }
 
 /// The application asks for a user's provider access token; an expired one is
