@@ -77,7 +77,7 @@ impl Application {
                 &settings.redirect_uri("demo"),
             ))
         });
-        let jobs = JobQueue::new(&db, settings.worker.concurrency);
+        let jobs = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
         let _ = worker::metrics::handle();
         let events = OperationEvents::default();
         if let worker::db::DbPool::Postgres(pool) = &db.pool {

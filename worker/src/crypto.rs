@@ -31,6 +31,8 @@ pub struct Keys {
     pub demo: Sealer,
     /// Signs the JSON API's access tokens (HMAC).
     pub access_tokens: [u8; 32],
+    /// Seals the secrets of queued jobs (codes, verifiers, ID tokens).
+    pub jobs: Sealer,
 }
 
 impl std::fmt::Debug for Keys {
@@ -49,6 +51,7 @@ impl Keys {
             previous_tokens: Vec::new(),
             demo: Sealer::new(derive_key(secret, "social-signin demo provider v1")),
             access_tokens: derive_key(secret, "social-signin access tokens v1"),
+            jobs: Sealer::new(derive_key(secret, "social-signin job payloads v1")),
         }
     }
 

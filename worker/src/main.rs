@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         db.conn.clone(),
         db.pool.clone(),
     )?;
-    let queue = JobQueue::new(&db, settings.worker.concurrency);
+    let queue = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
     let state = WorkerState {
         db: db.conn.clone(),
         reader: db.reader.clone(),

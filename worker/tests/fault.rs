@@ -146,7 +146,8 @@ async fn a_worker_killed_mid_burst_loses_no_sign_in() {
     let settings = Settings::from_figment(figment).unwrap();
     let db = Database::connect(&settings).await.unwrap();
     db.migrate().await.unwrap();
-    let queue = JobQueue::new(&db, 4);
+    let keys = std::sync::Arc::new(worker::crypto::Keys::load(&settings).unwrap());
+    let queue = JobQueue::new(&db, 4, keys);
 
     let mut first = spawn_worker(&env, free_port());
     // A burst of sign-ins, as callbacks would record and enqueue them.

@@ -115,7 +115,7 @@ async fn separate_workers_complete_the_flow(backend: Backend) {
                 settings: settings.clone(),
                 events: Default::default(),
             };
-            let queue = worker::jobs::JobQueue::new(&db, 2);
+            let queue = worker::jobs::JobQueue::new(&db, 2, state.keys.clone());
             worker::run(state, queue, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             })

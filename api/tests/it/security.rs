@@ -721,3 +721,38 @@ async fn set_on_sessions(
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn queued_jobs_hold_no_plaintext_secrets() {
+    use sea_orm::{ConnectionTrait, Statement};
+    // No worker: the job stays in the table to be looked at.
+    let app = crate::helpers::spawn_app_without_worker().await;
+    let authorize = app.start_login("mock", "").await;
+    let code = format!("code-SECRET-{}", Uuid::new_v4().simple());
+    let callback = app.return_from_provider(&authorize, &code).await;
+    assert_redirect_to(&callback, "/auth/preloader");
+    let rows = app
+        .db
+        .query_all_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT job FROM Jobs",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let stored: Vec<u8> = rows[0].try_get("", "job").unwrap();
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(stored.contains("\"provider\":\"mock\""), "{stored}");
+    assert!(
+        !stored.contains(&code),
+        "the code is stored in clear: {stored}"
+    );
+    assert!(
+        !stored.contains(authorize.nonce.as_deref().unwrap()),
+        "{stored}"
+    );
+    assert!(
+        !stored.contains("127.0.0.1"),
+        "the client address is stored in clear"
+    );
+}

@@ -16,7 +16,7 @@ use crate::{
     WorkerState,
     db::{Database, DbPool},
 };
-pub use sign_in::{SignInError, SignInJob};
+pub use sign_in::{QueuedJob, SignInError, SignInJob};
 
 /// The apalis queue name: explicit, so renaming a module cannot orphan jobs.
 pub const QUEUE_NAME: &str = "signin";
@@ -32,8 +32,8 @@ const POSTGRES_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 enum Storage {
-    Sqlite(SqliteStorage<SignInJob>),
-    Postgres(PostgresStorage<SignInJob>),
+    Sqlite(SqliteStorage<QueuedJob>),
+    Postgres(PostgresStorage<QueuedJob>),
 }
 
 /// Where sign-in jobs go. Cheap to clone; clones share the pool.
@@ -43,6 +43,8 @@ pub struct JobQueue {
     /// Pushed to by `push`; each worker run relays it into its poll strategy.
     wake: Arc<tokio::sync::Notify>,
     concurrency: usize,
+    /// Seals each job's secrets before it is stored.
+    keys: Arc<crate::crypto::Keys>,
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -59,7 +61,7 @@ pub struct QueueError(String);
 impl JobQueue {
     /// The queue in `db`; `concurrency` sizes fetch batches so one worker does not
     /// hoard jobs others could run.
-    pub fn new(db: &Database, concurrency: usize) -> Self {
+    pub fn new(db: &Database, concurrency: usize, keys: Arc<crate::crypto::Keys>) -> Self {
         let storage = match &db.pool {
             DbPool::Sqlite(pool) => {
                 Storage::Sqlite(SqliteStorage::new(pool).with_config(sqlite_config(concurrency)))
@@ -73,13 +75,14 @@ impl JobQueue {
             storage,
             wake: Arc::new(tokio::sync::Notify::new()),
             concurrency,
+            keys,
         }
     }
 
     /// Enqueues `job`, keyed by its operation so a duplicate push is harmless.
     pub async fn push(&self, job: SignInJob) -> Result<(), QueueError> {
         let key = job.operation_id.to_string();
-        let task = TaskBuilder::new(job)
+        let task = TaskBuilder::new(QueuedJob::seal(&job, &self.keys))
             .max_attempts(MAX_ATTEMPTS)
             .idempotency_key(&key)
             .build();

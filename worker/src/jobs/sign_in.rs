@@ -43,6 +43,67 @@ pub struct SignInJob {
     pub client: JobClient,
 }
 
+/// What the queue stores for a [`SignInJob`]: the operation and provider in clear
+/// (for operators and logs), everything secret or personal sealed with AES-GCM under
+/// a key derived from `secret_key`, so the job table, its backups and a database
+/// reader see no code, verifier, nonce, ID token or client address.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueuedJob {
+    pub operation_id: Uuid,
+    pub provider: String,
+    sealed: String,
+}
+
+/// The sealed part of a [`QueuedJob`].
+#[derive(Serialize, Deserialize)]
+struct JobSecrets {
+    code: String,
+    pkce_verifier: String,
+    nonce: Option<String>,
+    form_user: Option<String>,
+    redirect_uri: Option<String>,
+    id_token: Option<String>,
+    client: JobClient,
+}
+
+impl QueuedJob {
+    /// Seals `job` for the queue.
+    pub fn seal(job: &SignInJob, keys: &crate::crypto::Keys) -> Self {
+        let secrets = JobSecrets {
+            code: job.code.clone(),
+            pkce_verifier: job.pkce_verifier.clone(),
+            nonce: job.nonce.clone(),
+            form_user: job.form_user.clone(),
+            redirect_uri: job.redirect_uri.clone(),
+            id_token: job.id_token.clone(),
+            client: job.client.clone(),
+        };
+        let plaintext = serde_json::to_vec(&secrets).expect("job secrets serialize");
+        Self {
+            operation_id: job.operation_id,
+            provider: job.provider.clone(),
+            sealed: keys.jobs.seal(&plaintext),
+        }
+    }
+
+    /// The job, or `None` when it was sealed under another `secret_key`.
+    pub fn open(&self, keys: &crate::crypto::Keys) -> Option<SignInJob> {
+        let plaintext = keys.jobs.open(&self.sealed)?;
+        let secrets: JobSecrets = serde_json::from_slice(&plaintext).ok()?;
+        Some(SignInJob {
+            operation_id: self.operation_id,
+            provider: self.provider.clone(),
+            code: secrets.code,
+            pkce_verifier: secrets.pkce_verifier,
+            nonce: secrets.nonce,
+            form_user: secrets.form_user,
+            redirect_uri: secrets.redirect_uri,
+            id_token: secrets.id_token,
+            client: secrets.client,
+        })
+    }
+}
+
 /// The address and user agent of the request that queued a job.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct JobClient {
@@ -152,12 +213,26 @@ const MAX_TRIES: u32 = 5;
 
 /// The apalis handler: runs the job, and on a permanent failure marks the operation
 /// `error` and aborts (no re-run). Database errors are left to apalis to re-run.
-#[tracing::instrument(skip_all, fields(provider = %job.provider, operation.id = %job.operation_id, job.attempt = attempt.current()))]
+#[tracing::instrument(skip_all, fields(provider = %queued.provider, operation.id = %queued.operation_id, job.attempt = attempt.current()))]
 pub async fn process(
-    job: SignInJob,
+    queued: QueuedJob,
     state: Data<WorkerState>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
+    let Some(job) = queued.open(&state.keys) else {
+        // Sealed under another secret_key: no worker here can ever run it.
+        tracing::error!("cannot open the job (was secret_key changed?)");
+        let (code, message) = (
+            "internal_error",
+            "Something went wrong on our side. Please try again.",
+        );
+        if let Ok(true) =
+            operations::mark_error(&state.db, queued.operation_id, code, message).await
+        {
+            state.events.finished(queued.operation_id);
+        }
+        return Err(AbortError::new(std::io::Error::other("job sealed under another key")).into());
+    };
     let started = std::time::Instant::now();
     metrics::counter!("signin_jobs_started_total", "provider" => job.provider.clone()).increment(1);
     match run(&job, &state).await {
