@@ -190,7 +190,24 @@ pub fn validate_next(next: &str) -> Option<String> {
     }
     let base = url::Url::parse("http://same.invalid").expect("static URL");
     let resolved = base.join(next).ok()?;
-    (resolved.host_str() == Some("same.invalid")).then(|| next.to_owned())
+    (resolved.host_str() == Some("same.invalid")).then(|| ascii_only(next))
+}
+
+/// `path` with every non-ASCII character percent-encoded (UTF-8), so a `Location`
+/// header carries ASCII only.
+fn ascii_only(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -233,5 +250,10 @@ mod tests {
             assert_eq!(validate_next(bad), None, "{bad:?}");
         }
         assert_eq!(validate_next(&format!("/{}", "a".repeat(2000))), None);
+        // Kept, but as ASCII: a Location header must not carry raw UTF-8.
+        assert_eq!(
+            validate_next("/café?q=ü").as_deref(),
+            Some("/caf%C3%A9?q=%C3%BC")
+        );
     }
 }

@@ -959,7 +959,11 @@ fn a_validated_next_never_leaves_the_site() {
     runner
         .run(&next_value(), |next| {
             if let Some(kept) = api::browser::validate_next(&next) {
-                prop_assert_eq!(&kept, &next);
+                // Kept as is, but with anything non-ASCII percent-encoded.
+                prop_assert!(kept.is_ascii(), "{kept:?}");
+                if next.is_ascii() {
+                    prop_assert_eq!(&kept, &next);
+                }
                 for base in [
                     "http://app.example/",
                     "https://app.example/auth/success",
