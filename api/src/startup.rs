@@ -278,21 +278,21 @@ async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Resul
 /// One line per request: method, path (never the query: it carries codes and
 /// state), status and latency.
 async fn log_request<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<poem::Response> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // Labels are static strings where they can be: this runs on every request.
+    let method = method_label(req.method());
+    let route = route_label(req.uri().path());
     let started = std::time::Instant::now();
-    let span = tracing::info_span!("request", http.method = %method, http.path = %path);
+    let span = tracing::info_span!("request", http.method = method, http.path = %req.uri().path());
     let result = tracing::Instrument::instrument(next.call(req), span.clone()).await;
     let response = match result {
         Ok(response) => response.into_response(),
         Err(error) => error.into_response(),
     };
     let _enter = span.enter();
-    let route = route_label(&path);
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("signin_http_requests_total", "method" => method.to_string(), "route" => route, "status" => status.clone())
+    let status = status_label(response.status());
+    metrics::counter!("signin_http_requests_total", "method" => method, "route" => route, "status" => status.clone())
         .increment(1);
-    metrics::histogram!("signin_http_request_duration_seconds", "method" => method.to_string(), "route" => route, "status" => status)
+    metrics::histogram!("signin_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
     tracing::info!(
         http.status = response.status().as_u16(),
@@ -300,6 +300,41 @@ async fn log_request<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<p
         "request"
     );
     Ok(response)
+}
+
+fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The status as a label, without an allocation for the common ones.
+fn status_label(status: poem::http::StatusCode) -> std::borrow::Cow<'static, str> {
+    let common = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        303 => "303",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        410 => "410",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        other => return std::borrow::Cow::Owned(other.to_string()),
+    };
+    std::borrow::Cow::Borrowed(common)
 }
 
 /// The route template of `path`, so metric labels stay few: ids and provider names

@@ -199,8 +199,7 @@ pub fn random_token(n: usize) -> String {
 
 /// SHA-256 as lower-case hex: how tokens and browser keys are stored.
 pub fn sha256_hex(input: &str) -> String {
-    let digest = Sha256::digest(input.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(input.as_bytes()))
 }
 
 /// SHA-256 as base64url: the PKCE S256 transform.
