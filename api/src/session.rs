@@ -206,6 +206,14 @@ impl Client {
         }
     }
 
+    /// The same, carried by a sign-in job for its audit events.
+    pub fn for_job(self) -> worker::jobs::sign_in::JobClient {
+        worker::jobs::sign_in::JobClient {
+            ip: self.ip,
+            user_agent: self.user_agent,
+        }
+    }
+
     /// `event` with this client's address and user agent.
     pub fn audit(&self, event: audit::Event) -> audit::Event {
         event.client(self.ip.as_deref(), self.user_agent.as_deref())

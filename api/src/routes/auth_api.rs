@@ -293,7 +293,7 @@ impl AuthApi {
             form_user: None,
             redirect_uri: None,
             id_token: None,
-            client: crate::routes::auth::callback::job_client(req),
+            client: Client::of(req).for_job(),
         };
         match (
             body.code,

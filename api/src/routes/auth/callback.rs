@@ -9,7 +9,7 @@ use poem::{
 };
 use worker::{
     audit::{self, EventKind},
-    jobs::{SignInJob, sign_in::JobClient},
+    jobs::SignInJob,
     operations::{self, NewOperation},
     providers::Provider,
 };
@@ -172,7 +172,7 @@ async fn handle(
         form_user: params.get("user").map(str::to_owned),
         redirect_uri: None,
         id_token: None,
-        client: job_client(req),
+        client: crate::session::Client::of(req).for_job(),
     };
     if let Err(error) = state.jobs.push(job).await {
         tracing::error!(%error, "could not enqueue the sign-in job");
@@ -212,15 +212,6 @@ fn repost_page(provider: &str, params: &QueryParams) -> Response {
         .with_header(header::CACHE_CONTROL, "no-store")
         .with_header(header::REFERRER_POLICY, "no-referrer")
         .into_response()
-}
-
-/// The request's address and user agent, for the job's audit events.
-pub(crate) fn job_client(req: &Request) -> JobClient {
-    let client = crate::session::Client::of(req);
-    JobClient {
-        ip: client.ip,
-        user_agent: client.user_agent,
-    }
 }
 
 /// Keeps `error` to a short identifier so it is safe in a URL and a page.
