@@ -3,7 +3,7 @@
 //! holding its PKCE verifier, nonce and `next`, named after its `state` and sent only
 //! to that provider's callback. Two tabs get two attempts and never collide.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use chrono::Utc;
 use poem::web::cookie::{Cookie, CookieJar, SameSite};
@@ -142,11 +142,11 @@ fn callback_path(provider: &str) -> String {
 /// `__Host-` (the browser then insists on `Secure`, `Path=/` and no `Domain`, so
 /// neither a sibling subdomain nor a plain-http response can plant or overwrite
 /// them) and path-scoped ones `__Secure-`.
-pub fn cookie_name(name: &str, path: &str, settings: &Settings) -> String {
+pub fn cookie_name<'a>(name: &'a str, path: &str, settings: &Settings) -> Cow<'a, str> {
     match (settings.is_https(), path) {
-        (false, _) => name.to_owned(),
-        (true, "/") => format!("__Host-{name}"),
-        (true, _) => format!("__Secure-{name}"),
+        (false, _) => Cow::Borrowed(name),
+        (true, "/") => Cow::Owned(format!("__Host-{name}")),
+        (true, _) => Cow::Owned(format!("__Secure-{name}")),
     }
 }
 

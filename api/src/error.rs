@@ -61,6 +61,22 @@ impl ApiError {
     }
 }
 
+impl From<crate::limits::RateLimited> for ApiError {
+    fn from(limited: crate::limits::RateLimited) -> Self {
+        Self::TooManyRequests {
+            retry_after: limited.retry_after,
+        }
+    }
+}
+
+impl From<crate::limits::RateLimited> for PageError {
+    fn from(limited: crate::limits::RateLimited) -> Self {
+        Self::TooManyRequests {
+            retry_after: limited.retry_after,
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
         if is_outage(&error) {

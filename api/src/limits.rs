@@ -21,6 +21,13 @@ pub struct Limits {
     pub pending_per_browser: u64,
 }
 
+/// A spent budget: retry after this many seconds. Becomes a 429 JSON error or a
+/// 429 page (`crate::error`), both with `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimited {
+    pub retry_after: u64,
+}
+
 /// A per-IP budget of the browser flow, each `limits.*_per_ip_per_minute`.
 #[derive(Debug, Clone, Copy)]
 pub enum IpBudget {
@@ -80,8 +87,9 @@ impl Limits {
         }
     }
 
-    /// Spends one request of `budget` for `ip`; `Err(seconds to wait)` when spent.
-    pub fn check_ip(&self, budget: IpBudget, ip: Option<IpAddr>) -> Result<(), u64> {
+    /// Spends one request of `budget` for the client of `req`; [`RateLimited`] when
+    /// spent. A budget set to 0 costs nothing, not even finding the client address.
+    pub fn check(&self, budget: IpBudget, req: &poem::Request) -> Result<(), RateLimited> {
         let limiter = match budget {
             IpBudget::SignInStart => &self.sign_in_starts,
             IpBudget::Callback => &self.callbacks,
@@ -89,22 +97,18 @@ impl Limits {
             IpBudget::Registration => &self.registrations,
             IpBudget::NativeSignIn => &self.native_sign_ins,
         };
-        let (Some(limiter), Some(ip)) = (limiter, ip) else {
+        let (Some(limiter), Some(ip)) = (limiter, limiter.as_ref().and(client_ip(req))) else {
             return Ok(());
         };
         limiter.check_key(&ip).map_err(|not_until| {
             metrics::counter!("signin_rate_limited_total", "budget" => budget.label()).increment(1);
-            not_until
-                .wait_time_from(governor::clock::DefaultClock::default().now())
-                .as_secs()
-                .max(1)
+            RateLimited {
+                retry_after: not_until
+                    .wait_time_from(governor::clock::DefaultClock::default().now())
+                    .as_secs()
+                    .max(1),
+            }
         })
-    }
-
-    /// Spends one request of `budget` for `ip`, as an API error.
-    pub fn check_api(&self, budget: IpBudget, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        self.check_ip(budget, ip)
-            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })
     }
 
     /// One password attempt from `ip` for the account `email`.

@@ -120,9 +120,7 @@ impl AuthApi {
         req: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<Created, ApiError> {
-        state
-            .limits
-            .check_api(IpBudget::Registration, client_ip(req))?;
+        state.limits.check(IpBudget::Registration, req)?;
         let body = body.0;
         let email = body.email.trim().to_lowercase();
         if !worker::accounts::is_plausible_email(&email) {
@@ -271,9 +269,7 @@ impl AuthApi {
         MaybeUser(user): MaybeUser,
         body: Json<NativeTokenRequest>,
     ) -> Result<Accepted, ApiError> {
-        state
-            .limits
-            .check_api(IpBudget::NativeSignIn, client_ip(req))?;
+        state.limits.check(IpBudget::NativeSignIn, req)?;
         let provider = state
             .providers
             .get(&provider.0)

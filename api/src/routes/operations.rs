@@ -14,7 +14,7 @@ use worker::{crypto, operations};
 use super::auth::{long_poll, wait_duration};
 use crate::{
     error::ApiError,
-    limits::{IpBudget, client_ip},
+    limits::IpBudget,
     openapi::ErrorDetail,
     session::{self, Client, TokenPair},
     state::AppState,
@@ -53,10 +53,7 @@ impl OperationsApi {
         /// Seconds to wait for the status to leave `pending` (at most 30).
         wait: Query<Option<u64>>,
     ) -> Result<Json<OperationResult>, ApiError> {
-        state
-            .limits
-            .check_ip(IpBudget::StatusPoll, client_ip(req))
-            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+        state.limits.check(IpBudget::StatusPoll, req)?;
         let not_found = || ApiError::NotFound("No such operation for this poll secret.");
         let secret = secret
             .0

@@ -54,31 +54,10 @@ pub struct QueuedJob {
     sealed: String,
 }
 
-/// The sealed part of a [`QueuedJob`].
-#[derive(Serialize, Deserialize)]
-struct JobSecrets {
-    code: String,
-    pkce_verifier: String,
-    nonce: Option<String>,
-    form_user: Option<String>,
-    redirect_uri: Option<String>,
-    id_token: Option<String>,
-    client: JobClient,
-}
-
 impl QueuedJob {
     /// Seals `job` for the queue.
     pub fn seal(job: &SignInJob, keys: &crate::crypto::Keys) -> Self {
-        let secrets = JobSecrets {
-            code: job.code.clone(),
-            pkce_verifier: job.pkce_verifier.clone(),
-            nonce: job.nonce.clone(),
-            form_user: job.form_user.clone(),
-            redirect_uri: job.redirect_uri.clone(),
-            id_token: job.id_token.clone(),
-            client: job.client.clone(),
-        };
-        let plaintext = serde_json::to_vec(&secrets).expect("job secrets serialize");
+        let plaintext = serde_json::to_vec(job).expect("a sign-in job serializes");
         Self {
             operation_id: job.operation_id,
             provider: job.provider.clone(),
@@ -88,19 +67,7 @@ impl QueuedJob {
 
     /// The job, or `None` when it was sealed under another `secret_key`.
     pub fn open(&self, keys: &crate::crypto::Keys) -> Option<SignInJob> {
-        let plaintext = keys.jobs.open(&self.sealed)?;
-        let secrets: JobSecrets = serde_json::from_slice(&plaintext).ok()?;
-        Some(SignInJob {
-            operation_id: self.operation_id,
-            provider: self.provider.clone(),
-            code: secrets.code,
-            pkce_verifier: secrets.pkce_verifier,
-            nonce: secrets.nonce,
-            form_user: secrets.form_user,
-            redirect_uri: secrets.redirect_uri,
-            id_token: secrets.id_token,
-            client: secrets.client,
-        })
+        serde_json::from_slice(&keys.jobs.open(&self.sealed)?).ok()
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{
     assets,
     browser::{self, MAX_STATE_LEN},
     error::PageError,
-    limits::{IpBudget, client_ip},
+    limits::IpBudget,
     routes::QueryParams,
     state::AppState,
 };
@@ -47,7 +47,7 @@ pub async fn callback(
     req: &Request,
     jar: &CookieJar,
 ) -> Result<Response, PageError> {
-    spend_callback_budget(state, req)?;
+    state.limits.check(IpBudget::Callback, req)?;
     let provider = state
         .providers
         .get(&provider)
@@ -68,7 +68,7 @@ pub async fn callback_post(
     body: String,
     jar: &CookieJar,
 ) -> Result<Response, PageError> {
-    spend_callback_budget(state, req)?;
+    state.limits.check(IpBudget::Callback, req)?;
     let provider = state
         .providers
         .get(&provider)
@@ -83,13 +83,6 @@ pub async fn callback_post(
         return Ok(repost_page(&provider.name, &params));
     }
     handle(state, provider, &params, req, jar).await
-}
-
-fn spend_callback_budget(state: &AppState, req: &Request) -> Result<(), PageError> {
-    state
-        .limits
-        .check_ip(IpBudget::Callback, client_ip(req))
-        .map_err(|retry_after| PageError::TooManyRequests { retry_after })
 }
 
 async fn handle(

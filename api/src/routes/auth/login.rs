@@ -13,7 +13,7 @@ use worker::{
 use crate::{
     browser::{self, Attempt},
     error::PageError,
-    limits::{IpBudget, client_ip},
+    limits::IpBudget,
     routes::QueryParams,
     session::MaybeUser,
     state::AppState,
@@ -33,10 +33,7 @@ pub async fn login(
     jar: &CookieJar,
     MaybeUser(user): MaybeUser,
 ) -> Result<Response, PageError> {
-    state
-        .limits
-        .check_ip(IpBudget::SignInStart, client_ip(req))
-        .map_err(|retry_after| PageError::TooManyRequests { retry_after })?;
+    state.limits.check(IpBudget::SignInStart, req)?;
     let Some(provider) = state.providers.get(&provider) else {
         return Err(PageError::UnknownProvider);
     };

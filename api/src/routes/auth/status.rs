@@ -8,11 +8,7 @@ use worker::operations;
 
 use super::{browser_operation, long_poll, parse_operation_id, wait_duration};
 use crate::{
-    error::ApiError,
-    limits::{IpBudget, client_ip},
-    openapi::ErrorDetail,
-    routes::QueryParams,
-    state::AppState,
+    error::ApiError, limits::IpBudget, openapi::ErrorDetail, routes::QueryParams, state::AppState,
 };
 
 /// Where a browser sign-in stands.
@@ -48,10 +44,7 @@ impl StatusApi {
         #[oai(name = "operation")]
         _operation: Query<Option<String>>,
     ) -> Result<Json<StatusBody>, ApiError> {
-        state
-            .limits
-            .check_ip(IpBudget::StatusPoll, client_ip(req))
-            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+        state.limits.check(IpBudget::StatusPoll, req)?;
         // Read strictly (no repeated or oversized parameters) from the raw query.
         let params = QueryParams::parse(uri, &[("wait", 8), ("operation", 64)])
             .map_err(|e| ApiError::bad_request("invalid_query", e.message()))?;
