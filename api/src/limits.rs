@@ -1,12 +1,10 @@
 //! Abuse limits: keyed token buckets (governor) per IP address and per account,
 //! answered with 429 and `Retry-After`. Kept in memory per api instance.
 
-use std::{net::IpAddr, num::NonZeroU32, time::Duration};
+use std::{net::IpAddr, num::NonZeroU32};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use worker::config::LimitSettings;
-
-use crate::error::ApiError;
 
 /// Every limiter of the api.
 pub struct Limits {
@@ -26,6 +24,15 @@ pub struct Limits {
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimited {
     pub retry_after: u64,
+}
+
+impl RateLimited {
+    fn until(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> Self {
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        Self {
+            retry_after: wait.as_secs().max(1),
+        }
+    }
 }
 
 /// A per-IP budget of the browser flow, each `limits.*_per_ip_per_minute`.
@@ -102,27 +109,20 @@ impl Limits {
         };
         limiter.check_key(&ip).map_err(|not_until| {
             metrics::counter!("signin_rate_limited_total", "budget" => budget.label()).increment(1);
-            RateLimited {
-                retry_after: not_until
-                    .wait_time_from(governor::clock::DefaultClock::default().now())
-                    .as_secs()
-                    .max(1),
-            }
+            RateLimited::until(not_until)
         })
     }
 
     /// One password attempt from `ip` for the account `email`.
-    pub fn check_login(&self, ip: Option<IpAddr>, email: &str) -> Result<(), ApiError> {
+    pub fn check_login(&self, ip: Option<IpAddr>, email: &str) -> Result<(), RateLimited> {
         if let Some(ip) = ip {
-            self.login_per_ip.check_key(&ip).map_err(|not_until| {
-                too_many(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
-            })?;
+            self.login_per_ip
+                .check_key(&ip)
+                .map_err(RateLimited::until)?;
         }
         self.login_per_account
             .check_key(&email.to_lowercase())
-            .map_err(|not_until| {
-                too_many(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
-            })
+            .map_err(RateLimited::until)
     }
 }
 
@@ -172,10 +172,4 @@ pub fn client_ip(req: &poem::Request) -> Option<IpAddr> {
         }
     }
     Some(peer)
-}
-
-fn too_many(wait: Duration) -> ApiError {
-    ApiError::TooManyRequests {
-        retry_after: wait.as_secs().max(1),
-    }
 }
