@@ -146,6 +146,7 @@ impl AuthApi {
             Registered::Created(user) => {
                 tracing::info!(user.id = %user.id, "password account registered");
                 let tokens = session::start_api_session(state, user.id, Client::of(req), body.device).await?;
+                record_password_sign_in(state, req, user.id, tokens.session_id);
                 Ok(Created::Created(Json(tokens)))
             }
             Registered::EmailInUse => Err(ApiError::Conflict {
@@ -181,10 +182,11 @@ impl AuthApi {
         match user {
             Some(user) if matches => {
                 tracing::info!(user.id = %user.id, "password sign-in");
-                Ok(Json(
+                let tokens =
                     session::start_api_session(state, user.id, Client::of(req), body.device)
-                        .await?,
-                ))
+                        .await?;
+                record_password_sign_in(state, req, user.id, tokens.session_id);
+                Ok(Json(tokens))
             }
             _ => {
                 tracing::info!("password sign-in failed");
@@ -366,4 +368,13 @@ impl AuthApi {
             status_url,
         ))
     }
+}
+
+/// A successful password sign-in (or registration) in the audit log.
+fn record_password_sign_in(state: &AppState, req: &Request, user_id: Uuid, session_id: Uuid) {
+    let event = audit::Event::new(EventKind::SignInSucceeded)
+        .user(user_id)
+        .provider("password")
+        .session(session_id);
+    state.audit.record(Client::of(req).audit(event));
 }
