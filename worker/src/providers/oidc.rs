@@ -82,6 +82,7 @@ fn check(
     id_token: &CoreIdToken,
     expected: &Expected<'_>,
 ) -> Result<Profile, ClaimsVerificationError> {
+    check_header(id_token)?;
     let client_id = ClientId::new(expected.client_id.to_owned());
     let issuer = IssuerUrl::new(issuer.as_str().trim_end_matches('/').to_owned())
         .map_err(|e| ClaimsVerificationError::Other(e.to_string()))?;
@@ -134,6 +135,26 @@ fn check(
         }
     }
     Ok(profile::from_id_token(claims))
+}
+
+/// What the openidconnect crate reads leniently in the JOSE header: it takes
+/// `"kid": null` for an absent `kid` and then signs with the only key of a one-key
+/// JWKS. RFC 7515 4.1.4 makes `kid` a string, so anything else is a malformed token.
+fn check_header(id_token: &CoreIdToken) -> Result<(), ClaimsVerificationError> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let raw = id_token.to_string();
+    let header = raw.split('.').next().unwrap_or_default();
+    let header: serde_json::Map<String, serde_json::Value> = URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| ClaimsVerificationError::Other("malformed JOSE header".into()))?;
+    match header.get("kid") {
+        None | Some(serde_json::Value::String(_)) => Ok(()),
+        Some(_) => Err(ClaimsVerificationError::Other(
+            "malformed JOSE header: kid is not a string".into(),
+        )),
+    }
 }
 
 /// The asymmetric algorithms the provider advertises (RS256 when it says nothing).

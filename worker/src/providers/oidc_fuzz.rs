@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use chrono::Utc;
 use openidconnect::core::{CoreIdToken, CoreJsonWebKeySet};
 
-use super::{Expected, check, raw_claims};
+use super::{Expected, MAX_IAT_AGE, MAX_IAT_SKEW, check, raw_claims};
 use crate::{
     config::Settings,
     providers::{Endpoints, Profile, ProviderRegistry},
@@ -444,15 +444,23 @@ impl Forged {
             return Some("sub".into());
         }
         let number = |key: &str| claims.get(key).and_then(Value::as_f64);
-        // "@@NUM@@" placeholders become odd numbers: no verdict on those.
+        // The verifier reads the clock before this does, so each time bound gets
+        // SLACK seconds of no verdict; "@@NUM@@" placeholders become odd numbers: no
+        // verdict on those either.
+        const SLACK: f64 = 10.0;
+        let age = MAX_IAT_AGE.num_seconds() as f64;
+        let skew = MAX_IAT_SKEW.num_seconds() as f64;
         match number("exp") {
-            Some(exp) if exp > now + 5.0 => {}
+            Some(exp) if exp < now - SLACK => return Some("expired".into()),
+            Some(_) => {}
             None if is_raw_number(claims.get("exp")) => {}
-            _ => return Some("exp".into()),
+            None => return Some("exp".into()),
         }
         match number("iat") {
-            Some(iat) if iat >= now - 280.0 && iat <= now + 50.0 => {}
-            Some(_) => return Some("iat out of bounds".into()),
+            Some(iat) if iat < now - age - SLACK || iat > now + skew + SLACK => {
+                return Some("iat out of bounds".into());
+            }
+            Some(_) => {}
             None if is_raw_number(claims.get("iat")) => {}
             None => return Some("iat".into()),
         }
@@ -469,6 +477,18 @@ impl Forged {
     }
 }
 
+/// The property of [`forged_tokens_are_refused`] for one token: whatever the oracle
+/// says must fail, the verifier refuses.
+fn verifier_agrees(forged: &Forged) -> Result<(), TestCaseError> {
+    let result = parse_and_check(&forged.token(), &forged.algs, forged.hashed);
+    match (forged.must_fail(), result) {
+        (Some(reason), Ok(profile)) => Err(TestCaseError::fail(format!(
+            "accepted ({reason}): {profile:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn is_raw_number(value: Option<&Value>) -> bool {
     value
         .and_then(Value::as_str)
@@ -479,16 +499,11 @@ fn rs256() -> Vec<String> {
     vec!["RS256".to_owned()]
 }
 
-/// `cases`, or `SIGNIN_FUZZ_CASES` for a longer run.
+/// `cases` from the fixed seed (see [`crate::proptest_config`]), shrunk hard.
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
-        cases: std::env::var("SIGNIN_FUZZ_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
         max_shrink_iters: 2000,
-        ..ProptestConfig::default()
+        ..crate::proptest_config::config(cases)
     }
 }
 
@@ -566,10 +581,82 @@ proptest! {
     /// whenever a security property is broken; never a panic.
     #[test]
     fn forged_tokens_are_refused(forged in forged()) {
-        let raw = forged.token();
-        let result = parse_and_check(&raw, &forged.algs, forged.hashed);
-        if let (Some(reason), Ok(profile)) = (forged.must_fail(), result) {
-            return Err(TestCaseError::fail(format!("accepted ({reason}): {profile:?}")));
-        }
+        verifier_agrees(&forged)?;
+    }
+}
+
+// ---- cases the searches found, kept so that CI runs them every time --------------
+
+/// The valid token with `header` and `claims` changed, signed genuinely.
+fn genuine_with(header: Vec<Mutation>, claims: Vec<Mutation>) -> Forged {
+    Forged {
+        header,
+        claims,
+        signature: Signature::Rs256,
+        hashed: false,
+        algs: vec![],
+    }
+}
+
+fn set(key: &str, value: Value) -> Vec<Mutation> {
+    vec![Mutation {
+        key: key.into(),
+        value: Some(value),
+    }]
+}
+
+/// Found by `forged_tokens_are_refused` (issue 10): the crate reads `"kid": null` as
+/// no `kid` and signed with the JWKS's only key. RFC 7515 makes `kid` a string.
+#[test]
+fn a_kid_that_is_not_a_string_is_refused() {
+    for kid in [
+        json!(null),
+        json!(1),
+        json!({"kid": KID}),
+        json!([KID]),
+        json!(true),
+    ] {
+        let forged = genuine_with(set("kid", kid.clone()), vec![]);
+        let result = parse_and_check(&forged.token(), &rs256(), false);
+        assert!(result.is_err(), "kid {kid} accepted: {result:?}");
+        verifier_agrees(&forged).unwrap();
+    }
+    // Absent or the signing key's own: accepted.
+    let absent = genuine_with(
+        vec![Mutation {
+            key: "kid".into(),
+            value: None,
+        }],
+        vec![],
+    );
+    parse_and_check(&absent.token(), &rs256(), false).expect("no kid, one key");
+}
+
+/// Found reading the oracle against the verifier (issue 10): times the verifier
+/// accepts at its bounds (`exp` just ahead, `iat` up to `MAX_IAT_AGE` old or
+/// `MAX_IAT_SKEW` ahead) that the oracle called certain failures.
+#[test]
+fn times_inside_the_verifiers_bounds_are_no_disagreement() {
+    let now = now();
+    let accepted = [
+        ("exp", now + 3),
+        ("iat", now - MAX_IAT_AGE.num_seconds() + 15),
+        ("iat", now + MAX_IAT_SKEW.num_seconds() - 5),
+    ];
+    for (key, time) in accepted {
+        let forged = genuine_with(vec![], set(key, json!(time)));
+        parse_and_check(&forged.token(), &rs256(), false)
+            .unwrap_or_else(|e| panic!("{key} {time} (now {now}) refused: {e}"));
+        verifier_agrees(&forged).unwrap();
+    }
+    let refused = [
+        ("exp", now - 30),
+        ("iat", now - MAX_IAT_AGE.num_seconds() - 30),
+        ("iat", now + MAX_IAT_SKEW.num_seconds() + 30),
+    ];
+    for (key, time) in refused {
+        let forged = genuine_with(vec![], set(key, json!(time)));
+        assert!(forged.must_fail().is_some(), "{key} {time}");
+        assert!(parse_and_check(&forged.token(), &rs256(), false).is_err());
     }
 }
