@@ -11,6 +11,8 @@ pub mod jobs;
 pub mod metrics;
 pub mod operations;
 pub mod passwords;
+#[cfg(test)]
+mod proptest_config;
 pub mod provider_tokens;
 pub mod providers;
 pub mod replay;

@@ -4,9 +4,10 @@
 //! poll, and the ID-token parser. Whatever the input, the answer is a response (no
 //! panic, no broken connection), never a 5xx, and never a session.
 //!
-//! Each property runs a fixed number of cases (`SIGNIN_FUZZ_CASES` overrides it for
-//! a longer run) against one app on 127.0.0.1, with a 5 s timeout on every request.
-//! Cases are random each run; a failure prints the shrunk input.
+//! Each property runs a fixed number of cases against one app on 127.0.0.1, with a
+//! 5 s timeout on every request. The cases come from a fixed seed, the same every run
+//! (`worker/src/proptest_config.rs`: `PROPTEST_CASES` and `PROPTEST_RNG_SEED=random`
+//! make a longer, random search); a failure prints the shrunk input.
 
 use std::{future::Future, time::Duration};
 
@@ -32,16 +33,10 @@ use crate::helpers::{Browser, Options, TestApp, mock_provider::CLIENT_ID, spawn_
 /// [`block_on`]), shrinking a failure to a minimal input. Needs a multi-thread
 /// runtime: the runner blocks this thread while the app serves on the others.
 fn run<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
-    let cases = std::env::var("SIGNIN_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
     let config = Config {
-        cases,
-        failure_persistence: None,
         max_shrink_iters: 256,
         max_shrink_time: 60_000,
-        ..Config::default()
+        ..crate::proptest_config::config(cases)
     };
     let mut runner = TestRunner::new(config);
     let result = tokio::task::block_in_place(|| runner.run(&strategy, test));
@@ -951,11 +946,7 @@ fn stays_on(base: &str, location: &str) -> bool {
 
 #[test]
 fn a_validated_next_never_leaves_the_site() {
-    let mut runner = TestRunner::new(Config {
-        cases: 5000,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(crate::proptest_config::config(5000));
     runner
         .run(&next_value(), |next| {
             if let Some(kept) = api::browser::validate_next(&next) {

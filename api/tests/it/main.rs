@@ -16,6 +16,9 @@ mod me;
 mod metrics;
 mod outage;
 mod presets;
+/// The worker's proptest configuration, shared by path (it is test-only there).
+#[path = "../../../worker/src/proptest_config.rs"]
+mod proptest_config;
 mod security;
 mod sign_in_job;
 mod status;
