@@ -61,7 +61,6 @@ async fn happy_path_on_postgres() {
     })
     .await
     else {
-        eprintln!("SIGNIN_TEST_POSTGRES_URL not set: PostgreSQL tests skipped");
         return;
     };
     happy_path(app).await;

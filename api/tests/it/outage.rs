@@ -67,7 +67,7 @@ impl Proxy {
 
 #[tokio::test]
 async fn the_database_going_away_gives_503_and_recovers_without_a_restart() {
-    let Ok(base) = std::env::var("SIGNIN_TEST_POSTGRES_URL") else {
+    let Some(base) = crate::helpers::postgres_url() else {
         return;
     };
     let mut url = url::Url::parse(&base).unwrap();

@@ -361,6 +361,28 @@ pub fn assert_redirect_to(response: &Response, expected: &str) {
     assert_eq!(location(response), expected);
 }
 
+/// `SIGNIN_TEST_POSTGRES_URL`. Unset, a PostgreSQL test is skipped and says so, except
+/// under `CI=true`, where a PostgreSQL test that cannot run is a failure: CI must not go
+/// green without them. (`.ci/run` sets the variable once the server answers.)
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("SIGNIN_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("CI=true but SIGNIN_TEST_POSTGRES_URL is not set: PostgreSQL tests cannot run")
+        }
+        _ => {
+            // Straight to stderr: the test harness captures `eprintln!`.
+            use std::io::Write;
+            let test = std::thread::current().name().unwrap_or("?").to_owned();
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {test}: SIGNIN_TEST_POSTGRES_URL is not set (no PostgreSQL)"
+            );
+            None
+        }
+    }
+}
+
 /// A SQLite file in a temp dir, or a PostgreSQL database dropped afterwards.
 enum Storage {
     Sqlite(TempDir),
@@ -372,7 +394,7 @@ impl Storage {
         match backend {
             Backend::Sqlite => Some(Self::Sqlite(TempDir::new().expect("temp dir"))),
             Backend::Postgres => {
-                let base_url = std::env::var("SIGNIN_TEST_POSTGRES_URL").ok()?;
+                let base_url = postgres_url()?;
                 let name = format!("signin_test_{}", Uuid::new_v4().simple());
                 let admin = Database::connect(&base_url)
                     .await
