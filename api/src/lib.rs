@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod assets;
+pub mod body_limit;
 pub mod browser;
 pub mod demo_provider;
 pub mod error;

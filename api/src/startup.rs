@@ -33,9 +33,6 @@ use crate::{
     tokens::TokenIssuer,
 };
 
-/// Largest request body any route accepts.
-const MAX_BODY: usize = 64 * 1024;
-
 /// A built, not yet running, api.
 pub struct Application {
     /// The port actually bound (`listen` may say 0).
@@ -63,7 +60,7 @@ impl Application {
                 .expect("http URLs have ports");
         }
         let settings = Arc::new(settings);
-        let db = Database::connect(&settings).await?;
+        let db = Database::connect(&settings, worker::config::Process::Api).await?;
         db.migrate().await?;
         let keys = Arc::new(Keys::load(&settings)?);
         let providers =
@@ -185,7 +182,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     app.with(CookieJarManager::with_key(cookie_key))
         .around(json_errors)
         .around(crate::security::security_headers)
-        .around(limit_body)
+        .around(crate::body_limit::limit_body)
         .around(log_request)
         .data(state)
 }
@@ -244,35 +241,6 @@ async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<p
         parts,
         poem::Body::from_json(body).unwrap_or_default(),
     ))
-}
-
-/// Refuses bodies over [`MAX_BODY`] with 413, whether or not they declare a length.
-async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Result<poem::Response> {
-    let declared = req
-        .headers()
-        .get(poem::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    // The rest of the body stays unread: close the connection, or the client sends
-    // its next request into what is left of this one and loses it.
-    let too_large = || {
-        poem::http::StatusCode::PAYLOAD_TOO_LARGE
-            .with_header(poem::http::header::CONNECTION, "close")
-            .into_response()
-    };
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return Ok(too_large());
-    }
-    if declared.is_none()
-        && req.method() != poem::http::Method::GET
-        && req.method() != poem::http::Method::HEAD
-    {
-        match req.take_body().into_bytes_limit(MAX_BODY).await {
-            Ok(bytes) => req.set_body(bytes),
-            Err(_) => return Ok(too_large()),
-        }
-    }
-    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// One line per request: method, path (never the query: it carries codes and
