@@ -40,7 +40,7 @@ pub enum AdminCommand {
 
 /// Runs one admin command.
 pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
-    let db = Database::connect(&settings).await?;
+    let db = Database::connect(&settings, worker::config::Process::Api).await?;
     db.migrate().await?;
     match command {
         AdminCommand::Operations {

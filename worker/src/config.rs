@@ -13,6 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+mod sizing;
+pub use sizing::{DEFAULT_CONCURRENCY, DatabaseSettings, Process, WorkerSettings};
+
 /// The whole configuration of `api` and `worker`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +38,9 @@ pub struct Settings {
     /// The job consumer.
     #[serde(default)]
     pub worker: WorkerSettings,
+    /// Connection pools.
+    #[serde(default)]
+    pub database: DatabaseSettings,
     /// Sign-in providers by lower-case name.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderSettings>,
@@ -187,32 +193,6 @@ impl Default for LimitSettings {
             pending_operations_per_browser: 5,
             registrations_per_ip_per_minute: 10,
             native_sign_ins_per_ip_per_minute: 60,
-        }
-    }
-}
-
-/// `worker.*` keys.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkerSettings {
-    /// Run a worker inside `api`. Default `true`; operators set `false` and run
-    /// `worker` processes.
-    #[serde(default = "default_true")]
-    pub embedded: bool,
-    /// Jobs in flight per worker process. Default: the number of CPUs.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Where a `worker` process serves `/metrics`. Default `127.0.0.1:9091`.
-    #[serde(default = "default_metrics_listen")]
-    pub metrics_listen: SocketAddr,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        Self {
-            embedded: true,
-            concurrency: default_concurrency(),
-            metrics_listen: default_metrics_listen(),
         }
     }
 }
@@ -414,9 +394,8 @@ impl Settings {
         if self.limits.pending_operations_per_browser == 0 {
             bail!("limits.pending_operations_per_browser: must be at least 1");
         }
-        if self.worker.concurrency == 0 || self.worker.concurrency > 1024 {
-            bail!("worker.concurrency: must be between 1 and 1024");
-        }
+        self.worker.validate()?;
+        self.database.validate()?;
         if self.operation_timeout < Duration::from_secs(5)
             || self.operation_timeout > Duration::from_secs(3600)
         {
@@ -585,18 +564,6 @@ fn default_public_url() -> Url {
 
 fn default_database_url() -> String {
     "sqlite://signin.db?mode=rwc".to_owned()
-}
-
-fn default_metrics_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9091))
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_concurrency() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn default_operation_timeout() -> Duration {

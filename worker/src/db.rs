@@ -22,7 +22,7 @@ use sea_orm::{
     },
 };
 
-use crate::config::Settings;
+use crate::config::{Process, Settings};
 
 /// The raw pool behind the sea-orm connection; apalis storages are built from it.
 #[derive(Clone, Debug)]
@@ -68,14 +68,24 @@ fn is_sqlite_memory(url: &str) -> bool {
 }
 
 impl Database {
-    /// Connects to `database_url` (SQLite in WAL mode, or PostgreSQL).
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+    /// Connects to `database_url` (SQLite in WAL mode, or PostgreSQL with the pool
+    /// size `process` needs) and logs the sizes it took.
+    pub async fn connect(settings: &Settings, process: Process) -> anyhow::Result<Self> {
         let url = &settings.database_url;
+        let runs_worker = process == Process::Worker || settings.worker.embedded;
+        let concurrency = runs_worker.then_some(settings.worker.concurrency);
         if settings.is_postgres() {
             let options = PgConnectOptions::from_str(url)
                 .context("database_url: not a valid postgres URL")?;
+            let size = settings.pool_size(process);
+            tracing::info!(
+                database = "postgres",
+                database.max_connections = size,
+                worker.concurrency = concurrency,
+                "connection pool and job slots"
+            );
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(size)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options)
                 .await
@@ -94,6 +104,13 @@ impl Database {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .pragma("mmap_size", SQLITE_MMAP_BYTES);
+            tracing::info!(
+                database = "sqlite",
+                database.writers = 1,
+                database.readers = SQLITE_READERS,
+                worker.concurrency = concurrency,
+                "connection pool and job slots"
+            );
             if is_sqlite_memory(url) {
                 // Each connection to `:memory:` is its own database: keep one.
                 let pool = sqlite_pool(options, 1).await?;

@@ -6,8 +6,14 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::Context;
 use clap::Parser;
 use worker::{
-    WorkerState, config::Settings, crypto::Keys, db::Database, jobs::JobQueue,
-    operations::OperationEvents, providers::ProviderRegistry, shutdown, telemetry,
+    WorkerState,
+    config::{Process, Settings},
+    crypto::Keys,
+    db::Database,
+    jobs::JobQueue,
+    operations::OperationEvents,
+    providers::ProviderRegistry,
+    shutdown, telemetry,
 };
 
 /// Consume social-signin's sign-in jobs.
@@ -24,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Arc::new(Settings::load(cli.config.as_deref())?);
     telemetry::init(settings.log.format);
-    let db = Database::connect(&settings).await?;
+    let db = Database::connect(&settings, Process::Worker).await?;
     db.migrate().await?;
     let keys = Arc::new(Keys::load(&settings)?);
     let providers =

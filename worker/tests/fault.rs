@@ -144,7 +144,9 @@ async fn a_worker_killed_mid_burst_loses_no_sign_in() {
         }),
     ));
     let settings = Settings::from_figment(figment).unwrap();
-    let db = Database::connect(&settings).await.unwrap();
+    let db = Database::connect(&settings, worker::config::Process::Worker)
+        .await
+        .unwrap();
     db.migrate().await.unwrap();
     let keys = std::sync::Arc::new(worker::crypto::Keys::load(&settings).unwrap());
     let queue = JobQueue::new(&db, 4, keys);

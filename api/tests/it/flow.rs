@@ -101,7 +101,9 @@ async fn separate_workers_complete_the_flow(backend: Backend) {
         let settings = app.settings.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            let db = worker::db::Database::connect(&settings).await.unwrap();
+            let db = worker::db::Database::connect(&settings, worker::config::Process::Worker)
+                .await
+                .unwrap();
             db.migrate().await.unwrap();
             let state = worker::WorkerState {
                 db: db.conn.clone(),
