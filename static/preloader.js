@@ -13,7 +13,8 @@
  *   3. Outcome:
  *        ok    -> /auth/success[?operation=<id>]
  *        error -> /auth/error?operation=<id>   (error page looks it up), or
- *                 /auth/error?reason=<code>    when there is no operation id
+ *                 /auth/error?reason=<code>    when there is no operation id;
+ *                 with a restart_url (exchange_interrupted), that login once
  *        404   -> /auth/error?reason=no_operation (nothing bound to this browser)
  *   4. After 60 s without an outcome, stop and let the user decide
  *      ("Check again" restarts, "Try again" goes to /). Never auto-redirect
@@ -38,6 +39,10 @@
   // row mean `wait` is being ignored, so long-polling only adds load.
   const QUICK_RETURN_MS = 5000;
   const MAX_QUICK_RETURNS = 3;
+  // A worker died while the provider had the code ("exchange_interrupted"):
+  // the status carries a restart_url, followed once per this many ms.
+  const RESTART_KEY = 'signin.restartedAt';
+  const RESTART_AGAIN_AFTER_MS = 600000;
 
   const MESSAGES = {
     contacting: 'Contacting your provider…',
@@ -273,7 +278,10 @@
       case 'error': {
         const err = data.error;
         const code = err && typeof err.code === 'string' && err.code ? err.code : 'unknown';
-        return { kind: 'error', code: code };
+        // Only our own login route: never a redirect elsewhere.
+        const restart = typeof data.restart_url === 'string' &&
+          /^\/auth\/[a-z0-9_-]+\/login(\?|$)/.test(data.restart_url) ? data.restart_url : null;
+        return { kind: 'error', code: code, restartUrl: restart };
       }
       default:
         return { kind: 'failure' };
@@ -286,7 +294,7 @@
         finish(buildUrl('/auth/success'));
         break;
       case 'error':
-        finish(errorUrl(result.code));
+        finish(result.restartUrl && mayRestart() ? result.restartUrl : errorUrl(result.code));
         break;
       case 'no_operation':
         finish('/auth/error?reason=no_operation');
@@ -296,6 +304,23 @@
         break;
       default:
         onFailure(s);
+    }
+  }
+
+  /**
+   * Whether an interrupted sign-in may start again by itself: once, so a
+   * sign-in that keeps failing ends on the error page. Without storage, never.
+   */
+  function mayRestart() {
+    try {
+      const last = Number(window.sessionStorage.getItem(RESTART_KEY)) || 0;
+      if (Date.now() - last < RESTART_AGAIN_AFTER_MS) {
+        return false;
+      }
+      window.sessionStorage.setItem(RESTART_KEY, String(Date.now()));
+      return true;
+    } catch (e) {
+      return false;
     }
   }
 

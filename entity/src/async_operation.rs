@@ -50,6 +50,13 @@ pub struct Model {
     /// For an explicit "link another provider": the signed-in user to link to.
     pub link_user_id: Option<Uuid>,
     pub redeemed_at: Option<DateTimeUtc>,
+    /// When a worker sent the token request for this operation's code. Set while
+    /// no token response is stored, a re-run cannot know whether the code was spent.
+    pub exchange_started_at: Option<DateTimeUtc>,
+    /// The provider's token response, sealed (AES-GCM), from its arrival until the
+    /// operation finishes: a re-run resumes from it instead of presenting the code again.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub token_response: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -169,6 +169,8 @@ pub async fn create_pending(
         next_path: Set(new.next_path),
         link_user_id: Set(new.link_user_id),
         redeemed_at: Set(None),
+        exchange_started_at: Set(None),
+        token_response: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -211,6 +213,7 @@ pub async fn mark_ok(db: &impl ConnectionTrait, id: Uuid, user_id: Uuid) -> Resu
     let result = AsyncOperation::update_many()
         .col_expr(Column::Status, Expr::value(OperationStatus::Ok.as_str()))
         .col_expr(Column::UserId, Expr::value(user_id))
+        .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(OperationStatus::Pending))
@@ -233,6 +236,7 @@ pub async fn mark_error(
         .col_expr(Column::Status, Expr::value(OperationStatus::Error.as_str()))
         .col_expr(Column::ErrorCode, Expr::value(code))
         .col_expr(Column::ErrorMessage, Expr::value(message))
+        .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(OperationStatus::Pending))
@@ -283,6 +287,7 @@ pub async fn expire_stale(db: &impl ConnectionTrait, timeout: Duration) -> Resul
         .col_expr(Column::Status, Expr::value(OperationStatus::Error.as_str()))
         .col_expr(Column::ErrorCode, Expr::value(TIMEOUT.0))
         .col_expr(Column::ErrorMessage, Expr::value(TIMEOUT.1))
+        .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Status.eq(OperationStatus::Pending))
         .filter(Column::CreatedAt.lt(cutoff))

@@ -2,6 +2,7 @@
 //! behind one `push`, so the web tier never names a backend. Also the worker loop
 //! that consumes it.
 
+mod exchange;
 pub mod sign_in;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -16,7 +17,7 @@ use crate::{
     WorkerState,
     db::{Database, DbPool},
 };
-pub use sign_in::{QueuedJob, SignInError, SignInJob};
+pub use sign_in::{EXCHANGE_INTERRUPTED, QueuedJob, SignInError, SignInJob};
 
 /// The apalis queue name: explicit, so renaming a module cannot orphan jobs.
 pub const QUEUE_NAME: &str = "signin";

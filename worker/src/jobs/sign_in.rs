@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::exchange::{Exchange, exchange};
 use crate::{
     WorkerState,
     accounts::{self, Outcome, SealedTokens},
@@ -114,6 +115,12 @@ pub enum SignInError {
     EmailRequired,
     #[error("the provider account is linked to another user")]
     AccountInUse,
+    /// A worker died while its token request was in flight: the code may be spent.
+    #[error("an earlier run was interrupted during the token request")]
+    ExchangeInterrupted,
+    /// The stored token response was sealed under another `secret_key`.
+    #[error("the stored token response cannot be opened")]
+    StoredResponseUnreadable,
 }
 
 impl SignInError {
@@ -165,13 +172,24 @@ impl SignInError {
                 format!("This {provider} account is already linked to another user."),
             ),
             Self::Expired => (operations::TIMEOUT.0, operations::TIMEOUT.1.to_owned()),
-            Self::Db(_) | Self::OperationMissing(_) | Self::UnknownProvider(_) => (
+            Self::ExchangeInterrupted => (
+                EXCHANGE_INTERRUPTED,
+                "Your sign-in was interrupted on our side. Please sign in again.".to_owned(),
+            ),
+            Self::Db(_)
+            | Self::OperationMissing(_)
+            | Self::UnknownProvider(_)
+            | Self::StoredResponseUnreadable => (
                 "internal_error",
                 "Something went wrong on our side. Please try again.".to_owned(),
             ),
         }
     }
 }
+
+/// The error code of an operation whose token request a dying worker left in doubt;
+/// the preloader restarts such a sign-in once by itself.
+pub const EXCHANGE_INTERRUPTED: &str = "exchange_interrupted";
 
 /// A code older than this is not worth retrying the exchange for.
 const MAX_CODE_AGE: Duration = Duration::from_secs(60);
@@ -288,19 +306,14 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
             return Err(ProviderError::InvalidIdToken("no nonce was sent".into()).into());
         }
         (None, _) => {
-            let tokens = with_retries(
-                code_deadline.min(operation_deadline),
-                false,
-                "token",
-                || {
-                    provider.exchange_code(
-                        &job.code,
-                        &job.pkce_verifier,
-                        job.redirect_uri.as_deref(),
-                    )
-                },
-            )
-            .await?;
+            let deadline = code_deadline.min(operation_deadline);
+            let tokens = match exchange(state, provider, job, &operation, deadline).await? {
+                Exchange::Tokens(tokens) => tokens,
+                Exchange::ElsewhereInProgress => {
+                    tracing::info!("another run is exchanging this code; leaving it to it");
+                    return Ok(());
+                }
+            };
             let from_id_token = if provider.is_oidc() {
                 Some(
                     provider
@@ -422,7 +435,7 @@ fn seal_tokens(state: &WorkerState, tokens: &TokenSet) -> SealedTokens {
 
 /// Calls `step` until it succeeds, fails for good, or the next try would pass
 /// `deadline`; exponential backoff with jitter between tries.
-async fn with_retries<T, F, Fut>(
+pub(super) async fn with_retries<T, F, Fut>(
     deadline: Instant,
     idempotent: bool,
     step: &'static str,

@@ -495,6 +495,12 @@ impl Provider {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// Resolves the endpoints now (discovery, once), so that the next provider call
+    /// sends nothing but its own request.
+    pub async fn prepare(&self) -> Result<(), ProviderError> {
+        self.endpoints().await.map(drop)
+    }
+
     /// Overrides, then discovery for OIDC kinds. Cached after the first success.
     async fn endpoints(&self) -> Result<Arc<Endpoints>, ProviderError> {
         self.endpoints

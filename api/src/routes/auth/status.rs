@@ -19,6 +19,10 @@ pub struct StatusBody {
     /// Present when `error`.
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<ErrorDetail>,
+    /// With `exchange_interrupted` (a worker died while the provider had the code):
+    /// where to start the same sign-in again. The preloader follows it once.
+    #[oai(skip_serializing_if_is_none)]
+    pub restart_url: Option<String>,
 }
 
 /// The browser flow's status endpoint.
@@ -109,10 +113,28 @@ fn body(operation: &Operation) -> StatusBody {
                     .clone()
                     .unwrap_or_else(|| "The sign-in failed.".into()),
             }),
+            restart_url: restart_url(operation),
         },
         other => StatusBody {
             status: other.as_str().into(),
             error: None,
+            restart_url: None,
         },
     }
+}
+
+/// The login that starts `operation`'s sign-in again, for an interrupted exchange.
+fn restart_url(operation: &Operation) -> Option<String> {
+    let interrupted = operation.error_code.as_deref() == Some(worker::jobs::EXCHANGE_INTERRUPTED);
+    if !interrupted || operation.kind != operations::KIND_BROWSER {
+        return None;
+    }
+    let login = format!("/auth/{}/login", operation.provider);
+    Some(match &operation.next_path {
+        Some(next) => {
+            let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+            format!("{login}?next={next}")
+        }
+        None => login,
+    })
 }

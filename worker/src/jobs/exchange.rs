@@ -1,0 +1,130 @@
+//! The code exchange of a sign-in job, made safe against worker crashes. A provider
+//! accepts a code once, so a re-run of the job must never present it again:
+//!
+//! 1. before the token request, the operation records `exchange_started_at`;
+//! 2. the moment the token response arrives it is stored with the operation,
+//!    sealed like queued jobs, before any further step;
+//! 3. a re-run resumes from a stored response; one that finds the exchange started
+//!    but no response cannot know whether the code was spent, and ends the operation
+//!    `exchange_interrupted` (the preloader then restarts the sign-in once).
+//!
+//! Finishing the operation (`ok` or `error`) removes the stored response.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::async_operation::{Column, Entity as AsyncOperation, Model, OperationStatus};
+use openidconnect::core::CoreIdToken;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{SignInError, SignInJob, sign_in::with_retries};
+use crate::{
+    WorkerState,
+    providers::{Provider, TokenSet},
+};
+
+/// What a job does about the code.
+pub(super) enum Exchange {
+    /// The token response: fresh from the provider, or stored by an earlier run.
+    Tokens(TokenSet),
+    /// Another run of this job began the exchange after this one read the
+    /// operation; it finishes the operation.
+    ElsewhereInProgress,
+}
+
+/// The token response for `job`'s code, with the code presented at most once per
+/// operation (see the module docs).
+pub(super) async fn exchange(
+    state: &WorkerState,
+    provider: &Provider,
+    job: &SignInJob,
+    operation: &Model,
+    deadline: Instant,
+) -> Result<Exchange, SignInError> {
+    if let Some(sealed) = &operation.token_response {
+        tracing::info!("resuming from the stored token response");
+        metrics::counter!("signin_jobs_resumed_total").increment(1);
+        return open(state, sealed)
+            .map(Exchange::Tokens)
+            .ok_or(SignInError::StoredResponseUnreadable);
+    }
+    if operation.exchange_started_at.is_some() {
+        return Err(SignInError::ExchangeInterrupted);
+    }
+    // Discovery first: only the token request itself may leave the code in doubt.
+    provider.prepare().await?;
+    if !mark_started(&state.db, operation.id).await? {
+        return Ok(Exchange::ElsewhereInProgress);
+    }
+    let tokens = with_retries(deadline, false, "token", || {
+        provider.exchange_code(&job.code, &job.pkce_verifier, job.redirect_uri.as_deref())
+    })
+    .await?;
+    store(&state.db, operation.id, &seal(state, &tokens)).await?;
+    Ok(Exchange::Tokens(tokens))
+}
+
+/// Records that the token request is about to be sent. False when another run
+/// recorded it first (or the operation is no longer pending).
+async fn mark_started(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    let result = AsyncOperation::update_many()
+        .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(OperationStatus::Pending))
+        .filter(Column::ExchangeStartedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+async fn store(db: &impl ConnectionTrait, id: Uuid, sealed: &str) -> Result<(), DbErr> {
+    AsyncOperation::update_many()
+        .col_expr(Column::TokenResponse, Expr::value(sealed))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(OperationStatus::Pending))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A [`TokenSet`] as stored (sealed) between its arrival and the operation's end.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_in_secs: Option<u64>,
+    /// As the provider sent it (the signature is checked again on resume).
+    id_token: Option<String>,
+}
+
+fn seal(state: &WorkerState, tokens: &TokenSet) -> String {
+    let stored = Stored {
+        access_token: tokens.access_token.expose_secret().to_owned(),
+        refresh_token: tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        expires_in_secs: tokens.expires_in.map(|d| d.as_secs()),
+        id_token: tokens.id_token.as_ref().map(ToString::to_string),
+    };
+    let plaintext = serde_json::to_vec(&stored).expect("a token response serializes");
+    state.keys.jobs.seal(&plaintext)
+}
+
+fn open(state: &WorkerState, sealed: &str) -> Option<TokenSet> {
+    let stored: Stored = serde_json::from_slice(&state.keys.jobs.open(sealed)?).ok()?;
+    let id_token = match stored.id_token {
+        Some(raw) => Some(raw.parse::<CoreIdToken>().ok()?),
+        None => None,
+    };
+    Some(TokenSet {
+        access_token: SecretString::from(stored.access_token),
+        refresh_token: stored.refresh_token.map(SecretString::from),
+        expires_in: stored.expires_in_secs.map(Duration::from_secs),
+        id_token,
+    })
+}
