@@ -1,5 +1,6 @@
 //! The request-body bound of every route: bodies over [`MAX_BODY`] get 413, whether
-//! or not they declare a length, and the connection is closed after it. What the
+//! or not they declare a length, and the connection is closed after it. Smaller
+//! bodies are read whole before the route runs, so no route can leave one unread. What the
 //! client already sent is read and dropped first (up to [`MAX_DRAIN`], for at most
 //! [`DRAIN_TIME`]): closing a socket with unread data resets it, and the client can
 //! lose the 413 itself and see only a broken connection.
@@ -32,10 +33,13 @@ pub async fn limit_body<E: Endpoint>(
             drain(req.take_body().into_bytes_stream(), 0).await;
             return Ok(too_large());
         }
-        Some(_) => {}
+        Some(0) => {}
         None if req.method() == poem::http::Method::GET
             || req.method() == poem::http::Method::HEAD => {}
-        None => match read_within_limit(req.take_body()).await {
+        // Read whole before the handler runs, even by routes that refuse it unread:
+        // hyper closes a connection whose request body was left unread, after a
+        // response that did not say so, and the client's next request on it is lost.
+        _ => match read_within_limit(req.take_body()).await {
             Some(bytes) => req.set_body(bytes),
             None => return Ok(too_large()),
         },

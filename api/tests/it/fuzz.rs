@@ -1051,3 +1051,42 @@ async fn an_oversized_body_closes_its_connection_and_spoils_no_later_request() {
         assert!(next.status().is_client_error(), "{}", next.status());
     }
 }
+
+/// Found by `token_exchange_never_fails_and_never_issues_tokens` (issue 10, 3,000
+/// random cases): a route that refused a request without reading its body (an
+/// unknown provider, a wrong content type) made hyper close the connection after a
+/// response that did not say so, when the body had not all arrived yet (a large one);
+/// the client sent its next request into the closed connection and got no answer
+/// (`IncompleteMessage`). Every body is now read before the route runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_refused_unread_spoils_no_later_request_on_its_connection() {
+    let app = fuzz_app(Options::default()).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .redirect(Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let body = format!("{{\"code\":\"{}\"}}", "x".repeat(60_000));
+    for round in 0..200 {
+        let (path, content_type) = match round % 3 {
+            0 => ("/api/auth/nope/token", "application/json"),
+            1 => ("/api/auth/mock/token", "text/plain"),
+            _ => ("/api/auth/mock/token", "application/jsonx"),
+        };
+        let refused = client
+            .post(format!("{}{path}", app.address))
+            .header(CONTENT_TYPE, content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: no answer to the refused body: {e:?}"));
+        assert!(refused.status().is_client_error(), "{}", refused.status());
+        let next = client
+            .get(format!("{}/api/providers", app.address))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: no answer on the same connection: {e:?}"));
+        assert_eq!(next.status(), StatusCode::OK);
+    }
+}
