@@ -5,7 +5,10 @@ use entity::prelude::{SocialAccount, UserProfile};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Backend, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with,
+    workers::InProcessWorker,
+};
 
 async fn happy_path(app: TestApp) {
     let me = app.sign_in(&app.browser, "user-1").await;
@@ -96,40 +99,15 @@ async fn separate_workers_complete_the_flow(backend: Backend) {
     else {
         return;
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    for _ in 0..2 {
-        let settings = app.settings.clone();
-        let mut stopped = stopped.clone();
-        tokio::spawn(async move {
-            let db = worker::db::Database::connect(&settings, worker::config::Process::Worker)
-                .await
-                .unwrap();
-            db.migrate().await.unwrap();
-            let state = worker::WorkerState {
-                db: db.conn.clone(),
-                reader: db.reader.clone(),
-                audit: worker::audit::AuditLog::start(db.conn.clone()),
-                keys: std::sync::Arc::new(worker::crypto::Keys::load(&settings).unwrap()),
-                providers: std::sync::Arc::new(
-                    worker::providers::ProviderRegistry::from_settings(&settings).unwrap(),
-                ),
-                settings: settings.clone(),
-                events: Default::default(),
-            };
-            let queue = worker::jobs::JobQueue::new(&db, 2, state.keys.clone());
-            worker::run(state, queue, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-            .unwrap();
-        });
-    }
+    let _workers = [
+        InProcessWorker::start(&app.settings),
+        InProcessWorker::start(&app.settings),
+    ];
     let me = app.sign_in(&app.browser, "user-sep").await;
     assert_eq!(me["email"], "user-sep@example.com");
     let other = app.new_browser();
     let again = app.sign_in(&other, "user-sep").await;
     assert_eq!(me["id"], again["id"]);
-    stop.send(true).unwrap();
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::helpers::{
     Backend, Options, assert_redirect_to, spawn_app, spawn_app_with, spawn_app_without_worker,
+    workers::InProcessWorker,
 };
 
 #[tokio::test]
@@ -157,4 +158,54 @@ async fn the_sweeper_ends_operations_whose_job_never_ran() {
     .await
     .expect("the sweep ended the operation");
     assert_eq!(finished.error_code.as_deref(), Some("timeout"));
+}
+
+/// A worker that died while its token request was in flight leaves the code in
+/// doubt: the next run ends the operation `exchange_interrupted`, and the status
+/// offers the same sign-in again (the preloader follows it once), which lands the
+/// person signed in on the same `next`.
+#[tokio::test]
+async fn an_interrupted_exchange_offers_one_restart() {
+    let app = spawn_app_without_worker().await;
+    let first = app.start_login("mock", "?next=/dash").await;
+    let callback = app.return_from_provider(&first, "code-in-doubt").await;
+    assert_redirect_to(&callback, "/auth/preloader");
+    // What the dead worker left: the token request begun, no response stored.
+    let mut op = async_operation::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_active_model();
+    op.exchange_started_at = Set(Some(Utc::now()));
+    op.update(&app.db).await.unwrap();
+    let _worker = InProcessWorker::start(&app.settings);
+
+    let status = app.wait_for_status("").await;
+    assert_eq!(status["error"]["code"], "exchange_interrupted");
+    assert_eq!(status["restart_url"], "/auth/mock/login?next=%2Fdash");
+
+    let again = app.start_login("mock", "?next=%2Fdash").await;
+    app.given_provider_signs_in(&again, "code-fresh", "restarted")
+        .await;
+    let callback = app.return_from_provider(&again, "code-fresh").await;
+    assert_redirect_to(&callback, "/auth/preloader");
+    let status = app.wait_for_status("").await;
+    assert_eq!(status["status"], "ok", "{status}");
+    assert!(status.get("restart_url").is_none());
+    assert_redirect_to(&app.get_success("").await, "/dash");
+    assert_eq!(app.get_me().await.status(), StatusCode::OK);
+}
+
+/// Only an interrupted exchange is restarted: other errors send the person to the
+/// error page.
+#[tokio::test]
+async fn other_errors_offer_no_restart() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "").await;
+    app.provider.given_token_error("invalid_grant", 1).await;
+    app.return_from_provider(&authorize, "code-refused").await;
+    let status = app.wait_for_status("").await;
+    assert_eq!(status["error"]["code"], "invalid_grant");
+    assert!(status.get("restart_url").is_none(), "{status}");
 }

@@ -1,0 +1,48 @@
+//! A worker run in the test process as a `worker` process would run it: its own
+//! pools, queue and provider registry on the app's database. Stops when dropped.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use worker::config::{Process, Settings};
+
+pub struct InProcessWorker {
+    stop: watch::Sender<bool>,
+}
+
+impl InProcessWorker {
+    pub fn start(settings: &Arc<Settings>) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            let db = worker::db::Database::connect(&settings, Process::Worker)
+                .await
+                .unwrap();
+            db.migrate().await.unwrap();
+            let state = worker::WorkerState {
+                db: db.conn.clone(),
+                reader: db.reader.clone(),
+                audit: worker::audit::AuditLog::start(db.conn.clone()),
+                keys: Arc::new(worker::crypto::Keys::load(&settings).unwrap()),
+                providers: Arc::new(
+                    worker::providers::ProviderRegistry::from_settings(&settings).unwrap(),
+                ),
+                settings: settings.clone(),
+                events: Default::default(),
+            };
+            let queue = worker::jobs::JobQueue::new(&db, 2, state.keys.clone());
+            worker::run(state, queue, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .unwrap();
+        });
+        Self { stop }
+    }
+}
+
+impl Drop for InProcessWorker {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
