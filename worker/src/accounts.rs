@@ -64,6 +64,13 @@ pub async fn sign_in(
         };
         let user_id = match found {
             None => {
+                // Another run inserted (provider, subject) between our read and our
+                // insert: read again, and find it.
+                tracing::info!(
+                    provider,
+                    "identity conflict with a concurrent run; reading again"
+                );
+                metrics::counter!("signin_identity_conflicts_total").increment(1);
                 txn.rollback().await?;
                 continue;
             }

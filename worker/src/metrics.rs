@@ -8,6 +8,8 @@
 //! | `signin_jobs_started_total` | `provider` |
 //! | `signin_jobs_finished_total` | `provider`, `outcome` (`ok`/`error`), `code` |
 //! | `signin_jobs_retried_total` | `provider`, `step` |
+//! | `signin_jobs_resumed_total` (re-runs that resumed from a stored token response) | — |
+//! | `signin_identity_conflicts_total` (a concurrent run linked the same account first) | — |
 //! | `signin_operation_duration_seconds` (callback to finished) | `provider`, `outcome` |
 //! | `signin_provider_request_duration_seconds` | `provider`, `endpoint` (`token`, `userinfo`, `discovery`) |
 //! | `signin_queue_depth`, `signin_pending_operations`, `signin_oldest_pending_operation_age_seconds` | — |

@@ -9,6 +9,7 @@ mod demo;
 mod flow;
 mod fuzz;
 mod helpers;
+mod identity_race;
 mod leaks;
 mod linking;
 mod login;

@@ -170,14 +170,15 @@ async fn an_interrupted_exchange_offers_one_restart() {
     let first = app.start_login("mock", "?next=/dash").await;
     let callback = app.return_from_provider(&first, "code-in-doubt").await;
     assert_redirect_to(&callback, "/auth/preloader");
-    // What the dead worker left: the token request begun, no response stored.
+    // What a worker that died a minute ago left: the token request begun, no
+    // response stored (a run waits out the provider's timeout before giving up).
     let mut op = async_operation::Entity::find()
         .one(&app.db)
         .await
         .unwrap()
         .unwrap()
         .into_active_model();
-    op.exchange_started_at = Set(Some(Utc::now()));
+    op.exchange_started_at = Set(Some(Utc::now() - Duration::minutes(1)));
     op.update(&app.db).await.unwrap();
     let _worker = InProcessWorker::start(&app.settings);
 

@@ -4,9 +4,13 @@
 //! 1. before the token request, the operation records `exchange_started_at`;
 //! 2. the moment the token response arrives it is stored with the operation,
 //!    sealed like queued jobs, before any further step;
-//! 3. a re-run resumes from a stored response; one that finds the exchange started
-//!    but no response cannot know whether the code was spent, and ends the operation
-//!    `exchange_interrupted` (the preloader then restarts the sign-in once).
+//! 3. a re-run resumes from a stored response. One that finds the exchange begun
+//!    but no response waits out the longest a live run's token request can take
+//!    (the provider's `timeout`, counted from the latest attempt): by then a live run
+//!    has stored the response (resume from it) or finished the operation (nothing to
+//!    do). If neither, the run that sent the request died with it, and whether the
+//!    code was spent cannot be known: the operation ends `exchange_interrupted` (the
+//!    preloader then restarts the sign-in once).
 //!
 //! Finishing the operation (`ok` or `error`) removes the stored response.
 
@@ -29,12 +33,15 @@ use crate::{
 
 /// What a job does about the code.
 pub(super) enum Exchange {
-    /// The token response: fresh from the provider, or stored by an earlier run.
+    /// The token response: fresh from the provider, or stored by another run.
     Tokens(TokenSet),
-    /// Another run of this job began the exchange after this one read the
-    /// operation; it finishes the operation.
-    ElsewhereInProgress,
+    /// Another run of this job finished the operation meanwhile.
+    FinishedElsewhere,
 }
+
+/// Added to the provider's `timeout` before a begun exchange counts as abandoned.
+const IN_FLIGHT_SLACK: Duration = Duration::from_secs(1);
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// The token response for `job`'s code, with the code presented at most once per
 /// operation (see the module docs).
@@ -45,27 +52,57 @@ pub(super) async fn exchange(
     operation: &Model,
     deadline: Instant,
 ) -> Result<Exchange, SignInError> {
-    if let Some(sealed) = &operation.token_response {
-        tracing::info!("resuming from the stored token response");
-        metrics::counter!("signin_jobs_resumed_total").increment(1);
-        return open(state, sealed)
-            .map(Exchange::Tokens)
-            .ok_or(SignInError::StoredResponseUnreadable);
-    }
-    if operation.exchange_started_at.is_some() {
-        return Err(SignInError::ExchangeInterrupted);
+    if operation.token_response.is_some() || operation.exchange_started_at.is_some() {
+        return after_another_run(state, provider, operation.id).await;
     }
     // Discovery first: only the token request itself may leave the code in doubt.
     provider.prepare().await?;
     if !mark_started(&state.db, operation.id).await? {
-        return Ok(Exchange::ElsewhereInProgress);
+        return after_another_run(state, provider, operation.id).await;
     }
-    let tokens = with_retries(deadline, false, "token", || {
-        provider.exchange_code(&job.code, &job.pkce_verifier, job.redirect_uri.as_deref())
+    let tokens = with_retries(deadline, false, "token", || async {
+        // Each attempt renews the mark: a waiting run counts from the latest one.
+        if let Err(error) = mark_attempt(&state.db, operation.id).await {
+            tracing::warn!(%error, "could not renew the exchange mark");
+        }
+        provider
+            .exchange_code(&job.code, &job.pkce_verifier, job.redirect_uri.as_deref())
+            .await
     })
     .await?;
     store(&state.db, operation.id, &seal(state, &tokens)).await?;
     Ok(Exchange::Tokens(tokens))
+}
+
+/// Another run began the exchange: resume from its response, leave the finished
+/// operation alone, or (once its request cannot be in flight any more) give up.
+async fn after_another_run(
+    state: &WorkerState,
+    provider: &Provider,
+    id: Uuid,
+) -> Result<Exchange, SignInError> {
+    let in_flight = chrono::Duration::from_std(provider.request_timeout() + IN_FLIGHT_SLACK)
+        .unwrap_or(chrono::Duration::MAX);
+    loop {
+        let operation = crate::operations::find(&state.db, id)
+            .await?
+            .ok_or(SignInError::OperationMissing(id))?;
+        if operation.status != OperationStatus::Pending {
+            return Ok(Exchange::FinishedElsewhere);
+        }
+        if let Some(sealed) = &operation.token_response {
+            tracing::info!("resuming from the stored token response");
+            metrics::counter!("signin_jobs_resumed_total").increment(1);
+            return open(state, sealed)
+                .map(Exchange::Tokens)
+                .ok_or(SignInError::StoredResponseUnreadable);
+        }
+        let begun = operation.exchange_started_at.unwrap_or_else(Utc::now);
+        if Utc::now() - begun > in_flight {
+            return Err(SignInError::ExchangeInterrupted);
+        }
+        tokio::time::sleep(RECHECK).await;
+    }
 }
 
 /// Records that the token request is about to be sent. False when another run
@@ -79,6 +116,17 @@ async fn mark_started(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// Renews the mark before each attempt of the token request.
+async fn mark_attempt(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
+    AsyncOperation::update_many()
+        .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(OperationStatus::Pending))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 async fn store(db: &impl ConnectionTrait, id: Uuid, sealed: &str) -> Result<(), DbErr> {

@@ -309,8 +309,8 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
             let deadline = code_deadline.min(operation_deadline);
             let tokens = match exchange(state, provider, job, &operation, deadline).await? {
                 Exchange::Tokens(tokens) => tokens,
-                Exchange::ElsewhereInProgress => {
-                    tracing::info!("another run is exchanging this code; leaving it to it");
+                Exchange::FinishedElsewhere => {
+                    tracing::info!("another run finished the operation meanwhile");
                     return Ok(());
                 }
             };

@@ -45,6 +45,11 @@ impl ProviderHttp {
         Self { client, timeout }
     }
 
+    /// The bound on each whole request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Builds the process-wide client: no redirects (SSRF advice of the oauth2 docs).
     pub fn build_client() -> anyhow::Result<reqwest::Client> {
         crate::telemetry::install_crypto_provider();

@@ -495,6 +495,11 @@ impl Provider {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// How long one request to this provider may take at most (`timeout`).
+    pub fn request_timeout(&self) -> Duration {
+        self.http.timeout()
+    }
+
     /// Resolves the endpoints now (discovery, once), so that the next provider call
     /// sends nothing but its own request.
     pub async fn prepare(&self) -> Result<(), ProviderError> {

@@ -185,7 +185,7 @@ impl Harness {
             ("SIGNIN_PROVIDERS__CORP__CLIENT_ID", CLIENT_ID.to_owned()),
             ("SIGNIN_PROVIDERS__CORP__CLIENT_SECRET", "s".to_owned()),
             // Held requests must outlast the test's kill, not time out first.
-            ("SIGNIN_PROVIDERS__CORP__TIMEOUT", "120s".to_owned()),
+            ("SIGNIN_PROVIDERS__CORP__TIMEOUT", "20s".to_owned()),
         ];
         let figment = figment::Figment::from(figment::providers::Serialized::defaults(json!({
             "database_url": database_url, "secret_key": secret_key,
