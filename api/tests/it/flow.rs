@@ -150,6 +150,9 @@ async fn two_tabs_signing_in_at_once_both_succeed() {
         assert_redirect_to(&app.get_success(&format!("?operation={id}")).await, next);
     }
     assert_eq!(app.get_me().await.status(), StatusCode::OK);
+    // One person in two tabs: one user, one link.
+    assert_eq!(app.count(UserProfile).await, 1);
+    assert_eq!(app.count(SocialAccount).await, 1);
 }
 
 /// Rows in the job table, whatever their state.
