@@ -13,7 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+mod retention;
 mod sizing;
+pub use retention::RetentionSettings;
 pub use sizing::{DEFAULT_CONCURRENCY, DatabaseSettings, Process, WorkerSettings};
 
 /// The whole configuration of `api` and `worker`.
@@ -66,6 +68,9 @@ pub struct Settings {
     /// The audit log (`auth_event`).
     #[serde(default)]
     pub audit: AuditSettings,
+    /// How long finished operations, ended sessions and spent refresh tokens stay.
+    #[serde(default)]
+    pub retention: RetentionSettings,
     /// How long a browser session lasts without use. Default `14d`.
     #[serde(default = "default_session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
@@ -407,6 +412,7 @@ impl Settings {
         if self.audit.retention < Duration::from_secs(3600) {
             bail!("audit.retention: must be at least 1h");
         }
+        self.retention.validate()?;
         for (name, provider) in &self.providers {
             provider
                 .validate(name)

@@ -17,6 +17,7 @@ pub mod provider_tokens;
 pub mod providers;
 pub mod replay;
 pub mod shutdown;
+pub mod sweep;
 pub mod telemetry;
 
 use std::{future::Future, sync::Arc};

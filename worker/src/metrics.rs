@@ -13,6 +13,7 @@
 //! | `signin_operation_duration_seconds` (callback to finished) | `provider`, `outcome` |
 //! | `signin_provider_request_duration_seconds` | `provider`, `endpoint` (`token`, `userinfo`, `discovery`) |
 //! | `signin_queue_depth`, `signin_pending_operations`, `signin_oldest_pending_operation_age_seconds` | — |
+//! | `signin_rows_swept_total` (rows deleted by [`crate::sweep`]) | `table` (`async_operation`, `session`, `refresh_token`) |
 
 use std::{sync::OnceLock, time::Duration};
 

@@ -24,3 +24,4 @@ mod security;
 mod sign_in_job;
 mod status;
 mod success;
+mod sweep;

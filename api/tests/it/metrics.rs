@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
 
 /// The value of the sample `name{labels}` (labels as written by the exporter), or 0.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|line| {
             line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
@@ -20,7 +20,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn metrics(app: &TestApp) -> String {
+pub async fn metrics(app: &TestApp) -> String {
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), StatusCode::OK);
     response.text().await.unwrap()

@@ -234,8 +234,9 @@ const KEEP_FAILED_JOBS: Duration = Duration::from_secs(7 * 24 * 3600);
 /// [`EXPIRE_EVERY`] ticks.
 const SWEEP_TICK: Duration = Duration::from_secs(1);
 const EXPIRE_EVERY: u32 = 5;
-/// Audit events past `audit.retention` and spent ID tokens past their expiry are
-/// deleted every this many ticks (and at start).
+/// Audit events past `audit.retention`, spent ID tokens past their expiry, and the
+/// operations, sessions and refresh tokens past `retention.*` ([`crate::sweep`])
+/// are deleted every this many ticks (and at start).
 const AUDIT_SWEEP_EVERY: u32 = 3600;
 
 /// The shutdown signal, shared by everything that must stop with it.
@@ -267,8 +268,8 @@ fn worker_name() -> String {
     )
 }
 
-/// Until `shutdown`: deletes finished jobs every second and ends stale pending
-/// operations every few seconds.
+/// Until `shutdown`: deletes finished jobs every second, ends stale pending
+/// operations every few seconds, and sweeps old rows hourly.
 pub(crate) fn spawn_sweeper(
     state: WorkerState,
     queue: JobQueue,
@@ -297,6 +298,7 @@ pub(crate) fn spawn_sweeper(
                     Ok(n) => tracing::info!(events = n, "old audit events deleted"),
                     Err(error) => tracing::warn!(%error, "could not delete old audit events"),
                 }
+                crate::sweep::run(&state.db, &state.settings).await;
             }
             if round % EXPIRE_EVERY != 0 {
                 continue;

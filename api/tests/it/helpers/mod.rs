@@ -4,6 +4,7 @@
 
 pub mod mock_provider;
 pub mod openapi;
+pub mod rows;
 pub mod workers;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
