@@ -55,6 +55,8 @@ pub fn operation(
         next_path: Set(None),
         link_user_id: Set(None),
         redeemed_at: Set(redeemed.then_some(updated_at)),
+        exchange_started_at: Set(None),
+        token_response: Set(None),
         created_at: Set(updated_at - Duration::seconds(5)),
         updated_at: Set(updated_at),
     }
