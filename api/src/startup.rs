@@ -77,8 +77,19 @@ impl Application {
         let jobs = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
         let _ = worker::metrics::handle();
         let events = OperationEvents::default();
-        if let worker::db::DbPool::Postgres(pool) = &db.pool {
-            worker::operations::listen_for_finishes(pool.clone(), events.clone());
+        // Finishes by other processes (separate workers) wake long polls at once.
+        match &db.pool {
+            worker::db::DbPool::Postgres(pool) => {
+                worker::finishes::listen_for_finishes(pool.clone(), events.clone());
+            }
+            worker::db::DbPool::Sqlite(_) if !settings.worker.embedded => {
+                worker::finishes::watch_sqlite_commits(
+                    db.reader.get_sqlite_connection_pool().clone(),
+                    db.reader.clone(),
+                    events.clone(),
+                );
+            }
+            worker::db::DbPool::Sqlite(_) => {}
         }
         let state = AppState {
             db: db.conn.clone(),

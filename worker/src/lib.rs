@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod finishes;
 pub mod jobs;
 pub mod metrics;
 pub mod operations;

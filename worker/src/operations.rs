@@ -10,7 +10,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     sea_query::Expr,
 };
-use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// The code and sentence for an operation that ran out of time.
@@ -21,72 +20,7 @@ pub const QUEUE_UNAVAILABLE: (&str, &str) = (
     "We could not start your sign-in right now. Please try again in a moment.",
 );
 
-/// Wakes long-polling status requests in this process when an operation finishes.
-/// On PostgreSQL, finishes in other processes arrive through `LISTEN` on
-/// [`NOTIFY_CHANNEL`] (see [`listen_for_finishes`]); on SQLite, status requests
-/// re-check the database on a short interval.
-///
-/// Each finish names its operation, so only the requests waiting on that operation
-/// read the database again (waking every poll on every finish made the reads grow
-/// with the square of the number of browsers waiting).
-#[derive(Clone, Debug)]
-pub struct OperationEvents(broadcast::Sender<Finished>);
-
-/// What a waiter hears: one operation finished, or "re-check whatever you wait on".
-#[derive(Clone, Copy, Debug)]
-enum Finished {
-    One(Uuid),
-    Any,
-}
-
-/// Finishes buffered per waiter; one that falls further behind re-checks.
-const EVENT_BUFFER: usize = 1024;
-
-impl Default for OperationEvents {
-    fn default() -> Self {
-        Self(broadcast::channel(EVENT_BUFFER).0)
-    }
-}
-
-impl OperationEvents {
-    /// Tells the waiters on `id` that it finished.
-    pub fn finished(&self, id: Uuid) {
-        let _ = self.0.send(Finished::One(id));
-    }
-
-    /// Tells every waiter to re-check (operations expired in bulk, or a lost
-    /// `LISTEN` connection came back).
-    pub fn notify_all(&self) {
-        let _ = self.0.send(Finished::Any);
-    }
-
-    /// Starts listening. Subscribe before reading the database, then
-    /// [`FinishWatch::wait_for`], so a finish in between is not missed.
-    pub fn subscribe(&self) -> FinishWatch {
-        FinishWatch(self.0.subscribe())
-    }
-}
-
-/// A subscription from [`OperationEvents::subscribe`].
-#[derive(Debug)]
-pub struct FinishWatch(broadcast::Receiver<Finished>);
-
-impl FinishWatch {
-    /// Resolves when `id` finishes (or everyone is told to re-check). Never resolves
-    /// otherwise: bound it with a timeout.
-    pub async fn wait_for(&mut self, id: Uuid) {
-        loop {
-            match self.0.recv().await {
-                Ok(Finished::One(done)) if done != id => {}
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
-                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-            }
-        }
-    }
-}
-
-/// The PostgreSQL channel on which every finished operation is announced.
-pub const NOTIFY_CHANNEL: &str = "signin_operation_finished";
+pub use crate::finishes::{FinishWatch, NOTIFY_CHANNEL, OperationEvents, listen_for_finishes};
 
 /// On PostgreSQL, announces that `id` finished (delivered at commit).
 async fn announce(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
@@ -99,39 +33,6 @@ async fn announce(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
         .await?;
     }
     Ok(())
-}
-
-/// Relays `NOTIFY`s of finished operations from any process to `events`, so long
-/// polls answer at once even when separate workers finish the operations.
-/// Reconnects with backoff; runs until the process ends.
-pub fn listen_for_finishes(pool: sea_orm::sqlx::PgPool, events: OperationEvents) {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(mut listener) => {
-                    if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
-                        tracing::warn!(%error, "cannot LISTEN for finished operations");
-                    } else {
-                        backoff = Duration::from_millis(200);
-                        // Something may have finished while we were not listening.
-                        events.notify_all();
-                        while let Ok(notification) = listener.recv().await {
-                            match Uuid::parse_str(notification.payload()) {
-                                Ok(id) => events.finished(id),
-                                Err(_) => events.notify_all(),
-                            }
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot connect to LISTEN for finished operations")
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-    });
 }
 
 /// Operations started by a browser's callback.

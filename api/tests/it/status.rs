@@ -210,3 +210,39 @@ async fn other_errors_offer_no_restart() {
     assert_eq!(status["error"]["code"], "invalid_grant");
     assert!(status.get("restart_url").is_none(), "{status}");
 }
+
+/// With separate workers on SQLite, a long poll hears of a finish committed by
+/// another connection (another process) through the commit watch at once, not at
+/// its re-read, which is only a 5 s backstop now.
+#[tokio::test]
+async fn a_finish_committed_by_another_process_answers_the_long_poll_at_once_on_sqlite() {
+    let app = spawn_app_without_worker().await;
+    let authorize = app.start_login("mock", "").await;
+    app.return_from_provider(&authorize, "code-elsewhere").await;
+    let id = async_operation::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // Its own connection to the file, as a `worker` process has.
+    let other = sea_orm::Database::connect(&app.settings.database_url)
+        .await
+        .unwrap();
+    let (response, committed) = tokio::join!(app.get_status("?wait=20"), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            worker::operations::mark_error(&other, id, "provider_error", "Finished elsewhere.")
+                .await
+                .unwrap()
+        );
+        std::time::Instant::now()
+    });
+    let waited = committed.elapsed();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert!(
+        waited < std::time::Duration::from_secs(2),
+        "answered {waited:?} after the commit (the re-read backstop is 5 s)"
+    );
+}

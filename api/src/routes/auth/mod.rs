@@ -41,9 +41,10 @@ pub(crate) fn parse_operation_id(value: Option<&str>) -> Result<Option<Uuid>, ()
 
 /// Longest long-poll.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-/// How often a waiting request re-reads the database when no in-process event
-/// arrives (a separate worker process finished it).
-const RECHECK: Duration = Duration::from_millis(250);
+/// A backstop only: every finish reaches a waiting request as an event (in-process
+/// from the embedded worker, `NOTIFY` on PostgreSQL, the commit watch on SQLite with
+/// separate workers), so a waiting request reads the database again this rarely.
+const RECHECK: Duration = Duration::from_secs(5);
 
 /// `wait` seconds, capped at 30.
 pub(crate) fn wait_duration(wait: Option<u64>) -> Duration {

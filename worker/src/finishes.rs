@@ -1,0 +1,246 @@
+//! How a long-polling status request learns that its operation finished, whichever
+//! process finished it: in-process events from the embedded worker, PostgreSQL's
+//! `LISTEN`/`NOTIFY` from any process, and on SQLite a watch of `PRAGMA
+//! data_version` that notices other processes' commits. Each finish names its
+//! operation, so only the requests waiting on it read the database again (waking
+//! every poll on every finish made the reads grow with the square of the number of
+//! browsers waiting).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use entity::async_operation::{Column, Entity as AsyncOperation, OperationStatus};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    sqlx::{self, Connection, SqlitePool},
+};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// Wakes the long-polling status requests of this process when an operation
+/// finishes, and knows which operations they wait on.
+#[derive(Clone, Debug)]
+pub struct OperationEvents {
+    sender: broadcast::Sender<Finished>,
+    /// Operations some request waits on, with how many requests wait.
+    waited: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// What a waiter hears: one operation finished, or "re-check whatever you wait on".
+#[derive(Clone, Copy, Debug)]
+enum Finished {
+    One(Uuid),
+    Any,
+}
+
+/// Finishes buffered per waiter; one that falls further behind re-checks.
+const EVENT_BUFFER: usize = 1024;
+
+impl Default for OperationEvents {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(EVENT_BUFFER).0,
+            waited: Arc::default(),
+        }
+    }
+}
+
+impl OperationEvents {
+    /// Tells the waiters on `id` that it finished.
+    pub fn finished(&self, id: Uuid) {
+        let _ = self.sender.send(Finished::One(id));
+    }
+
+    /// Tells every waiter to re-check (operations expired in bulk, or a lost
+    /// `LISTEN` connection came back).
+    pub fn notify_all(&self) {
+        let _ = self.sender.send(Finished::Any);
+    }
+
+    /// Starts listening. Subscribe before reading the database, then
+    /// [`FinishWatch::wait_for`], so a finish in between is not missed.
+    pub fn subscribe(&self) -> FinishWatch {
+        FinishWatch {
+            receiver: self.sender.subscribe(),
+            waited: self.waited.clone(),
+        }
+    }
+
+    /// The operations requests wait on right now.
+    pub fn waited_on(&self) -> Vec<Uuid> {
+        self.waited
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .copied()
+            .collect()
+    }
+}
+
+/// A subscription from [`OperationEvents::subscribe`].
+#[derive(Debug)]
+pub struct FinishWatch {
+    receiver: broadcast::Receiver<Finished>,
+    waited: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl FinishWatch {
+    /// Resolves when `id` finishes (or everyone is told to re-check). Never resolves
+    /// otherwise: bound it with a timeout. While it waits, `id` is in
+    /// [`OperationEvents::waited_on`].
+    pub async fn wait_for(&mut self, id: Uuid) {
+        let _waiting = Waiting::new(&self.waited, id);
+        loop {
+            match self.receiver.recv().await {
+                Ok(Finished::One(done)) if done != id => {}
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+/// Counts one waiter on an operation for as long as it lives (a timed-out wait is
+/// dropped, and so uncounted, too).
+struct Waiting<'a> {
+    waited: &'a Mutex<HashMap<Uuid, usize>>,
+    id: Uuid,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(waited: &'a Mutex<HashMap<Uuid, usize>>, id: Uuid) -> Self {
+        *waited.lock().expect("not poisoned").entry(id).or_default() += 1;
+        Self { waited, id }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut waited = self.waited.lock().expect("not poisoned");
+        if let Some(n) = waited.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                waited.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// The PostgreSQL channel on which every finished operation is announced.
+pub const NOTIFY_CHANNEL: &str = "signin_operation_finished";
+
+/// How often the SQLite watch looks at `data_version` while someone waits.
+const DATA_VERSION_TICK: Duration = Duration::from_millis(5);
+
+/// On SQLite, notices commits of other processes (separate `worker`s) and wakes the
+/// requests waiting on operations they finished: `PRAGMA data_version` on one
+/// connection changes whenever another connection commits, and costs no read of
+/// any table. Only while some request waits, and then one read by primary key of
+/// the waited-on operations per change (or per new waiter). Reconnects with backoff; runs until the process
+/// ends.
+pub fn watch_sqlite_commits(pool: SqlitePool, reader: DatabaseConnection, events: OperationEvents) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            // Its own connection: `data_version` is per connection.
+            match pool.acquire().await {
+                Ok(connection) => {
+                    backoff = Duration::from_millis(200);
+                    let error = watch(connection.detach(), &reader, &events).await;
+                    tracing::warn!(%error, "the SQLite commit watch stopped; restarting");
+                    events.notify_all();
+                }
+                Err(error) => tracing::warn!(%error, "cannot open the SQLite commit watch"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    });
+}
+
+async fn watch(
+    mut connection: sqlx::SqliteConnection,
+    reader: &DatabaseConnection,
+    events: &OperationEvents,
+) -> anyhow::Error {
+    let mut tick = tokio::time::interval(DATA_VERSION_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen: Option<i64> = None;
+    let mut checked: Vec<Uuid> = Vec::new();
+    loop {
+        tick.tick().await;
+        let mut waited = events.waited_on();
+        if waited.is_empty() {
+            seen = None;
+            checked.clear();
+            continue;
+        }
+        // A request that began waiting may have read its operation just before a
+        // commit this watch already saw: look at new waiters whatever the version.
+        waited.sort_unstable();
+        let newcomers = waited.iter().any(|id| checked.binary_search(id).is_err());
+        let version: i64 = match sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut connection)
+            .await
+        {
+            Ok(version) => version,
+            Err(error) => {
+                let _ = connection.close().await;
+                return error.into();
+            }
+        };
+        if seen == Some(version) && !newcomers {
+            continue;
+        }
+        seen = Some(version);
+        checked.clone_from(&waited);
+        let finished = AsyncOperation::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::Id.is_in(waited))
+            .filter(Column::Status.ne(OperationStatus::Pending))
+            .into_tuple::<Uuid>()
+            .all(reader)
+            .await;
+        match finished {
+            Ok(ids) => ids.into_iter().for_each(|id| events.finished(id)),
+            Err(error) => return error.into(),
+        }
+    }
+}
+
+/// Relays `NOTIFY`s of finished operations from any process to `events`, so long
+/// polls answer at once even when separate workers finish the operations.
+/// Reconnects with backoff; runs until the process ends.
+pub fn listen_for_finishes(pool: sea_orm::sqlx::PgPool, events: OperationEvents) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(mut listener) => {
+                    if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
+                        tracing::warn!(%error, "cannot LISTEN for finished operations");
+                    } else {
+                        backoff = Duration::from_millis(200);
+                        // Something may have finished while we were not listening.
+                        events.notify_all();
+                        while let Ok(notification) = listener.recv().await {
+                            match Uuid::parse_str(notification.payload()) {
+                                Ok(id) => events.finished(id),
+                                Err(_) => events.notify_all(),
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot connect to LISTEN for finished operations")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    });
+}
