@@ -41,6 +41,33 @@ pub struct Database {
     pub reader: DatabaseConnection,
     /// `conn`'s pool, for the job queue (whose fetches are writes).
     pub pool: DbPool,
+    /// The SQLite database file (none in memory or on PostgreSQL).
+    sqlite_file: Option<std::path::PathBuf>,
+}
+
+/// An exclusive lock on `<database file>.migrate-lock`, held while one process
+/// migrates; released when dropped (or when the process dies).
+struct MigrationTurn(#[allow(dead_code)] std::fs::File);
+
+impl MigrationTurn {
+    async fn take(database_file: &std::path::Path) -> anyhow::Result<Self> {
+        let mut path = database_file.as_os_str().to_owned();
+        path.push(".migrate-lock");
+        let path = std::path::PathBuf::from(path);
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            file.lock()
+                .with_context(|| format!("locking {}", path.display()))?;
+            Ok(Self(file))
+        })
+        .await
+        .context("waiting for the migration lock")?
+    }
 }
 
 /// Read connections on SQLite, beside the single writer. Measured with
@@ -95,6 +122,7 @@ impl Database {
                 reader: conn.clone(),
                 conn,
                 pool: DbPool::Postgres(pool),
+                sqlite_file: None,
             })
         } else {
             let options = SqliteConnectOptions::from_str(url)
@@ -119,15 +147,18 @@ impl Database {
                     reader: conn.clone(),
                     conn,
                     pool: DbPool::Sqlite(pool),
+                    sqlite_file: None,
                 });
             }
             // The writer first: it creates the file and switches it to WAL.
+            let sqlite_file = Some(options.get_filename().to_path_buf());
             let writer = sqlite_pool(options.clone(), 1).await?;
             let readers = sqlite_pool(options, SQLITE_READERS).await?;
             Ok(Self {
                 conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone()),
                 reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(readers),
                 pool: DbPool::Sqlite(writer),
+                sqlite_file,
             })
         }
     }
@@ -136,6 +167,12 @@ impl Database {
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &self.pool {
             DbPool::Sqlite(pool) => {
+                // `api` and `worker` processes starting together on one file would
+                // race to record the same migration: take turns on a lock file.
+                let _turn = match &self.sqlite_file {
+                    Some(file) => Some(MigrationTurn::take(file).await?),
+                    None => None,
+                };
                 // Not `SqliteStorage::setup`: it would switch `synchronous` off.
                 SqliteStorage::<()>::migrations()
                     .run(pool)
@@ -170,5 +207,35 @@ impl Database {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use figment::{Figment, providers::Serialized};
+
+    use super::*;
+
+    /// `api` and `worker` started together on one SQLite file used to race to record
+    /// the same migration (`UNIQUE constraint failed: _sqlx_migrations.version`), and
+    /// one of them died at start. Separate pools stand for separate processes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_starting_together_on_one_sqlite_file_take_turns_to_migrate() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("signin.db").display()
+            );
+            let settings = Settings::from_figment(Figment::from(Serialized::defaults(
+                serde_json::json!({"database_url": url}),
+            )))
+            .unwrap();
+            let api = Database::connect(&settings, Process::Api).await.unwrap();
+            let worker = Database::connect(&settings, Process::Worker).await.unwrap();
+            let (a, b) = tokio::join!(api.migrate(), worker.migrate());
+            a.unwrap();
+            b.unwrap();
+        }
     }
 }
