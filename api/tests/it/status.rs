@@ -24,12 +24,7 @@ async fn no_operation_is_a_404_json() {
 async fn another_browser_cannot_read_the_status() {
     let app = spawn_app().await;
     app.sign_in(&app.browser, "owner").await;
-    let id = async_operation::Entity::find()
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = the_operation(&app).await.id;
     let stranger = app.new_browser();
     assert_eq!(
         stranger
@@ -67,11 +62,7 @@ async fn long_poll_answers_as_soon_as_the_operation_finishes() {
         &app.return_from_provider(&authorize, "x").await,
         "/auth/preloader",
     );
-    let operation = async_operation::Entity::find()
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let operation = the_operation(&app).await;
     let db = app.db.clone();
     let finisher = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
@@ -110,11 +101,7 @@ async fn an_operation_no_job_finished_times_out() {
     let authorize = app.start_login("mock", "").await;
     app.return_from_provider(&authorize, "x").await;
     // Age it past operation_timeout (30 s in tests).
-    let operation = async_operation::Entity::find()
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap();
+    let operation = the_operation(&app).await;
     let mut aged = operation.into_active_model();
     aged.created_at = Set(Utc::now() - Duration::seconds(31));
     aged.update(&app.db).await.unwrap();
@@ -172,12 +159,7 @@ async fn an_interrupted_exchange_offers_one_restart() {
     assert_redirect_to(&callback, "/auth/preloader");
     // What a worker that died a minute ago left: the token request begun, no
     // response stored (a run waits out the provider's timeout before giving up).
-    let mut op = async_operation::Entity::find()
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .into_active_model();
+    let mut op = the_operation(&app).await.into_active_model();
     op.exchange_started_at = Set(Some(Utc::now() - Duration::minutes(1)));
     op.update(&app.db).await.unwrap();
     let _worker = InProcessWorker::start(&app.settings);
@@ -219,12 +201,7 @@ async fn a_finish_committed_by_another_process_answers_the_long_poll_at_once_on_
     let app = spawn_app_without_worker().await;
     let authorize = app.start_login("mock", "").await;
     app.return_from_provider(&authorize, "code-elsewhere").await;
-    let id = async_operation::Entity::find()
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = the_operation(&app).await.id;
     // Its own connection to the file, as a `worker` process has.
     let other = sea_orm::Database::connect(&app.settings.database_url)
         .await
@@ -245,4 +222,13 @@ async fn a_finish_committed_by_another_process_answers_the_long_poll_at_once_on_
         waited < std::time::Duration::from_secs(2),
         "answered {waited:?} after the commit (the re-read backstop is 5 s)"
     );
+}
+
+/// The one operation of a test's app.
+async fn the_operation(app: &crate::helpers::TestApp) -> async_operation::Model {
+    async_operation::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .expect("an operation was recorded")
 }

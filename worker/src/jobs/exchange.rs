@@ -60,14 +60,19 @@ pub(super) async fn exchange(
     if !mark_started(&state.db, operation.id).await? {
         return after_another_run(state, provider, operation.id).await;
     }
-    let tokens = with_retries(deadline, false, "token", || async {
-        // Each attempt renews the mark: a waiting run counts from the latest one.
-        if let Err(error) = mark_attempt(&state.db, operation.id).await {
-            tracing::warn!(%error, "could not renew the exchange mark");
+    let mut attempts = 0;
+    let tokens = with_retries(deadline, false, "token", || {
+        attempts += 1;
+        let retry = attempts > 1;
+        async move {
+            // A retry renews the mark: a waiting run counts from the latest attempt.
+            if retry && let Err(error) = mark_attempt(&state.db, operation.id).await {
+                tracing::warn!(%error, "could not renew the exchange mark");
+            }
+            provider
+                .exchange_code(&job.code, &job.pkce_verifier, job.redirect_uri.as_deref())
+                .await
         }
-        provider
-            .exchange_code(&job.code, &job.pkce_verifier, job.redirect_uri.as_deref())
-            .await
     })
     .await?;
     store(&state.db, operation.id, &seal(state, &tokens)).await?;
@@ -118,7 +123,7 @@ async fn mark_started(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr
     Ok(result.rows_affected == 1)
 }
 
-/// Renews the mark before each attempt of the token request.
+/// Renews the mark before a retry of the token request.
 async fn mark_attempt(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
     AsyncOperation::update_many()
         .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
