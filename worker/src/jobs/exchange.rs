@@ -89,7 +89,7 @@ async fn after_another_run(
     let in_flight = chrono::Duration::from_std(provider.request_timeout() + IN_FLIGHT_SLACK)
         .unwrap_or(chrono::Duration::MAX);
     loop {
-        let operation = crate::operations::find(&state.db, id)
+        let operation = crate::operations::find(&state.reader, id)
             .await?
             .ok_or(SignInError::OperationMissing(id))?;
         if operation.status != OperationStatus::Pending {
@@ -102,7 +102,9 @@ async fn after_another_run(
                 .map(Exchange::Tokens)
                 .ok_or(SignInError::StoredResponseUnreadable);
         }
-        let begun = operation.exchange_started_at.unwrap_or_else(Utc::now);
+        let begun = operation
+            .exchange_started_at
+            .unwrap_or(operation.created_at);
         if Utc::now() - begun > in_flight {
             return Err(SignInError::ExchangeInterrupted);
         }
