@@ -4,6 +4,7 @@
 
 mod exchange;
 pub mod sign_in;
+mod sign_in_error;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
