@@ -57,6 +57,9 @@ pub struct Model {
     /// operation finishes: a re-run resumes from it instead of presenting the code again.
     #[sea_orm(column_type = "Text", nullable)]
     pub token_response: Option<String>,
+    /// SHA-256 (hex) of the `state` a browser callback claimed; unique, so one state
+    /// makes one operation however often its callback arrives. `None` for others.
+    pub state_hash: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

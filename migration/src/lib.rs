@@ -12,6 +12,7 @@ mod m20250301_000006_add_passwords_and_api_sessions;
 mod m20250401_000007_create_auth_event;
 mod m20250402_000008_create_used_id_token;
 mod m20251129_000009_add_exchange_progress;
+mod m20251129_000010_add_state_claim;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250401_000007_create_auth_event::Migration),
             Box::new(m20250402_000008_create_used_id_token::Migration),
             Box::new(m20251129_000009_add_exchange_progress::Migration),
+            Box::new(m20251129_000010_add_state_claim::Migration),
         ]
     }
 }

@@ -167,12 +167,12 @@ run_flow() {
   [[ "$(query_param "$location" state)" == "$sent_state" ]] || fail "the provider changed the state"
   echo "   callback carries code, state, iss=$(query_param "$location" iss)"
 
-  # 3. callback -> 303 /auth/preloader
+  # 3. callback -> 303 /auth/preloader?operation=ID
   req "$location"
   echo "3. GET /auth/corp/callback -> $code ${location#"$API"}"
-  [[ "$code" == 303 && "$location" == "$API/auth/preloader" ]] \
-    || fail "callback: expected 303 /auth/preloader, got $code $location: $(head -c 600 "$out")"
-  req "$API/auth/preloader"
+  [[ "$code" == 303 && "$location" == "$API/auth/preloader?operation="* ]] \
+    || fail "callback: expected 303 /auth/preloader?operation=ID, got $code $location: $(head -c 600 "$out")"
+  req "$location"
   [[ "$code" == 200 ]] || fail "preloader answered $code"
 
   # 4. long-poll the status (at most 6 x 10 s)

@@ -50,6 +50,60 @@ pub struct NewOperation<'a> {
     pub redeemer_hash: &'a str,
     pub next_path: Option<String>,
     pub link_user_id: Option<Uuid>,
+    /// For a browser callback: SHA-256 of the `state` it claims (unique).
+    pub state_hash: Option<String>,
+}
+
+/// What [`claim_state`] found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The state was free: this new pending operation now holds it.
+    New(Model),
+    /// An earlier callback with the same state made this operation (same browser).
+    Existing(Model),
+    /// The state is held by an operation of another browser.
+    Foreign,
+}
+
+/// Records `new` as the one operation for its `state_hash`: a second callback with
+/// the same state gets the first one's operation, never a second row (and so never
+/// a second job for the same code).
+pub async fn claim_state(db: &impl ConnectionTrait, new: NewOperation<'_>) -> Result<Claim, DbErr> {
+    let state_hash = new.state_hash.clone();
+    let redeemer_hash = new.redeemer_hash.to_owned();
+    match create_pending(db, new).await {
+        Ok(model) => Ok(Claim::New(model)),
+        Err(error)
+            if matches!(
+                error.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) =>
+        {
+            let Some(state_hash) = state_hash else {
+                return Err(error);
+            };
+            Ok(
+                match find_by_state(db, &state_hash, &redeemer_hash).await? {
+                    Some(model) => Claim::Existing(model),
+                    None => Claim::Foreign,
+                },
+            )
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The operation that claimed `state_hash`, if it is bound to `redeemer_hash`.
+pub async fn find_by_state(
+    db: &impl ConnectionTrait,
+    state_hash: &str,
+    redeemer_hash: &str,
+) -> Result<Option<Model>, DbErr> {
+    AsyncOperation::find()
+        .filter(Column::StateHash.eq(state_hash))
+        .filter(Column::RedeemerHash.eq(redeemer_hash))
+        .one(db)
+        .await
 }
 
 /// Records a new pending operation.
@@ -72,6 +126,7 @@ pub async fn create_pending(
         redeemed_at: Set(None),
         exchange_started_at: Set(None),
         token_response: Set(None),
+        state_hash: Set(new.state_hash),
         created_at: Set(now),
         updated_at: Set(now),
     };

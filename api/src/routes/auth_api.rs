@@ -339,6 +339,7 @@ impl AuthApi {
                 redeemer_hash: &redeemer_hash,
                 next_path: None,
                 link_user_id,
+                state_hash: None,
             },
         )
         .await?;

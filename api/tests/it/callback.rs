@@ -1,10 +1,20 @@
 //! `GET /auth/{provider}/callback`.
 
-use entity::prelude::AsyncOperation;
-use reqwest::StatusCode;
+use std::sync::Arc;
+
+use entity::prelude::{AsyncOperation, UserProfile};
+use reqwest::{
+    StatusCode,
+    cookie::{CookieStore, Jar},
+    header::COOKIE,
+    redirect::Policy,
+};
 use sea_orm::ConnectionTrait;
 
-use crate::helpers::{assert_redirect_to, location, spawn_app, spawn_app_without_worker};
+use crate::helpers::{
+    Backend, Browser, Options, assert_redirect_to, assert_to_preloader, location, spawn_app,
+    spawn_app_with, spawn_app_without_worker,
+};
 
 #[tokio::test]
 async fn callback_with_missing_state_returns_400_and_records_nothing() {
@@ -40,14 +50,102 @@ async fn state_from_another_browser_is_refused() {
 }
 
 #[tokio::test]
-async fn a_state_works_for_one_callback_only() {
-    let app = spawn_app().await;
+async fn a_reloaded_callback_follows_its_first_operation_and_queues_nothing() {
+    let app = spawn_app_without_worker().await;
     let authorize = app.start_login("mock", "").await;
-    let first = app.return_from_provider(&authorize, "abc").await;
-    assert_redirect_to(&first, "/auth/preloader");
-    let replay = app.return_from_provider(&authorize, "abc").await;
+    let first = assert_to_preloader(&app.return_from_provider(&authorize, "abc").await);
+    // The attempt cookie is gone now (a state is good for one callback), so this is
+    // the branch that looks the state up on the server.
+    let again = assert_to_preloader(&app.return_from_provider(&authorize, "abc").await);
+    assert_eq!(again, first);
+    assert_eq!(app.count(AsyncOperation).await, 1);
+    assert_eq!(queued_jobs(&app).await, 1);
+    // Another browser replaying the same URL gets nothing.
+    let other = app.new_browser();
+    let replay = other.return_from_provider(&authorize, "abc").await;
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.count(AsyncOperation).await, 1);
+}
+
+/// Both copies of a double-submitted callback carry the attempt cookie (the first
+/// answer's removal has not reached the browser yet): the second loses the claim on
+/// the state and follows the first one's operation. The code is exchanged once.
+async fn a_double_submitted_callback_makes_one_operation_and_one_exchange(backend: Backend) {
+    let Some(app) = spawn_app_with(Options {
+        backend,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let jar = Arc::new(Jar::default());
+    let browser = Browser {
+        address: app.address.clone(),
+        client: reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(Policy::none())
+            .build()
+            .unwrap(),
+    };
+    let authorize = browser.start_login("mock", "").await;
+    app.given_provider_signs_in(&authorize, "code-twice", "twice")
+        .await;
+    let url = format!(
+        "{}/auth/mock/callback?code=code-twice&state={}",
+        app.address, authorize.state
+    );
+    let cookies = jar
+        .cookies(&url.parse().unwrap())
+        .expect("the attempt cookie is sent to the callback");
+    assert!(
+        cookies.to_str().unwrap().contains("signin_attempt_"),
+        "{cookies:?}"
+    );
+    let bare = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let submit = || bare.get(&url).header(COOKIE, cookies.clone()).send();
+    let first = assert_to_preloader(&submit().await.unwrap());
+    let second = assert_to_preloader(&submit().await.unwrap());
+    assert_eq!(second, first, "both copies follow one operation");
+    // And two copies in flight at once.
+    let (a, b) = tokio::join!(submit(), submit());
+    assert_eq!(assert_to_preloader(&a.unwrap()), first);
+    assert_eq!(assert_to_preloader(&b.unwrap()), first);
+    assert_eq!(app.count(AsyncOperation).await, 1);
+
+    let status = browser
+        .wait_for_status(&format!("?operation={first}"))
+        .await;
+    assert_eq!(status["status"], "ok", "{status}");
+    assert_eq!(app.provider.token_requests().await.len(), 1, "one exchange");
+    assert_eq!(app.count(UserProfile).await, 1);
+}
+
+#[tokio::test]
+async fn a_double_submitted_callback_makes_one_operation_and_one_exchange_on_sqlite() {
+    a_double_submitted_callback_makes_one_operation_and_one_exchange(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_double_submitted_callback_makes_one_operation_and_one_exchange_on_postgres() {
+    a_double_submitted_callback_makes_one_operation_and_one_exchange(Backend::Postgres).await;
+}
+
+/// Jobs in the queue table (the worker is not running, so none has been taken).
+async fn queued_jobs(app: &crate::helpers::TestApp) -> i64 {
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM Jobs",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
 }
 
 #[tokio::test]
@@ -77,7 +175,7 @@ async fn callback_never_calls_the_provider() {
     let app = spawn_app_without_worker().await;
     let authorize = app.start_login("mock", "").await;
     let response = app.return_from_provider(&authorize, "abc").await;
-    assert_redirect_to(&response, "/auth/preloader");
+    assert_to_preloader(&response);
     assert!(app.provider.token_requests().await.is_empty());
     assert_eq!(app.count(AsyncOperation).await, 1);
 }

@@ -4,7 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Browser, Options, assert_redirect_to, location, spawn_app_with};
+use crate::helpers::{
+    Browser, Options, assert_redirect_to, assert_to_preloader, location, spawn_app_with,
+};
 
 async fn demo_app() -> crate::helpers::TestApp {
     // No provider configured and a loopback public_url: the demo provider is on.
@@ -61,7 +63,7 @@ async fn a_newcomer_signs_in_with_the_demo_provider() {
         "{callback}"
     );
     let response = app.client.get(&callback).send().await.unwrap();
-    assert_redirect_to(&response, "/auth/preloader");
+    assert_to_preloader(&response);
     let preloader = app.get("/auth/preloader").await.text().await.unwrap();
     assert!(preloader.contains("/static/preloader.js"));
     assert_eq!(app.wait_for_status("").await["status"], "ok");

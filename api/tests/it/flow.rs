@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with,
+    Backend, Options, TestApp, assert_redirect_to, assert_to_preloader, spawn_app, spawn_app_with,
     workers::InProcessWorker,
 };
 
@@ -137,7 +137,7 @@ async fn two_tabs_signing_in_at_once_both_succeed() {
         let callback = app
             .get_callback("mock", &format!("code={code}&state={}", tab.state))
             .await;
-        assert_redirect_to(&callback, "/auth/preloader");
+        assert_to_preloader(&callback);
         let id = app.preloader_operation().await;
         operations.push((id, next));
     }
@@ -151,6 +151,44 @@ async fn two_tabs_signing_in_at_once_both_succeed() {
     }
     assert_eq!(app.get_me().await.status(), StatusCode::OK);
     // One person in two tabs: one user, one link.
+    assert_eq!(app.count(UserProfile).await, 1);
+    assert_eq!(app.count(SocialAccount).await, 1);
+}
+
+/// Both callbacks land before either preloader loads (a slow page, a tab opened in
+/// the background): each preloader still follows the operation its own callback
+/// made. One tab's sign-in fails and the other's succeeds, and each shows its own.
+#[tokio::test]
+async fn two_tabs_whose_callbacks_land_before_either_preloader_each_follow_their_own() {
+    let app = spawn_app().await;
+    let tab_a = app.start_login("mock", "?next=/a").await;
+    let tab_b = app.start_login("mock", "?next=/b").await;
+    // Tab A's ID token carries tab B's nonce, so its sign-in fails.
+    let wrong_nonce = app.provider.claims("tabs", tab_b.nonce.as_deref().unwrap());
+    app.provider
+        .given_token_ok("code-tab-a", &app.provider.id_token(&wrong_nonce))
+        .await;
+    app.given_provider_signs_in(&tab_b, "code-tab-b", "tabs")
+        .await;
+    let mut preloaders = Vec::new();
+    for (tab, code) in [(&tab_a, "code-tab-a"), (&tab_b, "code-tab-b")] {
+        let callback = app
+            .get_callback("mock", &format!("code={code}&state={}", tab.state))
+            .await;
+        assert_to_preloader(&callback);
+        preloaders.push(crate::helpers::location(&callback).to_owned());
+    }
+    // Only now do the two pages load, tab A's first.
+    let a = app.preloader_operation_at(&preloaders[0]).await;
+    let b = app.preloader_operation_at(&preloaders[1]).await;
+    assert_ne!(a, b, "tab A must not follow tab B's (latest) operation");
+    let status_a = app.wait_for_status(&format!("?operation={a}")).await;
+    assert_eq!(status_a["status"], "error", "{status_a}");
+    assert_eq!(
+        app.wait_for_status(&format!("?operation={b}")).await["status"],
+        "ok"
+    );
+    assert_redirect_to(&app.get_success(&format!("?operation={b}")).await, "/b");
     assert_eq!(app.count(UserProfile).await, 1);
     assert_eq!(app.count(SocialAccount).await, 1);
 }

@@ -60,6 +60,7 @@ async fn two_runs_for_one_new_subject_make_one_user_and_one_link_on_postgres() {
                 redeemer_hash: "race",
                 next_path: None,
                 link_user_id: None,
+                state_hash: None,
             },
         )
         .await

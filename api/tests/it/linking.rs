@@ -9,7 +9,7 @@ use wiremock::{
     matchers::{method, path},
 };
 
-use crate::helpers::{Browser, Options, TestApp, assert_redirect_to, spawn_app_with};
+use crate::helpers::{Browser, Options, TestApp, assert_to_preloader, spawn_app_with};
 
 /// The default mock OIDC provider plus a GitHub preset answering with `email`.
 async fn app_with_github(email: &str, verified: bool) -> TestApp {
@@ -94,10 +94,7 @@ async fn github_sign_in(browser: &Browser, query: &str) -> Value {
 }
 
 async fn complete(browser: &Browser, provider: &str, callback_query: &str) -> Value {
-    assert_redirect_to(
-        &browser.get_callback(provider, callback_query).await,
-        "/auth/preloader",
-    );
+    assert_to_preloader(&browser.get_callback(provider, callback_query).await);
     let status = browser.wait_for_status("").await;
     if status["status"] != "ok" {
         return status;
@@ -303,5 +300,5 @@ async fn a_state_from_one_provider_is_refused_at_another_providers_callback() {
     assert_eq!(app.count(entity::prelude::AsyncOperation).await, 0);
     // The same cookies at the right callback work.
     let right = callback("mock").await;
-    assert_eq!(crate::helpers::location(&right), "/auth/preloader");
+    crate::helpers::assert_to_preloader(&right);
 }

@@ -10,7 +10,9 @@ use wiremock::{
     matchers::{body_string_contains, header, method, path, query_param},
 };
 
-use crate::helpers::{Authorize, Browser, Options, TestApp, assert_redirect_to, spawn_app_with};
+use crate::helpers::{
+    Authorize, Browser, Options, TestApp, assert_redirect_to, assert_to_preloader, spawn_app_with,
+};
 
 /// An app whose providers are `providers` (merged over the default mock OIDC one).
 async fn app_with(providers: Value) -> TestApp {
@@ -25,7 +27,7 @@ async fn app_with(providers: Value) -> TestApp {
 /// Callback → preloader → status; on `ok`, success and `/api/me`.
 async fn finish(browser: &Browser, provider: &str, query: &str) -> Value {
     let callback = browser.get_callback(provider, query).await;
-    assert_redirect_to(&callback, "/auth/preloader");
+    assert_to_preloader(&callback);
     let status = browser.wait_for_status("").await;
     if status["status"] != "ok" {
         return status;
@@ -400,7 +402,7 @@ async fn apple_first_sign_in_takes_the_name_from_the_user_field() {
         ],
     )
     .await;
-    assert_redirect_to(&response, "/auth/preloader");
+    assert_to_preloader(&response);
     assert_eq!(app.wait_for_status("").await["status"], "ok");
     assert_redirect_to(&app.get_success("").await, "/");
     let me: Value = app.get_me().await.json().await.unwrap();
@@ -449,7 +451,7 @@ async fn apple_first_sign_in_takes_the_name_from_the_user_field() {
         &[("state", &again.state), ("code", "apple-2")],
     )
     .await;
-    assert_redirect_to(&response, "/auth/preloader");
+    assert_to_preloader(&response);
     assert_eq!(browser.wait_for_status("").await["status"], "ok");
     assert_redirect_to(&browser.get_success("").await, "/");
     let later: Value = browser.get_me().await.json().await.unwrap();
@@ -497,7 +499,7 @@ async fn apples_cross_site_post_is_reposted_from_our_origin() {
         ],
     )
     .await;
-    assert_redirect_to(&response, "/auth/preloader");
+    assert_to_preloader(&response);
     assert_eq!(app.wait_for_status("").await["status"], "ok");
     // A second cookieless round does not loop: it is refused.
     let again = apple_post(

@@ -7,8 +7,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{
-    Options, TEST_PASSWORD, TestApp, assert_redirect_to, get_with_bearer, register,
-    set_cookie_value, spawn_app, spawn_app_with,
+    Options, TEST_PASSWORD, TestApp, assert_redirect_to, assert_to_preloader, get_with_bearer,
+    register, set_cookie_value, spawn_app, spawn_app_with,
 };
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
@@ -76,7 +76,7 @@ async fn callback_and_preloader_send_no_referrer_and_are_never_cached() {
     app.given_provider_signs_in(&authorize, &code, "ref-user")
         .await;
     let callback = app.return_from_provider(&authorize, &code).await;
-    assert_redirect_to(&callback, "/auth/preloader");
+    assert_to_preloader(&callback);
     let preloader = app.get("/auth/preloader").await;
     let status = app.get_status("").await;
     let login = app.get_login("mock").await;
@@ -275,7 +275,7 @@ async fn one_browser_cannot_pile_up_pending_operations() {
     for _ in 0..2 {
         let authorize = app.start_login("mock", "").await;
         let response = app.return_from_provider(&authorize, "some-code").await;
-        assert_redirect_to(&response, "/auth/preloader");
+        assert_to_preloader(&response);
     }
     let authorize = app.start_login("mock", "").await;
     let response = app.return_from_provider(&authorize, "some-code").await;
@@ -284,7 +284,7 @@ async fn one_browser_cannot_pile_up_pending_operations() {
     let other = app.new_browser();
     let authorize = other.start_login("mock", "").await;
     let response = other.return_from_provider(&authorize, "some-code").await;
-    assert_redirect_to(&response, "/auth/preloader");
+    assert_to_preloader(&response);
 }
 
 const PASSWORD: &str = TEST_PASSWORD;
@@ -730,7 +730,7 @@ async fn queued_jobs_hold_no_plaintext_secrets() {
     let authorize = app.start_login("mock", "").await;
     let code = format!("code-SECRET-{}", Uuid::new_v4().simple());
     let callback = app.return_from_provider(&authorize, &code).await;
-    assert_redirect_to(&callback, "/auth/preloader");
+    assert_to_preloader(&callback);
     let rows = app
         .db
         .query_all_raw(Statement::from_string(

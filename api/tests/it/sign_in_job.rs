@@ -7,14 +7,14 @@ use uuid::Uuid;
 use worker::jobs::SignInJob;
 
 use crate::helpers::{
-    Authorize, Backend, Options, TestApp, assert_redirect_to, spawn_app, spawn_app_with,
+    Authorize, Backend, Options, TestApp, assert_to_preloader, spawn_app, spawn_app_with,
 };
 
 async fn finish(app: &TestApp, authorize: &Authorize, code: &str) -> Value {
     let callback = app
         .get_callback("mock", &format!("code={code}&state={}", authorize.state))
         .await;
-    assert_redirect_to(&callback, "/auth/preloader");
+    assert_to_preloader(&callback);
     app.wait_for_status("").await
 }
 
@@ -413,10 +413,7 @@ async fn an_iss_in_the_authorization_response_must_be_the_providers() {
     assert_eq!(app.count(entity::prelude::AsyncOperation).await, 0);
 
     let issuer = app.provider.issuer();
-    assert_redirect_to(
-        &callback_with_iss(&app, Some(&issuer)).await,
-        "/auth/preloader",
-    );
+    assert_to_preloader(&callback_with_iss(&app, Some(&issuer)).await);
 }
 
 /// A fresh attempt's callback, with `iss` when given.
@@ -439,10 +436,7 @@ async fn a_missing_iss_is_refused_when_the_provider_promised_it() {
     assert_eq!(without.status(), reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(app.count(entity::prelude::AsyncOperation).await, 0);
     let issuer = app.provider.issuer();
-    assert_redirect_to(
-        &callback_with_iss(&app, Some(&issuer)).await,
-        "/auth/preloader",
-    );
+    assert_to_preloader(&callback_with_iss(&app, Some(&issuer)).await);
 }
 
 /// The application asks for a user's provider access token; an expired one is

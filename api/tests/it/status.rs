@@ -7,8 +7,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
 use serde_json::Value;
 
 use crate::helpers::{
-    Backend, Options, assert_redirect_to, spawn_app, spawn_app_with, spawn_app_without_worker,
-    workers::InProcessWorker,
+    Backend, Options, assert_redirect_to, assert_to_preloader, spawn_app, spawn_app_with,
+    spawn_app_without_worker, workers::InProcessWorker,
 };
 
 #[tokio::test]
@@ -58,10 +58,7 @@ async fn long_poll_answers_as_soon_as_the_operation_finishes() {
     .await
     .unwrap();
     let authorize = app.start_login("mock", "").await;
-    assert_redirect_to(
-        &app.return_from_provider(&authorize, "x").await,
-        "/auth/preloader",
-    );
+    assert_to_preloader(&app.return_from_provider(&authorize, "x").await);
     let operation = the_operation(&app).await;
     let db = app.db.clone();
     let finisher = tokio::spawn(async move {
@@ -122,6 +119,7 @@ async fn the_sweeper_ends_operations_whose_job_never_ran() {
             redeemer_hash: "nobody",
             next_path: None,
             link_user_id: None,
+            state_hash: None,
         },
     )
     .await
@@ -156,7 +154,7 @@ async fn an_interrupted_exchange_offers_one_restart() {
     let app = spawn_app_without_worker().await;
     let first = app.start_login("mock", "?next=/dash").await;
     let callback = app.return_from_provider(&first, "code-in-doubt").await;
-    assert_redirect_to(&callback, "/auth/preloader");
+    assert_to_preloader(&callback);
     // What a worker that died a minute ago left: the token request begun, no
     // response stored (a run waits out the provider's timeout before giving up).
     let mut op = the_operation(&app).await.into_active_model();
@@ -172,7 +170,7 @@ async fn an_interrupted_exchange_offers_one_restart() {
     app.given_provider_signs_in(&again, "code-fresh", "restarted")
         .await;
     let callback = app.return_from_provider(&again, "code-fresh").await;
-    assert_redirect_to(&callback, "/auth/preloader");
+    assert_to_preloader(&callback);
     let status = app.wait_for_status("").await;
     assert_eq!(status["status"], "ok", "{status}");
     assert!(status.get("restart_url").is_none());

@@ -234,6 +234,7 @@ impl Harness {
                 redeemer_hash: "fault-test",
                 next_path: None,
                 link_user_id: None,
+                state_hash: None,
             },
         )
         .await

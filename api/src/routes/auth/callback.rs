@@ -2,15 +2,18 @@
 //! operation and a job. It never calls the provider. POST is for providers that
 //! return with `response_mode=form_post` (Apple).
 
+use entity::async_operation::Model as Operation;
 use poem::{
     IntoResponse, Request, Response, handler,
     http::{Uri, header},
     web::{Data, Html, Path, Redirect, cookie::CookieJar},
 };
+use uuid::Uuid;
 use worker::{
     audit::{self, EventKind},
+    crypto,
     jobs::SignInJob,
-    operations::{self, NewOperation},
+    operations::{self, Claim, NewOperation},
     providers::Provider,
 };
 
@@ -35,8 +38,8 @@ const PARAMS: &[(&str, usize)] = &[
     ("_hop", 1),
 ];
 
-/// `GET /auth/{provider}/callback` — 303 to `/auth/preloader` with the operation
-/// bound to this browser; 400 page for a missing or wrong `state` (nothing recorded);
+/// `GET /auth/{provider}/callback` — 303 to `/auth/preloader?operation=ID` (an
+/// operation bound to this browser; a repeated callback gets the same one); 400 page for a missing or wrong `state` (nothing recorded);
 /// 303 to `/auth/error?reason=…` when the provider sent `error`.
 #[handler]
 #[tracing::instrument(skip_all, fields(provider = %provider, operation.id))]
@@ -113,7 +116,16 @@ async fn handle(
                 .into_response(),
         );
     }
-    let attempt = attempt.ok_or(PageError::BadState)?;
+    let claimed = StateClaim::of(params, jar, state);
+    let Some(attempt) = attempt else {
+        // Its attempt cookie is gone because this callback already ran (a reload, the
+        // back button, a second submit): follow the operation it made, if any.
+        if let Some(operation) = claimed.existing(state).await? {
+            tracing::info!(operation.id = %operation.id, "callback repeated; following its operation");
+            return Ok(to_preloader(operation.id));
+        }
+        return Err(PageError::BadState);
+    };
     // RFC 9207: a provider that names itself must be the one this attempt went to,
     // and one that promised to name itself must have done so.
     match (params.get("iss"), &provider.issuer) {
@@ -135,26 +147,40 @@ async fn handle(
         .ok_or(PageError::BadRequest(
             "The provider did not send an authorization code.",
         ))?;
-    let browser_key = browser::browser_key(jar, &state.settings).ok_or(PageError::BadState)?;
+    let (Some(state_hash), Some(redeemer_hash)) = (&claimed.state_hash, &claimed.redeemer_hash)
+    else {
+        return Err(PageError::BadState);
+    };
 
-    let redeemer_hash = browser::redeemer_hash(&browser_key);
     // One browser cannot pile up sign-ins (each one is a job and provider calls).
-    let pending = operations::count_pending_for(&state.reader, &redeemer_hash).await?;
+    let pending = operations::count_pending_for(&state.reader, redeemer_hash).await?;
     if pending >= state.limits.pending_per_browser {
+        if let Some(operation) = claimed.existing(state).await? {
+            return Ok(to_preloader(operation.id));
+        }
         tracing::warn!(pending, "too many pending sign-ins in this browser");
         return Err(PageError::TooManyRequests { retry_after: 5 });
     }
-    let operation = operations::create_pending(
-        &state.db,
-        NewOperation {
-            kind: operations::KIND_BROWSER,
-            provider: &provider.name,
-            redeemer_hash: &redeemer_hash,
-            next_path: attempt.next,
-            link_user_id: attempt.link_user_id,
-        },
-    )
-    .await?;
+    let new = NewOperation {
+        kind: operations::KIND_BROWSER,
+        provider: &provider.name,
+        redeemer_hash,
+        next_path: attempt.next,
+        link_user_id: attempt.link_user_id,
+        state_hash: Some(state_hash.clone()),
+    };
+    let operation = match operations::claim_state(&state.db, new).await? {
+        Claim::New(operation) => operation,
+        Claim::Existing(operation) => {
+            // A concurrent copy of this callback got there first; it queued the job.
+            tracing::info!(operation.id = %operation.id, "callback submitted twice; following its operation");
+            return Ok(to_preloader(operation.id));
+        }
+        Claim::Foreign => {
+            tracing::warn!("state already claimed by another browser");
+            return Err(PageError::BadState);
+        }
+    };
     tracing::Span::current().record("operation.id", tracing::field::display(operation.id));
     let job = SignInJob {
         operation_id: operation.id,
@@ -176,7 +202,43 @@ async fn handle(
         );
     }
     tracing::info!("sign-in queued");
-    Ok(Redirect::see_other("/auth/preloader").into_response())
+    Ok(to_preloader(operation.id))
+}
+
+/// The waiting page for `operation`: each tab follows the operation its own
+/// callback made, even when several callbacks land before any preloader loads.
+fn to_preloader(operation: Uuid) -> Response {
+    Redirect::see_other(format!("/auth/preloader?operation={operation}")).into_response()
+}
+
+/// The `state` this callback carries and the browser it came from, hashed as the
+/// operation stores them.
+struct StateClaim {
+    state_hash: Option<String>,
+    redeemer_hash: Option<String>,
+}
+
+impl StateClaim {
+    fn of(params: &QueryParams, jar: &CookieJar, state: &AppState) -> Self {
+        Self {
+            state_hash: params
+                .get("state")
+                .filter(|s| !s.is_empty() && s.len() <= MAX_STATE_LEN)
+                .map(crypto::sha256_hex),
+            redeemer_hash: browser::browser_key(jar, &state.settings)
+                .map(|key| browser::redeemer_hash(&key)),
+        }
+    }
+
+    /// The operation an earlier callback of this browser made with this state.
+    async fn existing(&self, state: &AppState) -> Result<Option<Operation>, sea_orm::DbErr> {
+        match (&self.state_hash, &self.redeemer_hash) {
+            (Some(state_hash), Some(redeemer_hash)) => {
+                operations::find_by_state(&state.db, state_hash, redeemer_hash).await
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A page that posts the provider's fields back to the callback from our origin, so

@@ -241,12 +241,13 @@ impl Browser {
 
     /// The operation id the preloader page is bound to.
     pub async fn preloader_operation(&self) -> String {
-        let page = self
-            .get("/auth/preloader")
-            .await
-            .text()
-            .await
-            .expect("preloader page");
+        self.preloader_operation_at("/auth/preloader").await
+    }
+
+    /// The operation id the preloader page at `path` (a callback's `Location`) is
+    /// bound to.
+    pub async fn preloader_operation_at(&self, path: &str) -> String {
+        let page = self.get(path).await.text().await.expect("preloader page");
         page.split("data-operation=\"")
             .nth(1)
             .and_then(|rest| rest.split('"').next())
@@ -329,7 +330,7 @@ impl TestApp {
         let callback = browser
             .get_callback("mock", &format!("code={code}&state={}", authorize.state))
             .await;
-        assert_redirect_to(&callback, "/auth/preloader");
+        assert_to_preloader(&callback);
         assert_eq!(browser.wait_for_status("").await["status"], "ok");
         assert_redirect_to(&browser.get_success("").await, "/");
         let me = browser.get_me().await;
@@ -361,6 +362,24 @@ pub fn assert_redirect_to(response: &Response, expected: &str) {
         "expected a 303 to {expected}"
     );
     assert_eq!(location(response), expected);
+}
+
+/// Asserts a 303 to the preloader page of one operation and returns its id.
+pub fn assert_to_preloader(response: &Response) -> uuid::Uuid {
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "expected a 303 to the preloader"
+    );
+    let to = location(response);
+    preloader_operation_of(&to).unwrap_or_else(|| panic!("expected the preloader, got {to}"))
+}
+
+/// The operation a `/auth/preloader?operation=ID` location names.
+pub fn preloader_operation_of(location: &str) -> Option<uuid::Uuid> {
+    location
+        .strip_prefix("/auth/preloader?operation=")
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
 }
 
 /// `SIGNIN_TEST_POSTGRES_URL`. Unset, a PostgreSQL test is skipped and says so, except

@@ -57,6 +57,7 @@ pub fn operation(
         redeemed_at: Set(redeemed.then_some(updated_at)),
         exchange_started_at: Set(None),
         token_response: Set(None),
+        state_hash: Set(None),
         created_at: Set(updated_at - Duration::seconds(5)),
         updated_at: Set(updated_at),
     }
