@@ -14,7 +14,11 @@ fn filter() -> EnvFilter {
 /// Installs the process-wide subscriber. Call once, first thing in `main`.
 pub fn init(format: LogFormat) {
     match format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter()).init(),
+        // Colours only for a terminal: a log file or journal gets plain text.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter())
+            .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
