@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         db.pool.clone(),
     )?;
     let queue = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
+    queue.watch_pushes_of_other_processes(&db);
     let state = WorkerState {
         db: db.conn.clone(),
         reader: db.reader.clone(),

@@ -1,6 +1,8 @@
 //! The whole path, on SQLite and (when configured) PostgreSQL, with the worker
 //! embedded or running separately.
 
+use std::time::{Duration, Instant};
+
 use entity::prelude::{SocialAccount, UserProfile};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -118,6 +120,46 @@ async fn separate_workers_complete_the_flow_on_sqlite() {
 #[tokio::test]
 async fn separate_workers_complete_the_flow_on_postgres() {
     separate_workers_complete_the_flow(Backend::Postgres).await;
+}
+
+/// A separate worker hears of a pushed job at once (SQLite: its commit watch;
+/// PostgreSQL: `LISTEN`), not at its next poll: with the poll stretched to two
+/// minutes, each sign-in after the first (pushed after the worker's first poll
+/// surely ran, since the first one finished) completes in well under a second.
+async fn a_separate_worker_takes_a_pushed_job_without_polling(backend: Backend) {
+    let Some(app) = spawn_app_with(Options {
+        backend,
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let _worker =
+        InProcessWorker::start_polling_every(&app.settings, Some(Duration::from_secs(120)));
+    app.sign_in(&app.browser, "user-wake").await;
+    // Without a wake-up a job waits for the poll or the 5 s heartbeat; one sign-in
+    // might land just before a heartbeat by luck, three in a row cannot.
+    for _ in 0..3 {
+        let started = Instant::now();
+        app.sign_in(&app.new_browser(), "user-wake").await;
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "the job waited for a poll or a heartbeat: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_separate_worker_takes_a_pushed_job_without_polling_on_sqlite() {
+    a_separate_worker_takes_a_pushed_job_without_polling(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_separate_worker_takes_a_pushed_job_without_polling_on_postgres() {
+    a_separate_worker_takes_a_pushed_job_without_polling(Backend::Postgres).await;
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! that consumes it.
 
 mod exchange;
+mod push_watch;
 pub mod sign_in;
 mod sign_in_error;
 
@@ -27,8 +28,8 @@ const MAX_ATTEMPTS: usize = 3;
 /// Heartbeat × missed beats: how long a dead worker's jobs wait before re-running.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const MISSED_HEARTBEATS: usize = 3;
-/// Polling backstop; pushes in this process wake the embedded worker at once, and
-/// PostgreSQL workers also LISTEN for inserts.
+/// Polling backstop; pushes in this process wake the embedded worker at once,
+/// separate workers watch SQLite's commits, and PostgreSQL workers LISTEN for inserts.
 const SQLITE_POLL: Duration = Duration::from_millis(200);
 const POSTGRES_POLL: Duration = Duration::from_secs(1);
 
@@ -45,6 +46,8 @@ pub struct JobQueue {
     /// Pushed to by `push`; each worker run relays it into its poll strategy.
     wake: Arc<tokio::sync::Notify>,
     concurrency: usize,
+    /// The polling backstop; see [`JobQueue::with_poll_interval`].
+    poll: Option<Duration>,
     /// Seals each job's secrets before it is stored.
     keys: Arc<crate::crypto::Keys>,
 }
@@ -77,6 +80,7 @@ impl JobQueue {
             storage,
             wake: Arc::new(tokio::sync::Notify::new()),
             concurrency,
+            poll: None,
             keys,
         }
     }
@@ -101,6 +105,27 @@ impl JobQueue {
         // Wake an embedded worker now instead of at its next poll.
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Polls for jobs every `interval` instead of the backend's default (200 ms on
+    /// SQLite, 1 s on PostgreSQL). Tests stretch it to show that a job reached a
+    /// worker through a wake-up, not a poll.
+    #[must_use]
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll = Some(interval);
+        self
+    }
+
+    /// For a `worker` process beside `api` on SQLite: notice jobs other processes
+    /// push within milliseconds rather than at the next poll (see `push_watch`).
+    /// Does nothing on PostgreSQL, where workers `LISTEN` for pushes.
+    pub fn watch_pushes_of_other_processes(&self, db: &Database) {
+        if let DbPool::Sqlite(_) = db.pool {
+            push_watch::spawn(
+                db.reader.get_sqlite_connection_pool().clone(),
+                self.wake.clone(),
+            );
+        }
     }
 
     /// Consumes jobs until `shutdown` resolves, then finishes the ones in flight.
@@ -155,7 +180,9 @@ impl JobQueue {
         tracing::info!(worker.name = %name, concurrency = self.concurrency, "worker started");
         match &self.storage {
             Storage::Sqlite(storage) => {
-                let strategy = Strategy::new().stream(wake_rx).interval(SQLITE_POLL);
+                let strategy = Strategy::new()
+                    .stream(wake_rx)
+                    .interval(self.poll.unwrap_or(SQLITE_POLL));
                 let backend = storage.clone().poll_with_strategy(strategy);
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
@@ -171,7 +198,7 @@ impl JobQueue {
                 let strategy = Strategy::new()
                     .stream(pubsub)
                     .stream(wake_rx)
-                    .interval(POSTGRES_POLL);
+                    .interval(self.poll.unwrap_or(POSTGRES_POLL));
                 let backend = storage.clone().poll_with_strategy(strategy);
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
