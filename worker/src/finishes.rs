@@ -15,10 +15,12 @@ use std::{
 use entity::async_operation::{Column, Entity as AsyncOperation, OperationStatus};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
-    sqlx::{self, Connection, SqlitePool},
+    sqlx::{self, SqlitePool},
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+use crate::commit_watch;
 
 /// Wakes the long-polling status requests of this process when an operation
 /// finishes, and knows which operations they wait on.
@@ -132,33 +134,21 @@ impl Drop for Waiting<'_> {
 /// The PostgreSQL channel on which every finished operation is announced.
 pub const NOTIFY_CHANNEL: &str = "signin_operation_finished";
 
-/// How often the SQLite watch looks at `data_version` while someone waits.
-const DATA_VERSION_TICK: Duration = Duration::from_millis(5);
-
 /// On SQLite, notices commits of other processes (separate `worker`s) and wakes the
-/// requests waiting on operations they finished: `PRAGMA data_version` on one
-/// connection changes whenever another connection commits, and costs no read of
-/// any table. Only while some request waits, and then one read by primary key of
-/// the waited-on operations per change (or per new waiter). Reconnects with backoff; runs until the process
-/// ends.
+/// requests waiting on operations they finished (see `commit_watch`). Only while
+/// some request waits, and then one read by primary key of the waited-on
+/// operations per change (or per new waiter). Runs until the process ends.
 pub fn watch_sqlite_commits(pool: SqlitePool, reader: DatabaseConnection, events: OperationEvents) {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            // Its own connection: `data_version` is per connection.
-            match pool.acquire().await {
-                Ok(connection) => {
-                    backoff = Duration::from_millis(200);
-                    let error = watch(connection.detach(), &reader, &events).await;
-                    tracing::warn!(%error, "the SQLite commit watch stopped; restarting");
-                    events.notify_all();
-                }
-                Err(error) => tracing::warn!(%error, "cannot open the SQLite commit watch"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-    });
+    let restarted = events.clone();
+    commit_watch::keep_watching(
+        pool,
+        "commit watch",
+        move |connection| {
+            let (reader, events) = (reader.clone(), events.clone());
+            async move { watch(connection, &reader, &events).await }
+        },
+        move || restarted.notify_all(),
+    );
 }
 
 async fn watch(
@@ -166,7 +156,7 @@ async fn watch(
     reader: &DatabaseConnection,
     events: &OperationEvents,
 ) -> anyhow::Error {
-    let mut tick = tokio::time::interval(DATA_VERSION_TICK);
+    let mut tick = tokio::time::interval(commit_watch::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<i64> = None;
     let mut checked: Vec<Uuid> = Vec::new();
@@ -182,15 +172,9 @@ async fn watch(
         // commit this watch already saw: look at new waiters whatever the version.
         waited.sort_unstable();
         let newcomers = waited.iter().any(|id| checked.binary_search(id).is_err());
-        let version: i64 = match sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(&mut connection)
-            .await
-        {
+        let version = match commit_watch::data_version(&mut connection).await {
             Ok(version) => version,
-            Err(error) => {
-                let _ = connection.close().await;
-                return error.into();
-            }
+            Err(error) => return commit_watch::stop(connection, error).await,
         };
         if seen == Some(version) && !newcomers {
             continue;

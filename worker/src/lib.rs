@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod commit_watch;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -1,54 +1,43 @@
 //! On SQLite, a separate `worker` process learns of jobs `api` pushed within a few
-//! milliseconds instead of at its next poll: `PRAGMA data_version` on one
-//! connection changes whenever another connection commits, and only then does the
-//! watch look (by the pending-jobs index) for a job nobody has claimed, and wake
-//! the fetch. Its own commits change the version too, but find no new job and
-//! wake nothing. (On PostgreSQL, apalis' `LISTEN` does this.)
+//! milliseconds instead of at its next poll: when `PRAGMA data_version` says
+//! another connection committed (see `commit_watch`), the watch looks (by the
+//! pending-jobs index) for a job nobody has claimed, and wakes the fetch. Its own
+//! commits change the version too, but find no new job and wake nothing. (On
+//! PostgreSQL, apalis' `LISTEN` does this.)
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use sea_orm::sqlx::{self, Connection, SqlitePool};
+use sea_orm::sqlx::{self, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
 use super::QUEUE_NAME;
+use crate::commit_watch;
 
-/// How often the watch reads `data_version`.
-const TICK: Duration = Duration::from_millis(5);
-
-/// Watches `pool`'s database for pushed jobs and wakes `wake`; reconnects with
-/// backoff and runs until the process ends.
+/// Watches `pool`'s database for pushed jobs and wakes `wake`; runs until the
+/// process ends.
 pub(super) fn spawn(pool: SqlitePool, wake: Arc<Notify>) {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match pool.acquire().await {
-                Ok(connection) => {
-                    backoff = Duration::from_millis(200);
-                    let error = watch(connection.detach(), &wake).await;
-                    tracing::warn!(%error, "the SQLite job watch stopped; restarting");
-                    // A push may have landed while the watch was down.
-                    wake.notify_one();
-                }
-                Err(error) => tracing::warn!(%error, "cannot open the SQLite job watch"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-    });
+    let restarted = wake.clone();
+    commit_watch::keep_watching(
+        pool,
+        "job watch",
+        move |connection| {
+            let wake = wake.clone();
+            async move { watch(connection, &wake).await }
+        },
+        // A push may have landed while the watch was down.
+        move || restarted.notify_one(),
+    );
 }
 
-async fn watch(mut connection: sqlx::SqliteConnection, wake: &Notify) -> sqlx::Error {
-    let mut tick = tokio::time::interval(TICK);
+async fn watch(mut connection: SqliteConnection, wake: &Notify) -> anyhow::Error {
+    let mut tick = tokio::time::interval(commit_watch::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<i64> = None;
     loop {
         tick.tick().await;
-        let version: i64 = match sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(&mut connection)
-            .await
-        {
+        let version = match commit_watch::data_version(&mut connection).await {
             Ok(version) => version,
-            Err(error) => return close(connection, error).await,
+            Err(error) => return commit_watch::stop(connection, error).await,
         };
         if seen.replace(version) == Some(version) {
             continue;
@@ -63,15 +52,10 @@ async fn watch(mut connection: sqlx::SqliteConnection, wake: &Notify) -> sqlx::E
         .await
         {
             Ok(waiting) => waiting,
-            Err(error) => return close(connection, error).await,
+            Err(error) => return commit_watch::stop(connection, error).await,
         };
         if waiting {
             wake.notify_one();
         }
     }
-}
-
-async fn close(connection: sqlx::SqliteConnection, error: sqlx::Error) -> sqlx::Error {
-    let _ = connection.close().await;
-    error
 }
