@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::helpers::{
     Backend, Options, TestApp, assert_redirect_to, assert_to_preloader, spawn_app, spawn_app_with,
-    workers::InProcessWorker,
+    spawn_app_without_worker_on, workers::InProcessWorker,
 };
 
 async fn happy_path(app: TestApp) {
@@ -92,13 +92,7 @@ async fn second_sign_in_finds_the_same_user_on_postgres() {
 /// `worker.embedded = false`: the api only enqueues; two separate workers (own
 /// pools, own queues, as `worker` processes have) finish the sign-ins.
 async fn separate_workers_complete_the_flow(backend: Backend) {
-    let Some(app) = spawn_app_with(Options {
-        backend,
-        embedded_worker: false,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_without_worker_on(backend).await else {
         return;
     };
     let _workers = [
@@ -127,13 +121,7 @@ async fn separate_workers_complete_the_flow_on_postgres() {
 /// minutes, each sign-in after the first (pushed after the worker's first poll
 /// surely ran, since the first one finished) completes in well under a second.
 async fn a_separate_worker_takes_a_pushed_job_without_polling(backend: Backend) {
-    let Some(app) = spawn_app_with(Options {
-        backend,
-        embedded_worker: false,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_without_worker_on(backend).await else {
         return;
     };
     let _worker =

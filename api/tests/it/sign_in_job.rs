@@ -8,6 +8,7 @@ use worker::jobs::SignInJob;
 
 use crate::helpers::{
     Authorize, Backend, Options, TestApp, assert_to_preloader, spawn_app, spawn_app_with,
+    spawn_app_without_worker_on,
 };
 
 async fn finish(app: &TestApp, authorize: &Authorize, code: &str) -> Value {
@@ -173,13 +174,7 @@ async fn userinfo_for_another_subject_fails() {
 
 /// A job run twice, or by two workers at once, makes one user and one link.
 async fn repeated_and_concurrent_runs_make_one_user_and_one_link(backend: Backend) {
-    let Some(app) = spawn_app_with(Options {
-        backend,
-        embedded_worker: false,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_without_worker_on(backend).await else {
         return;
     };
     let authorize = app.start_login("mock", "").await;

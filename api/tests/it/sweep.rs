@@ -17,23 +17,18 @@ use worker::sweep;
 
 use crate::{
     helpers::{
-        Backend, Options, TestApp, app_client, register,
+        Backend, TestApp, app_client, register,
         rows::{
             ago, ahead, create_operation, create_refresh_token, create_session, create_user,
             operation, operation_ids, refresh_token_ids, session_ids,
         },
-        spawn_app_with,
+        spawn_app_without_worker_on,
     },
     metrics::{metrics, sample},
 };
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(Options {
-        backend,
-        embedded_worker: false,
-        ..Options::default()
-    })
-    .await
+    spawn_app_without_worker_on(backend).await
 }
 
 async fn finished_operations_past_the_retention_are_swept_and_pending_ones_kept(backend: Backend) {

@@ -101,6 +101,17 @@ pub async fn spawn_app_without_worker() -> TestApp {
     .expect("SQLite needs no configuration")
 }
 
+/// The app on `backend` with `worker.embedded = false` (nothing runs its jobs until
+/// a test starts workers); `None` when PostgreSQL is asked for but not configured.
+pub async fn spawn_app_without_worker_on(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(Options {
+        backend,
+        embedded_worker: false,
+        ..Options::default()
+    })
+    .await
+}
+
 /// The app with `options`; `None` when PostgreSQL is asked for but
 /// `SIGNIN_TEST_POSTGRES_URL` is not set.
 pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
