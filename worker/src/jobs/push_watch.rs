@@ -2,16 +2,22 @@
 //! milliseconds instead of at its next poll: when `PRAGMA data_version` says
 //! another connection committed (see `commit_watch`), the watch looks (by the
 //! pending-jobs index) for a job nobody has claimed, and wakes the fetch. Its own
-//! commits change the version too, but find no new job and wake nothing. (On
-//! PostgreSQL, apalis' `LISTEN` does this.)
+//! commits change the version too, but find no new job and wake nothing. For a
+//! short while after each change it keeps looking: a wake-up that lands while a
+//! fetch begun before the push is still running is spent on that fetch, and the job
+//! would otherwise wait for the next commit or heartbeat. (On PostgreSQL, apalis'
+//! `LISTEN` does this.)
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use sea_orm::sqlx::{self, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
 use super::QUEUE_NAME;
 use crate::commit_watch;
+
+/// How long after a commit the watch keeps waking the fetch while a job waits.
+const AFTER_A_CHANGE: Duration = Duration::from_millis(50);
 
 /// Watches `pool`'s database for pushed jobs and wakes `wake`; runs until the
 /// process ends.
@@ -33,13 +39,16 @@ async fn watch(mut connection: SqliteConnection, wake: &Notify) -> anyhow::Error
     let mut tick = tokio::time::interval(commit_watch::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<i64> = None;
+    let mut look_until = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
+        let now = tick.tick().await;
         let version = match commit_watch::data_version(&mut connection).await {
             Ok(version) => version,
             Err(error) => return commit_watch::stop(connection, error).await,
         };
-        if seen.replace(version) == Some(version) {
+        if seen.replace(version) != Some(version) {
+            look_until = now + AFTER_A_CHANGE;
+        } else if now > look_until {
             continue;
         }
         // `idx_jobs_pending` answers this without touching a row.
