@@ -73,12 +73,7 @@ pub async fn delete_ended_sessions(
     retention: Duration,
     max_lifetime: Duration,
 ) -> Result<u64, DbErr> {
-    let now = Utc::now();
-    let cutoff = before(now, retention);
-    let ended_long_ago = Condition::any()
-        .add(session::Column::RevokedAt.lt(cutoff))
-        .add(session::Column::ExpiresAt.lt(cutoff))
-        .add(session::Column::CreatedAt.lt(before(now, retention.saturating_add(max_lifetime))));
+    let ended_long_ago = ended_before(before(Utc::now(), retention), max_lifetime);
     delete_in_batches::<Session>(db, session::Column::Id, ended_long_ago).await
 }
 
@@ -105,12 +100,7 @@ pub async fn delete_spent_refresh_tokens(
     let ended_sessions = Session::find()
         .select_only()
         .column(session::Column::Id)
-        .filter(
-            Condition::any()
-                .add(session::Column::RevokedAt.is_not_null())
-                .add(session::Column::ExpiresAt.lte(now))
-                .add(session::Column::CreatedAt.lt(before(now, max_lifetime))),
-        )
+        .filter(ended_before(now, max_lifetime))
         .into_query();
     let spent = Condition::any()
         .add(refresh_token::Column::ExpiresAt.lt(cutoff))
@@ -120,6 +110,15 @@ pub async fn delete_spent_refresh_tokens(
                 .add(refresh_token::Column::SessionId.in_subquery(ended_sessions)),
         );
     delete_in_batches::<RefreshToken>(db, refresh_token::Column::Id, spent).await
+}
+
+/// Sessions that had ended by `when`: revoked, expired, or signed in more than
+/// `max_lifetime` before it.
+fn ended_before(when: DateTime<Utc>, max_lifetime: Duration) -> Condition {
+    Condition::any()
+        .add(session::Column::RevokedAt.lte(when))
+        .add(session::Column::ExpiresAt.lte(when))
+        .add(session::Column::CreatedAt.lt(before(when, max_lifetime)))
 }
 
 /// Deletes the rows of `E` matching `condition`, [`BATCH`] at a time by primary

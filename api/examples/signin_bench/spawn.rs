@@ -54,15 +54,8 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Starts the deployment `plan` describes, on an empty database.
 pub async fn start(plan: &Plan<'_>) -> anyhow::Result<Deployment> {
-    let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("signin-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut watched = Vec::new();
@@ -77,11 +70,9 @@ pub async fn start(plan: &Plan<'_>) -> anyhow::Result<Deployment> {
         }
     };
     let env: Vec<(String, String)> = vec![
-        ("SIGNIN_LISTEN".into(), format!("127.0.0.1:{port}")),
-        (
-            "SIGNIN_PUBLIC_URL".into(),
-            format!("http://127.0.0.1:{port}"),
-        ),
+        // Port 0: the api binds a free port itself and logs it (no port race).
+        ("SIGNIN_LISTEN".into(), "127.0.0.1:0".into()),
+        ("SIGNIN_PUBLIC_URL".into(), "http://127.0.0.1:0".into()),
         ("SIGNIN_DATABASE_URL".into(), database_url),
         (
             "SIGNIN_SECRET_KEY".into(),
@@ -120,12 +111,11 @@ pub async fn start(plan: &Plan<'_>) -> anyhow::Result<Deployment> {
         launch(&dir, &role, exe, &env, extra, plan.log).map(|process| Spawned { role, process })
     };
     let mut children = vec![launch("api".into(), binary("api")?, vec![])?];
-    let base = Url::parse(&format!("http://127.0.0.1:{port}"))?;
-    wait_ready(&base).await?;
+    let base = wait_ready(&dir.join("api.log")).await?;
     for n in 0..plan.workers {
         let metrics = (
             "SIGNIN_WORKER__METRICS_LISTEN".to_owned(),
-            format!("127.0.0.1:{}", free_port()?),
+            "127.0.0.1:0".to_owned(),
         );
         children.push(launch(
             format!("worker-{n}"),
@@ -196,17 +186,26 @@ async fn fresh_postgres(admin_url: &str) -> anyhow::Result<(String, Option<u32>)
     Ok((url.to_string(), postmaster))
 }
 
-async fn wait_ready(base: &Url) -> anyhow::Result<()> {
+/// The api's address, from its `api listening` log line, once `/readyz` answers.
+async fn wait_ready(log: &Path) -> anyhow::Result<Url> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        if let Ok(r) = reqwest::get(base.join("/readyz")?).await {
-            if r.status().is_success() {
-                return Ok(());
+        let address = std::fs::read_to_string(log).ok().and_then(|text| {
+            let line = text.lines().find(|l| l.contains("api listening"))?;
+            let at = line.split("address=").nth(1)?;
+            Some(at.split_whitespace().next()?.to_owned())
+        });
+        if let Some(address) = address {
+            let base = Url::parse(&format!("http://{address}"))?;
+            if let Ok(r) = reqwest::get(base.join("/readyz")?).await
+                && r.status().is_success()
+            {
+                return Ok(base);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("api did not become ready")
+    anyhow::bail!("api did not become ready (see {})", log.display())
 }
 
 /// Peak resident set size (VmHWM) of a live process, in MB.

@@ -57,7 +57,7 @@ pub(super) async fn exchange(
     }
     // Discovery first: only the token request itself may leave the code in doubt.
     provider.prepare().await?;
-    if !mark_started(&state.db, operation.id).await? {
+    if !mark_started(&state.db, operation.id, true).await? {
         return after_another_run(state, provider, operation.id).await;
     }
     let mut attempts = 0;
@@ -66,7 +66,7 @@ pub(super) async fn exchange(
         let retry = attempts > 1;
         async move {
             // A retry renews the mark: a waiting run counts from the latest attempt.
-            if retry && let Err(error) = mark_attempt(&state.db, operation.id).await {
+            if retry && let Err(error) = mark_started(&state.db, operation.id, false).await {
                 tracing::warn!(%error, "could not renew the exchange mark");
             }
             provider
@@ -112,28 +112,19 @@ async fn after_another_run(
     }
 }
 
-/// Records that the token request is about to be sent. False when another run
-/// recorded it first (or the operation is no longer pending).
-async fn mark_started(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
-    let result = AsyncOperation::update_many()
+/// Records that the token request is about to be sent: the first time (`first`)
+/// only if no run recorded it yet, false then when another run did (or the
+/// operation is no longer pending); before a retry, renewing the mark, so a
+/// waiting run counts from the latest attempt.
+async fn mark_started(db: &impl ConnectionTrait, id: Uuid, first: bool) -> Result<bool, DbErr> {
+    let mut update = AsyncOperation::update_many()
         .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(OperationStatus::Pending))
-        .filter(Column::ExchangeStartedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
-/// Renews the mark before a retry of the token request.
-async fn mark_attempt(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
-    AsyncOperation::update_many()
-        .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(OperationStatus::Pending))
-        .exec(db)
-        .await?;
-    Ok(())
+        .filter(Column::Status.eq(OperationStatus::Pending));
+    if first {
+        update = update.filter(Column::ExchangeStartedAt.is_null());
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
 }
 
 async fn store(db: &impl ConnectionTrait, id: Uuid, sealed: &str) -> Result<(), DbErr> {

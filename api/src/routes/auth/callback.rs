@@ -230,11 +230,12 @@ impl StateClaim {
         }
     }
 
-    /// The operation an earlier callback of this browser made with this state.
+    /// The operation an earlier callback of this browser made with this state (a
+    /// committed row, so the readers see it and the writer is left alone).
     async fn existing(&self, state: &AppState) -> Result<Option<Operation>, sea_orm::DbErr> {
         match (&self.state_hash, &self.redeemer_hash) {
             (Some(state_hash), Some(redeemer_hash)) => {
-                operations::find_by_state(&state.db, state_hash, redeemer_hash).await
+                operations::find_by_state(&state.reader, state_hash, redeemer_hash).await
             }
             _ => Ok(None),
         }
