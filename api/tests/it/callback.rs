@@ -12,8 +12,8 @@ use reqwest::{
 use sea_orm::ConnectionTrait;
 
 use crate::helpers::{
-    Backend, Browser, Options, assert_redirect_to, assert_to_preloader, location, spawn_app,
-    spawn_app_with, spawn_app_without_worker,
+    Backend, Browser, assert_redirect_to, assert_to_preloader, location, spawn_app, spawn_app_on,
+    spawn_app_without_worker,
 };
 
 #[tokio::test]
@@ -71,12 +71,7 @@ async fn a_reloaded_callback_follows_its_first_operation_and_queues_nothing() {
 /// answer's removal has not reached the browser yet): the second loses the claim on
 /// the state and follows the first one's operation. The code is exchanged once.
 async fn a_double_submitted_callback_makes_one_operation_and_one_exchange(backend: Backend) {
-    let Some(app) = spawn_app_with(Options {
-        backend,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_on(backend).await else {
         return;
     };
     let jar = Arc::new(Jar::default());

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    Backend, Options, TestApp, assert_redirect_to, assert_to_preloader, spawn_app, spawn_app_with,
+    Backend, TestApp, assert_redirect_to, assert_to_preloader, spawn_app, spawn_app_on,
     spawn_app_without_worker_on, workers::InProcessWorker,
 };
 
@@ -60,12 +60,7 @@ async fn happy_path_on_sqlite() {
 
 #[tokio::test]
 async fn happy_path_on_postgres() {
-    let Some(app) = spawn_app_with(Options {
-        backend: Backend::Postgres,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_on(Backend::Postgres).await else {
         return;
     };
     happy_path(app).await;
@@ -78,12 +73,7 @@ async fn second_sign_in_finds_the_same_user_on_sqlite() {
 
 #[tokio::test]
 async fn second_sign_in_finds_the_same_user_on_postgres() {
-    let Some(app) = spawn_app_with(Options {
-        backend: Backend::Postgres,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_on(Backend::Postgres).await else {
         return;
     };
     second_sign_in_finds_the_same_user(app).await;
@@ -263,12 +253,7 @@ async fn finished_jobs_are_deleted_on_sqlite() {
 
 #[tokio::test]
 async fn finished_jobs_are_deleted_on_postgres() {
-    let Some(app) = spawn_app_with(Options {
-        backend: Backend::Postgres,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_on(Backend::Postgres).await else {
         return;
     };
     finished_jobs_are_deleted(app).await;

@@ -15,7 +15,7 @@ use worker::{
     providers::Profile,
 };
 
-use crate::helpers::{Backend, Options, spawn_app_with};
+use crate::helpers::{Backend, spawn_app_on};
 
 fn profile() -> Profile {
     Profile {
@@ -42,12 +42,7 @@ fn conflicts() -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_for_one_new_subject_make_one_user_and_one_link_on_postgres() {
-    let Some(app) = spawn_app_with(Options {
-        backend: Backend::Postgres,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_on(Backend::Postgres).await else {
         return;
     };
     let mut ids = Vec::new();

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::Notify};
 
-use crate::helpers::{Backend, Options, spawn_app_with};
+use crate::helpers::{Backend, spawn_app_on};
 
 /// Forwards 127.0.0.1:<port> to `target`; while down it refuses to forward and
 /// drops every open connection.
@@ -76,12 +76,7 @@ async fn the_database_going_away_gives_503_and_recovers_without_a_restart() {
         .unwrap();
     let proxy = Proxy::start(target).await;
     // The app gets its own database (created directly), reached through the proxy.
-    let app = spawn_app_with(Options {
-        backend: Backend::Postgres,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app_on(Backend::Postgres).await.unwrap();
     let direct = url::Url::parse(&app.settings.database_url).unwrap();
     url.set_path(direct.path());
     url.set_host(Some("127.0.0.1")).unwrap();

@@ -101,6 +101,16 @@ pub async fn spawn_app_without_worker() -> TestApp {
     .expect("SQLite needs no configuration")
 }
 
+/// The app on `backend` with everything else as in [`spawn_app`]; `None` when
+/// PostgreSQL is asked for but not configured.
+pub async fn spawn_app_on(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(Options {
+        backend,
+        ..Options::default()
+    })
+    .await
+}
+
 /// The app on `backend` with `worker.embedded = false` (nothing runs its jobs until
 /// a test starts workers); `None` when PostgreSQL is asked for but not configured.
 pub async fn spawn_app_without_worker_on(backend: Backend) -> Option<TestApp> {
