@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use entity::{
+    async_operation,
     refresh_token::{self, Entity as RefreshToken},
     session::{self, Entity as Session},
     user_profile::{self, Entity as UserProfile},
@@ -18,7 +19,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 use uuid::Uuid;
-use worker::crypto;
+use worker::{crypto, operations};
 
 use worker::audit::{self, EventKind};
 
@@ -249,26 +250,42 @@ async fn insert_session(
     Ok((id, token))
 }
 
-/// Starts a new browser session with a fresh random token for `user_id`, sets the
-/// cookie, and revokes the session the browser held before (no fixation).
-pub async fn start_browser_session(
+/// Redeems this browser's finished operation and, in the same write, starts a
+/// session with a fresh random token for its user; sets the cookie, and revokes the
+/// session the browser held before (no fixation). `None` when the operation was not
+/// redeemable (pending, failed, already used, or another browser's).
+pub async fn redeem_into_browser_session(
     state: &AppState,
     jar: &CookieJar,
-    user_id: Uuid,
+    operation_id: Uuid,
+    redeemer_hash: String,
     client: Client,
-) -> Result<(), DbErr> {
+) -> Result<Option<(async_operation::Model, Uuid)>, DbErr> {
+    let lifetime = browser_lifetime(state);
+    let for_session = client.clone();
+    let started = state
+        .writer
+        .run(move |db| {
+            Box::pin(async move {
+                let Some(operation) = operations::redeem(db, operation_id, &redeemer_hash).await?
+                else {
+                    return Ok(None);
+                };
+                let Some(user_id) = operation.user_id else {
+                    return Ok(None);
+                };
+                let (_, token) =
+                    insert_session(db, user_id, KIND_BROWSER, for_session, None, lifetime).await?;
+                Ok(Some((operation, user_id, token)))
+            })
+        })
+        .await?;
+    let Some((operation, user_id, token)) = started else {
+        return Ok(None);
+    };
     if let Some(old) = jar.get(&browser::cookie_name(SESSION_COOKIE, "/", &state.settings)) {
         revoke_by_cookie(state, old.value_str(), &client).await?;
     }
-    let (_, token) = insert_session(
-        &state.db,
-        user_id,
-        KIND_BROWSER,
-        client,
-        None,
-        browser_lifetime(state),
-    )
-    .await?;
     let max_age = Some(
         state
             .settings
@@ -282,7 +299,7 @@ pub async fn start_browser_session(
         max_age,
         &state.settings,
     ));
-    Ok(())
+    Ok(Some((operation, user_id)))
 }
 
 /// Ends the browser's session server-side and clears the cookie.

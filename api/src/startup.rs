@@ -93,6 +93,7 @@ impl Application {
         }
         let state = AppState {
             db: db.conn.clone(),
+            writer: db.writer.clone(),
             reader: db.reader.clone(),
             audit: worker::audit::AuditLog::start(db.conn.clone()),
             pool: db.pool.clone(),
@@ -147,6 +148,7 @@ impl Application {
         }
         let worker_state = WorkerState {
             db: state.db.clone(),
+            writer: state.writer.clone(),
             reader: state.reader.clone(),
             audit: state.audit.clone(),
             settings: state.settings.clone(),

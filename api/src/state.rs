@@ -15,6 +15,8 @@ use crate::{demo_provider::DemoProvider, limits::Limits, tokens::TokenIssuer};
 pub struct AppState {
     /// Writes, transactions and reads that must see them.
     pub db: sea_orm::DatabaseConnection,
+    /// The hot writes; see `worker::writer`.
+    pub writer: worker::writer::Writer,
     /// Hot reads (status polls, session checks); see `worker::db`.
     pub reader: sea_orm::DatabaseConnection,
     /// `db`'s pool, for queue statistics.

@@ -11,12 +11,11 @@ use entity::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
-    DbErr, EntityTrait, IntoActiveModel, QueryFilter, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, TryInsertResult,
+    DbErr, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait, TryInsertResult,
 };
 use uuid::Uuid;
 
-use crate::{operations, providers::Profile};
+use crate::{operations, providers::Profile, writer::WriteConn};
 
 /// Provider tokens, already encrypted for storage.
 #[derive(Debug, Default, Clone)]
@@ -41,7 +40,7 @@ pub enum Outcome {
 /// Runs the whole identity step for `operation_id` in one transaction. A concurrent
 /// run that links the same account first makes this one re-read and reuse it.
 pub async fn sign_in(
-    db: &DatabaseConnection,
+    db: &WriteConn<'_>,
     operation_id: Uuid,
     provider: &str,
     profile: &Profile,
@@ -50,12 +49,7 @@ pub async fn sign_in(
 ) -> Result<Outcome, DbErr> {
     // Two tries: the second sees the row a concurrent run inserted.
     for _ in 0..2 {
-        let txn = db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await?;
+        let txn = db.begin().await?;
         let found = match link_to {
             Some(user_id) => link_to_user(&txn, user_id, provider, profile, tokens).await?,
             None => find_link_or_create(&txn, provider, profile, tokens)
@@ -325,12 +319,7 @@ pub async fn unlink(
     provider: &str,
 ) -> Result<Unlinked, DbErr> {
     use sea_orm::{ConnectionTrait, DatabaseBackend, PaginatorTrait, QuerySelect};
-    let txn = db
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await?;
+    let txn = db.begin_with_options(crate::writer::immediate()).await?;
     let mut user = UserProfile::find_by_id(user_id);
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         user = user.lock_exclusive();
@@ -425,12 +414,7 @@ pub async fn register_password_user(
     first_name: Option<String>,
     last_name: Option<String>,
 ) -> Result<Registered, DbErr> {
-    let txn = db
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await?;
+    let txn = db.begin_with_options(crate::writer::immediate()).await?;
     let email = email.trim().to_lowercase();
     if UserProfile::find()
         .filter(user_profile::Column::Email.eq(email.as_str()))

@@ -22,7 +22,10 @@ use sea_orm::{
     },
 };
 
-use crate::config::{Process, Settings};
+use crate::{
+    config::{Process, Settings},
+    writer::Writer,
+};
 
 /// The raw pool behind the sea-orm connection; apalis storages are built from it.
 #[derive(Clone, Debug)]
@@ -41,6 +44,9 @@ pub struct Database {
     pub reader: DatabaseConnection,
     /// `conn`'s pool, for the job queue (whose fetches are writes).
     pub pool: DbPool,
+    /// Runs the hot writes; on SQLite, the owner of `conn`'s one connection that
+    /// commits queued writes together (see [`crate::writer`]).
+    pub writer: Writer,
     /// The SQLite database file (none in memory or on PostgreSQL).
     sqlite_file: Option<std::path::PathBuf>,
 }
@@ -120,6 +126,7 @@ impl Database {
             let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
             Ok(Self {
                 reader: conn.clone(),
+                writer: Writer::new(conn.clone()),
                 conn,
                 pool: DbPool::Postgres(pool),
                 sqlite_file: None,
@@ -145,6 +152,7 @@ impl Database {
                 let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
                 return Ok(Self {
                     reader: conn.clone(),
+                    writer: Writer::new(conn.clone()),
                     conn,
                     pool: DbPool::Sqlite(pool),
                     sqlite_file: None,
@@ -154,8 +162,10 @@ impl Database {
             let sqlite_file = Some(options.get_filename().to_path_buf());
             let writer = sqlite_pool(options.clone(), 1).await?;
             let readers = sqlite_pool(options, SQLITE_READERS).await?;
+            let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone());
             Ok(Self {
-                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone()),
+                writer: Writer::new(conn.clone()),
+                conn,
                 reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(readers),
                 pool: DbPool::Sqlite(writer),
                 sqlite_file,

@@ -21,6 +21,7 @@ pub mod replay;
 pub mod shutdown;
 pub mod sweep;
 pub mod telemetry;
+pub mod writer;
 
 use std::{future::Future, sync::Arc};
 
@@ -31,6 +32,8 @@ use futures::FutureExt;
 pub struct WorkerState {
     /// Writes, transactions and reads that must see them.
     pub db: sea_orm::DatabaseConnection,
+    /// The hot writes of a sign-in; see [`writer`].
+    pub writer: writer::Writer,
     /// Reads that may run beside writes; see [`db`].
     pub reader: sea_orm::DatabaseConnection,
     pub settings: Arc<config::Settings>,

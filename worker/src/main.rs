@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     queue.watch_pushes_of_other_processes(&db);
     let state = WorkerState {
         db: db.conn.clone(),
+        writer: db.writer.clone(),
         reader: db.reader.clone(),
         audit: worker::audit::AuditLog::start(db.conn.clone()),
         settings,

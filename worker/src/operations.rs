@@ -42,12 +42,12 @@ pub const KIND_NATIVE: &str = "native";
 
 /// What a new operation is bound to.
 #[derive(Debug, Clone)]
-pub struct NewOperation<'a> {
+pub struct NewOperation {
     /// [`KIND_BROWSER`] or [`KIND_NATIVE`].
     pub kind: &'static str,
-    pub provider: &'a str,
+    pub provider: String,
     /// SHA-256 of the browser key or poll secret that may poll and redeem it.
-    pub redeemer_hash: &'a str,
+    pub redeemer_hash: String,
     pub next_path: Option<String>,
     pub link_user_id: Option<Uuid>,
     /// For a browser callback: SHA-256 of the `state` it claims (unique).
@@ -68,9 +68,9 @@ pub enum Claim {
 /// Records `new` as the one operation for its `state_hash`: a second callback with
 /// the same state gets the first one's operation, never a second row (and so never
 /// a second job for the same code).
-pub async fn claim_state(db: &impl ConnectionTrait, new: NewOperation<'_>) -> Result<Claim, DbErr> {
+pub async fn claim_state(db: &impl ConnectionTrait, new: NewOperation) -> Result<Claim, DbErr> {
     let state_hash = new.state_hash.clone();
-    let redeemer_hash = new.redeemer_hash.to_owned();
+    let redeemer_hash = new.redeemer_hash.clone();
     match create_pending(db, new).await {
         Ok(model) => Ok(Claim::New(model)),
         Err(error)
@@ -107,19 +107,16 @@ pub async fn find_by_state(
 }
 
 /// Records a new pending operation.
-pub async fn create_pending(
-    db: &impl ConnectionTrait,
-    new: NewOperation<'_>,
-) -> Result<Model, DbErr> {
+pub async fn create_pending(db: &impl ConnectionTrait, new: NewOperation) -> Result<Model, DbErr> {
     let now = Utc::now();
     let model = async_operation::ActiveModel {
         id: Set(Uuid::new_v4()),
         status: Set(OperationStatus::Pending),
-        provider: Set(new.provider.to_owned()),
+        provider: Set(new.provider),
         user_id: Set(None),
         error_code: Set(None),
         error_message: Set(None),
-        redeemer_hash: Set(new.redeemer_hash.to_owned()),
+        redeemer_hash: Set(new.redeemer_hash),
         kind: Set(new.kind.to_owned()),
         next_path: Set(new.next_path),
         link_user_id: Set(new.link_user_id),

@@ -335,8 +335,8 @@ impl AuthApi {
             &state.db,
             NewOperation {
                 kind: operations::KIND_NATIVE,
-                provider: &provider.name,
-                redeemer_hash: &redeemer_hash,
+                provider: provider.name.clone(),
+                redeemer_hash: redeemer_hash.clone(),
                 next_path: None,
                 link_user_id,
                 state_hash: None,

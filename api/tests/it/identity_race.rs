@@ -51,8 +51,8 @@ async fn two_runs_for_one_new_subject_make_one_user_and_one_link_on_postgres() {
             &app.db,
             NewOperation {
                 kind: operations::KIND_BROWSER,
-                provider: "mock",
-                redeemer_hash: "race",
+                provider: "mock".into(),
+                redeemer_hash: "race".into(),
                 next_path: None,
                 link_user_id: None,
                 state_hash: None,
@@ -73,9 +73,16 @@ async fn two_runs_for_one_new_subject_make_one_user_and_one_link_on_postgres() {
         .map(|&id| {
             let db = app.db.clone();
             tokio::spawn(async move {
-                accounts::sign_in(&db, id, "mock", &profile(), &SealedTokens::default(), None)
-                    .await
-                    .unwrap()
+                accounts::sign_in(
+                    &worker::writer::WriteConn::Pool(&db),
+                    id,
+                    "mock",
+                    &profile(),
+                    &SealedTokens::default(),
+                    None,
+                )
+                .await
+                .unwrap()
             })
         })
         .collect();

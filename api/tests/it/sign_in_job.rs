@@ -246,6 +246,7 @@ async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
 fn worker_state(app: &TestApp) -> worker::WorkerState {
     worker::WorkerState {
         db: app.db.clone(),
+        writer: app.state.writer.clone(),
         reader: app.state.reader.clone(),
         audit: app.state.audit.clone(),
         settings: app.settings.clone(),

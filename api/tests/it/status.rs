@@ -115,8 +115,8 @@ async fn the_sweeper_ends_operations_whose_job_never_ran() {
         &app.db,
         worker::operations::NewOperation {
             kind: worker::operations::KIND_BROWSER,
-            provider: "mock",
-            redeemer_hash: "nobody",
+            provider: "mock".into(),
+            redeemer_hash: "nobody".into(),
             next_path: None,
             link_user_id: None,
             state_hash: None,

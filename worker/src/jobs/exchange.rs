@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::Utc;
 use entity::async_operation::{Column, Entity as AsyncOperation, Model, OperationStatus};
 use openidconnect::core::CoreIdToken;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -57,7 +57,7 @@ pub(super) async fn exchange(
     }
     // Discovery first: only the token request itself may leave the code in doubt.
     provider.prepare().await?;
-    if !mark_started(&state.db, operation.id, true).await? {
+    if !mark_started(state, operation.id, true).await? {
         return after_another_run(state, provider, operation.id).await;
     }
     let mut attempts = 0;
@@ -66,7 +66,7 @@ pub(super) async fn exchange(
         let retry = attempts > 1;
         async move {
             // A retry renews the mark: a waiting run counts from the latest attempt.
-            if retry && let Err(error) = mark_started(&state.db, operation.id, false).await {
+            if retry && let Err(error) = mark_started(state, operation.id, false).await {
                 tracing::warn!(%error, "could not renew the exchange mark");
             }
             provider
@@ -75,7 +75,7 @@ pub(super) async fn exchange(
         }
     })
     .await?;
-    store(&state.db, operation.id, &seal(state, &tokens)).await?;
+    store(state, operation.id, seal(state, &tokens)).await?;
     Ok(Exchange::Tokens(tokens))
 }
 
@@ -116,7 +116,7 @@ async fn after_another_run(
 /// only if no run recorded it yet, false then when another run did (or the
 /// operation is no longer pending); before a retry, renewing the mark, so a
 /// waiting run counts from the latest attempt.
-async fn mark_started(db: &impl ConnectionTrait, id: Uuid, first: bool) -> Result<bool, DbErr> {
+async fn mark_started(state: &WorkerState, id: Uuid, first: bool) -> Result<bool, DbErr> {
     let mut update = AsyncOperation::update_many()
         .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
@@ -124,15 +124,21 @@ async fn mark_started(db: &impl ConnectionTrait, id: Uuid, first: bool) -> Resul
     if first {
         update = update.filter(Column::ExchangeStartedAt.is_null());
     }
-    Ok(update.exec(db).await?.rows_affected == 1)
+    let updated = state
+        .writer
+        .run(move |db| Box::pin(async move { update.exec(db).await }))
+        .await?;
+    Ok(updated.rows_affected == 1)
 }
 
-async fn store(db: &impl ConnectionTrait, id: Uuid, sealed: &str) -> Result<(), DbErr> {
-    AsyncOperation::update_many()
+async fn store(state: &WorkerState, id: Uuid, sealed: String) -> Result<(), DbErr> {
+    let update = AsyncOperation::update_many()
         .col_expr(Column::TokenResponse, Expr::value(sealed))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(OperationStatus::Pending))
-        .exec(db)
+        .filter(Column::Status.eq(OperationStatus::Pending));
+    state
+        .writer
+        .run(move |db| Box::pin(async move { update.exec(db).await }))
         .await?;
     Ok(())
 }

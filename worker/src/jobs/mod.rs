@@ -18,7 +18,9 @@ use futures::{FutureExt, channel::mpsc};
 use crate::{
     WorkerState,
     db::{Database, DbPool},
+    writer::WriteConn,
 };
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 pub use sign_in::{EXCHANGE_INTERRUPTED, QueuedJob, SignInError, SignInJob};
 
 /// The apalis queue name: explicit, so renaming a module cannot orphan jobs.
@@ -105,6 +107,41 @@ impl JobQueue {
         // Wake an embedded worker now instead of at its next poll.
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Enqueues `job` as part of the write `db`, so that on SQLite the job commits
+    /// with the operation it serves, in the writer's batch (no turn of its own on
+    /// the writer connection). The row is the one apalis' own push writes (its
+    /// 1.0 layout; `push_in_writes_what_apalis_reads` checks it). Returns `false`
+    /// on PostgreSQL, where writes do not share a connection: the caller then
+    /// pushes with [`JobQueue::push`]. Call [`JobQueue::wake`] after the commit.
+    pub async fn push_in(&self, db: &WriteConn<'_>, job: &SignInJob) -> Result<bool, DbErr> {
+        let Storage::Sqlite(_) = self.storage else {
+            return Ok(false);
+        };
+        let args =
+            serde_json::to_vec(&QueuedJob::seal(job, &self.keys)).expect("a queued job serializes");
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
+             priority, metadata, idempotency_key) \
+             VALUES (?, ?, ?, 'Pending', 0, ?, strftime('%s', 'now'), 0, '{}', ?) \
+             ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+            [
+                args.into(),
+                ulid::Ulid::generate().to_string().into(),
+                QUEUE_NAME.into(),
+                (MAX_ATTEMPTS as i64).into(),
+                job.operation_id.to_string().into(),
+            ],
+        ))
+        .await?;
+        Ok(true)
+    }
+
+    /// Wakes an embedded worker now instead of at its next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Polls for jobs every `interval` instead of the backend's default (200 ms on

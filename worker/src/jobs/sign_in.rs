@@ -296,34 +296,27 @@ async fn store(
     link_to: Option<Uuid>,
 ) -> Result<Outcome, DbErr> {
     let mut delay = Duration::from_millis(50);
-    for _ in 1..3 {
-        match accounts::sign_in(
-            &state.db,
-            operation_id,
-            &provider.name,
-            profile,
-            sealed,
-            link_to,
-        )
-        .await
-        {
-            Ok(outcome) => return Ok(outcome),
-            Err(error) => {
+    let mut tries = 1;
+    loop {
+        let (provider, profile, sealed) = (provider.name.clone(), profile.clone(), sealed.clone());
+        let result = state
+            .writer
+            .run(move |db| {
+                Box::pin(async move {
+                    accounts::sign_in(db, operation_id, &provider, &profile, &sealed, link_to).await
+                })
+            })
+            .await;
+        match result {
+            Err(error) if tries < 3 => {
                 tracing::warn!(%error, "identity transaction failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 4;
+                tries += 1;
             }
+            result => return result,
         }
     }
-    accounts::sign_in(
-        &state.db,
-        operation_id,
-        &provider.name,
-        profile,
-        sealed,
-        link_to,
-    )
-    .await
 }
 
 fn seal_tokens(state: &WorkerState, tokens: &TokenSet) -> SealedTokens {

@@ -230,8 +230,8 @@ impl Harness {
             &self.db.conn,
             NewOperation {
                 kind: operations::KIND_BROWSER,
-                provider: "corp",
-                redeemer_hash: "fault-test",
+                provider: "corp".into(),
+                redeemer_hash: "fault-test".into(),
                 next_path: None,
                 link_user_id: None,
                 state_hash: None,

@@ -163,13 +163,44 @@ async fn handle(
     }
     let new = NewOperation {
         kind: operations::KIND_BROWSER,
-        provider: &provider.name,
-        redeemer_hash,
+        provider: provider.name.clone(),
+        redeemer_hash: redeemer_hash.clone(),
         next_path: attempt.next,
         link_user_id: attempt.link_user_id,
         state_hash: Some(state_hash.clone()),
     };
-    let operation = match operations::claim_state(&state.db, new).await? {
+    let mut job = SignInJob {
+        operation_id: Uuid::nil(),
+        provider: provider.name.clone(),
+        code: code.to_owned(),
+        pkce_verifier: attempt.pkce_verifier,
+        nonce: attempt.nonce,
+        form_user: params.get("user").map(str::to_owned),
+        redirect_uri: None,
+        id_token: None,
+        client: crate::session::Client::of(req).for_job(),
+    };
+    // On SQLite the operation and its job go in one write; if the job cannot be
+    // written there, the queue's own push is tried (and its failure reported) below.
+    let queue = state.jobs.clone();
+    let (claim, unqueued) = state
+        .writer
+        .run(move |db| {
+            Box::pin(async move {
+                let claim = operations::claim_state(db, new).await?;
+                let Claim::New(operation) = &claim else {
+                    return Ok((claim, None));
+                };
+                job.operation_id = operation.id;
+                let queued = queue.push_in(db, &job).await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "could not queue the job beside its operation");
+                    false
+                });
+                Ok((claim, (!queued).then_some(job)))
+            })
+        })
+        .await?;
+    let operation = match claim {
         Claim::New(operation) => operation,
         Claim::Existing(operation) => {
             // A concurrent copy of this callback got there first; it queued the job.
@@ -182,24 +213,19 @@ async fn handle(
         }
     };
     tracing::Span::current().record("operation.id", tracing::field::display(operation.id));
-    let job = SignInJob {
-        operation_id: operation.id,
-        provider: provider.name.clone(),
-        code: code.to_owned(),
-        pkce_verifier: attempt.pkce_verifier,
-        nonce: attempt.nonce,
-        form_user: params.get("user").map(str::to_owned),
-        redirect_uri: None,
-        id_token: None,
-        client: crate::session::Client::of(req).for_job(),
-    };
-    if let Err(error) = state.jobs.push(job).await {
-        tracing::error!(%error, "could not enqueue the sign-in job");
-        let (code, message) = operations::QUEUE_UNAVAILABLE;
-        operations::mark_error(&state.db, operation.id, code, message).await?;
-        return Ok(
-            Redirect::see_other(format!("/auth/error?operation={}", operation.id)).into_response(),
-        );
+    match unqueued {
+        None => state.jobs.wake(),
+        Some(job) => {
+            if let Err(error) = state.jobs.push(job).await {
+                tracing::error!(%error, "could not enqueue the sign-in job");
+                let (code, message) = operations::QUEUE_UNAVAILABLE;
+                operations::mark_error(&state.db, operation.id, code, message).await?;
+                return Ok(
+                    Redirect::see_other(format!("/auth/error?operation={}", operation.id))
+                        .into_response(),
+                );
+            }
+        }
     }
     tracing::info!("sign-in queued");
     Ok(to_preloader(operation.id))

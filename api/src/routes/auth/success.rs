@@ -6,7 +6,6 @@ use poem::{
     http::Uri,
     web::{Data, Redirect, cookie::CookieJar},
 };
-use worker::operations;
 
 use super::{browser_operation, parse_operation_id};
 use crate::{
@@ -41,17 +40,19 @@ pub async fn success(
     };
     tracing::Span::current().record("operation.id", tracing::field::display(operation.id));
     let key = browser::browser_key(jar, &state.settings).ok_or(PageError::BadState)?;
-    let Some(redeemed) =
-        operations::redeem(&state.db, operation.id, &browser::redeemer_hash(&key)).await?
+    let Some((redeemed, user_id)) = session::redeem_into_browser_session(
+        state,
+        jar,
+        operation.id,
+        browser::redeemer_hash(&key),
+        Client::of(req),
+    )
+    .await?
     else {
         tracing::info!("operation not redeemable (pending, failed or already used)");
         return failed(format!("?operation={}", operation.id));
     };
-    let Some(user_id) = redeemed.user_id else {
-        return failed(format!("?operation={}", operation.id));
-    };
     tracing::Span::current().record("user.id", tracing::field::display(user_id));
-    session::start_browser_session(state, jar, user_id, Client::of(req)).await?;
     tracing::info!("signed in");
     let next = redeemed
         .next_path

@@ -26,6 +26,7 @@ impl InProcessWorker {
             db.migrate().await.unwrap();
             let state = worker::WorkerState {
                 db: db.conn.clone(),
+                writer: db.writer.clone(),
                 reader: db.reader.clone(),
                 audit: worker::audit::AuditLog::start(db.conn.clone()),
                 keys: Arc::new(worker::crypto::Keys::load(&settings).unwrap()),
