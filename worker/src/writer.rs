@@ -14,7 +14,14 @@
 //! A write is a closure of database statements only: it must not wait for anything
 //! else (a provider, a timer, a lock), or every write queued behind it waits too.
 
-use std::{future::Future, pin::Pin};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
@@ -40,8 +47,9 @@ pub enum WriteConn<'a> {
 /// Runs writes; cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Writer {
-    /// SQLite: queued to the task that owns the writer connection.
-    Owned(mpsc::UnboundedSender<Job>),
+    /// SQLite: queued to the task that owns the writer connection, which counts
+    /// the transactions it ran.
+    Owned(mpsc::UnboundedSender<Job>, Arc<AtomicU64>),
     /// PostgreSQL: straight on the pool.
     Pool(DatabaseConnection),
 }
@@ -54,8 +62,18 @@ impl Writer {
             return Self::Pool(conn);
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(own(conn, rx));
-        Self::Owned(tx)
+        let transactions = Arc::new(AtomicU64::new(0));
+        tokio::spawn(own(conn, rx, transactions.clone()));
+        Self::Owned(tx, transactions)
+    }
+
+    /// How many transactions the owner of the SQLite writer has run (none on
+    /// PostgreSQL): with writes arriving together, fewer than the writes.
+    pub fn transactions(&self) -> u64 {
+        match self {
+            Self::Owned(_, transactions) => transactions.load(Ordering::Relaxed),
+            Self::Pool(_) => 0,
+        }
     }
 
     /// Runs `write` and returns its result once it is committed. On SQLite it
@@ -68,7 +86,7 @@ impl Writer {
     {
         let sender = match self {
             Self::Pool(conn) => return write(&WriteConn::Pool(conn)).await,
-            Self::Owned(sender) => sender,
+            Self::Owned(sender, _) => sender,
         };
         let (reply, answer) = oneshot::channel::<Result<T, DbErr>>();
         let job: Job = Box::new(move |batch| {
@@ -110,7 +128,11 @@ where
 }
 
 /// The owner of the SQLite writer: one transaction per batch of queued writes.
-async fn own(conn: DatabaseConnection, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn own(
+    conn: DatabaseConnection,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    transactions: Arc<AtomicU64>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics::histogram!("signin_db_write_batch_size").record(batch.len() as f64);
@@ -128,6 +150,7 @@ async fn own(conn: DatabaseConnection, mut queue: mpsc::UnboundedReceiver<Job>) 
             deliveries.push(job(&txn).await);
         }
         let commit_error = txn.commit().await.err();
+        transactions.fetch_add(1, Ordering::Relaxed);
         if let Some(error) = &commit_error {
             tracing::error!(%error, writes = deliveries.len(), "a write transaction did not commit");
         }
@@ -184,5 +207,106 @@ impl ConnectionTrait for WriteConn<'_> {
     }
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         on_inner!(self, c => c.query_all_raw(stmt).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{Database, DbBackend, Statement};
+
+    use super::*;
+
+    async fn table() -> (Writer, DatabaseConnection) {
+        let conn = Database::connect("sqlite::memory:").await.unwrap();
+        conn.execute_unprepared("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        (Writer::new(conn.clone()), conn)
+    }
+
+    fn insert(n: i64) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO t (n) VALUES (?)",
+            [n.into()],
+        )
+    }
+
+    async fn rows(conn: &DatabaseConnection) -> Vec<i64> {
+        conn.query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT n FROM t ORDER BY n",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<i64>("", "n").unwrap())
+        .collect()
+    }
+
+    /// Writes queued together share a transaction, and a write that fails halfway
+    /// leaves nothing behind while the writes beside it commit. (On one runtime
+    /// thread all 64 are queued before the owner first runs.)
+    #[tokio::test]
+    async fn writes_queued_together_commit_together_and_a_failing_one_rolls_back_alone() {
+        let (writer, conn) = table().await;
+        let writes = (0..64i64).map(|n| {
+            let writer = writer.clone();
+            async move {
+                writer
+                    .run(move |db| {
+                        Box::pin(async move {
+                            db.execute_raw(insert(n)).await?;
+                            if n % 2 == 1 {
+                                // Odd writes insert, then fail (n is already there).
+                                db.execute_raw(insert(n)).await?;
+                            }
+                            Ok(n)
+                        })
+                    })
+                    .await
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        for (n, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), n % 2 == 0, "write {n}: {result:?}");
+        }
+        assert_eq!(rows(&conn).await, (0..64).step_by(2).collect::<Vec<_>>());
+        assert_eq!(writer.transactions(), 1, "64 writes queued at once");
+    }
+
+    /// A caller hears of its write only once it is committed: a transaction that
+    /// cannot commit fails every write in it, and none of them is kept.
+    #[tokio::test]
+    async fn a_batch_that_cannot_commit_fails_every_write_in_it() {
+        let (writer, conn) = table().await;
+        conn.execute_unprepared(
+            "CREATE TABLE child (n INTEGER REFERENCES t (n) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .await
+        .unwrap();
+        conn.execute_unprepared("PRAGMA foreign_keys = ON")
+            .await
+            .unwrap();
+        let result = writer
+            .run(|db| {
+                Box::pin(async move {
+                    db.execute_raw(insert(1)).await?;
+                    // Checked at COMMIT: no parent row 99.
+                    db.execute_unprepared("INSERT INTO child (n) VALUES (99)")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await;
+        let error = result.expect_err("the commit fails");
+        assert!(error.to_string().contains("did not commit"), "{error}");
+        assert!(rows(&conn).await.is_empty());
+        // The failed transaction was rolled back: the next write gets a fresh one.
+        writer
+            .run(|db| Box::pin(async move { db.execute_raw(insert(2)).await }))
+            .await
+            .unwrap();
+        assert_eq!(rows(&conn).await, [2]);
     }
 }

@@ -194,3 +194,61 @@ async fn a_failed_enqueue_ends_the_operation_in_error_with_a_page_saying_so() {
     let text = app.get(&error_page).await.text().await.unwrap();
     assert!(text.contains("could not start your sign-in"), "{text}");
 }
+
+/// On SQLite the callback writes its job row itself, in the operation's write
+/// (`JobQueue::push_in`): the row must be the one apalis' own push writes, or no
+/// worker would take it (every SQLite sign-in in these tests, and
+/// `flow::separate_workers_complete_the_flow_on_sqlite`, show a worker taking it).
+#[tokio::test]
+async fn push_in_writes_what_apalis_reads() {
+    let app = spawn_app_without_worker().await;
+    let authorize = app.start_login("mock", "").await;
+    assert_to_preloader(&app.return_from_provider(&authorize, "abc").await);
+    // The same kind of job through apalis' push, for comparison.
+    let job = worker::jobs::SignInJob {
+        operation_id: uuid::Uuid::new_v4(),
+        provider: "mock".into(),
+        code: "c".into(),
+        pkce_verifier: "v".into(),
+        nonce: None,
+        form_user: None,
+        redirect_uri: None,
+        id_token: None,
+        client: Default::default(),
+    };
+    app.state.jobs.push(job).await.unwrap();
+    let rows = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT job_type, status, attempts, max_attempts, priority, metadata, \
+             lock_by IS NULL AS unlocked, length(id) AS id_length, \
+             abs(run_at - strftime('%s', 'now')) < 60 AS run_now, \
+             json_extract(job, '$.operation_id') = idempotency_key AS keyed, \
+             json_extract(job, '$.provider') AS provider \
+             FROM Jobs ORDER BY rowid",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let columns = |row: &sea_orm::QueryResult| {
+        row.column_names()
+            .into_iter()
+            .map(|name| {
+                let value = row
+                    .try_get::<Option<String>>("", &name)
+                    .map(|v| v.unwrap_or_default())
+                    .or_else(|_| row.try_get::<i64>("", &name).map(|v| v.to_string()))
+                    .unwrap();
+                (name, value)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ours, apalis) = (columns(&rows[0]), columns(&rows[1]));
+    assert_eq!(ours, apalis);
+    assert!(
+        ours.contains(&("status".into(), "Pending".into())),
+        "{ours:?}"
+    );
+    assert!(ours.contains(&("keyed".into(), "1".into())), "{ours:?}");
+}
