@@ -95,7 +95,7 @@ impl Application {
             db: db.conn.clone(),
             writer: db.writer.clone(),
             reader: db.reader.clone(),
-            audit: worker::audit::AuditLog::start(db.conn.clone()),
+            audit: worker::audit::AuditLog::start(db.writer.clone()),
             pool: db.pool.clone(),
             tokens: TokenIssuer::new(&settings, &keys),
             limits: Arc::new(Limits::new(&settings.limits)),

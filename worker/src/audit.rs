@@ -10,10 +10,12 @@ use std::time::Duration;
 use chrono::Utc;
 use entity::auth_event::{self, Column, Entity as AuthEvent};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
+
+use crate::writer::Writer;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,15 +120,22 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer task on `db` (the writer connection). It ends when the last
-    /// clone is dropped, after writing what is queued.
-    pub fn start(db: DatabaseConnection) -> Self {
+    /// Starts the task that stores queued rows through `writer` (so they join the
+    /// sign-in writes' transactions on SQLite). It ends when the last clone is
+    /// dropped, after writing what is queued.
+    pub fn start(writer: Writer) -> Self {
         let (rows, mut queued) = tokio::sync::mpsc::channel(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while queued.recv_many(&mut batch, BATCH).await > 0 {
                 let count = batch.len();
-                if let Err(error) = AuthEvent::insert_many(batch.drain(..)).exec(&db).await {
+                let rows: Vec<_> = batch.drain(..).collect();
+                let stored = writer
+                    .run(move |db| {
+                        Box::pin(async move { AuthEvent::insert_many(rows).exec(db).await })
+                    })
+                    .await;
+                if let Err(error) = stored {
                     tracing::warn!(%error, events = count, "could not store audit events");
                 }
             }

@@ -90,6 +90,9 @@ const MIGRATION_LOCK_KEY: i64 = 0x5349_474e_494e; // "SIGNIN"
 async fn sqlite_pool(options: SqliteConnectOptions, size: u32) -> anyhow::Result<SqlitePool> {
     SqlitePoolOptions::new()
         .max_connections(size)
+        // A connection to a local file does not drop; sqlx's ping before each
+        // acquire would be one more round trip to the connection's thread.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         db: db.conn.clone(),
         writer: db.writer.clone(),
         reader: db.reader.clone(),
-        audit: worker::audit::AuditLog::start(db.conn.clone()),
+        audit: worker::audit::AuditLog::start(db.writer.clone()),
         settings,
         providers,
         keys,

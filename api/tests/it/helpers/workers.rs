@@ -28,7 +28,7 @@ impl InProcessWorker {
                 db: db.conn.clone(),
                 writer: db.writer.clone(),
                 reader: db.reader.clone(),
-                audit: worker::audit::AuditLog::start(db.conn.clone()),
+                audit: worker::audit::AuditLog::start(db.writer.clone()),
                 keys: Arc::new(worker::crypto::Keys::load(&settings).unwrap()),
                 providers: Arc::new(
                     worker::providers::ProviderRegistry::from_settings(&settings).unwrap(),
