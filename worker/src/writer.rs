@@ -13,6 +13,9 @@
 //!
 //! A write is a closure of database statements only: it must not wait for anything
 //! else (a provider, a timer, a lock), or every write queued behind it waits too.
+//! Nor may a write be started while holding a transaction on the writer connection
+//! itself (`Database::conn`): on SQLite the owner would wait for that connection
+//! while its holder waits for the owner.
 
 use std::{
     future::Future,
