@@ -12,7 +12,7 @@ use worker::{
     accounts::{self, Registered},
     audit::{self, EventKind},
     crypto,
-    jobs::SignInJob,
+    jobs::{SignInJob, Started},
     operations::{self, NewOperation},
     passwords,
 };
@@ -331,28 +331,31 @@ impl AuthApi {
         }
         let poll_secret = crypto::random_token(32);
         let redeemer_hash = crypto::sha256_hex(&poll_secret);
-        let operation = operations::create_pending(
-            &state.db,
-            NewOperation {
-                kind: operations::KIND_NATIVE,
-                provider: provider.name.clone(),
-                redeemer_hash: redeemer_hash.clone(),
-                next_path: None,
-                link_user_id,
-                state_hash: None,
-            },
-        )
-        .await?;
-        job.operation_id = operation.id;
-        if let Err(error) = state.jobs.push(job).await {
-            tracing::error!(%error, operation.id = %operation.id, "could not enqueue the native sign-in job");
-            let (code, message) = operations::QUEUE_UNAVAILABLE;
-            operations::mark_error(&state.db, operation.id, code, message).await?;
-            return Err(ApiError::Unavailable {
-                code,
-                message: message.to_owned(),
-            });
-        }
+        let new = NewOperation {
+            kind: operations::KIND_NATIVE,
+            provider: provider.name.clone(),
+            redeemer_hash,
+            next_path: None,
+            link_user_id,
+            state_hash: None,
+        };
+        let operation = match state.jobs.start(&state.writer, new, job).await? {
+            Started::Queued(operation) => operation,
+            Started::Unqueued(_) => {
+                let (code, message) = operations::QUEUE_UNAVAILABLE;
+                return Err(ApiError::Unavailable {
+                    code,
+                    message: message.to_owned(),
+                });
+            }
+            // Only a claimed `state` can be met again, and this operation has none.
+            Started::Existing(_) | Started::Foreign => {
+                return Err(sea_orm::DbErr::Custom(
+                    "an operation without state was claimed twice".into(),
+                )
+                .into());
+            }
+        };
         tracing::info!(provider = %provider.name, operation.id = %operation.id, "native sign-in queued");
         let event = audit::Event::new(EventKind::SignInStarted)
             .user(link_user_id)

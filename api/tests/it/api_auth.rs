@@ -723,3 +723,26 @@ async fn every_json_route_is_in_the_openapi_document() {
             .contains("swagger")
     );
 }
+
+/// The native exchange starts its operation through the same queue path as the
+/// browser callback: when the job cannot be queued, the app gets 503
+/// `queue_unavailable` and the operation is ended, not left pending.
+#[tokio::test]
+async fn a_native_exchange_whose_job_cannot_be_queued_gets_503_and_ends_its_operation() {
+    use sea_orm::{ConnectionTrait, EntityTrait};
+    let app = native_app().await;
+    app.db.execute_unprepared("DROP TABLE Jobs").await.unwrap();
+    let request = json!({"code": "app-code", "code_verifier": "v".repeat(50), "redirect_uri": APP_REDIRECT, "nonce": "n"});
+    let (status, body, _) = start_native(&app, &request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "queue_unavailable", "{body}");
+    let operations = entity::prelude::AsyncOperation::find()
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(operations.len(), 1);
+    assert_eq!(
+        operations[0].error_code.as_deref(),
+        Some("queue_unavailable")
+    );
+}

@@ -18,7 +18,8 @@ use futures::{FutureExt, channel::mpsc};
 use crate::{
     WorkerState,
     db::{Database, DbPool},
-    writer::WriteConn,
+    operations::{self, Claim, NewOperation},
+    writer::{WriteConn, Writer},
 };
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 pub use sign_in::{EXCHANGE_INTERRUPTED, QueuedJob, SignInError, SignInJob};
@@ -58,6 +59,21 @@ impl std::fmt::Debug for JobQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JobQueue")
     }
+}
+
+/// What [`JobQueue::start`] did.
+#[derive(Debug)]
+pub enum Started {
+    /// A new pending operation, its job queued.
+    Queued(entity::async_operation::Model),
+    /// The `state` was claimed before by this browser: its operation (whose job
+    /// the first claim queued).
+    Existing(entity::async_operation::Model),
+    /// The `state` is held by another browser's operation.
+    Foreign,
+    /// A new operation whose job could not be queued: it is now `error`
+    /// (`queue_unavailable`).
+    Unqueued(entity::async_operation::Model),
 }
 
 /// Pushing a job failed; the caller marks the operation `error`.
@@ -109,6 +125,56 @@ impl JobQueue {
         Ok(())
     }
 
+    /// Records `new` (claiming its `state`, if any; see [`operations::claim_state`])
+    /// and queues `job` for it. On SQLite both go in one write; on PostgreSQL the job
+    /// is pushed after the operation commits. An operation whose job could not be
+    /// queued is ended `queue_unavailable` and returned as [`Started::Unqueued`].
+    pub async fn start(
+        &self,
+        writer: &Writer,
+        new: NewOperation,
+        mut job: SignInJob,
+    ) -> Result<Started, DbErr> {
+        let queue = self.clone();
+        let (claim, unqueued) = writer
+            .run(move |db| {
+                Box::pin(async move {
+                    let claim = operations::claim_state(db, new).await?;
+                    let Claim::New(operation) = &claim else {
+                        return Ok((claim, None));
+                    };
+                    job.operation_id = operation.id;
+                    let queued = queue.push_in(db, &job).await.unwrap_or_else(|error| {
+                        tracing::warn!(%error, "could not queue the job beside its operation");
+                        false
+                    });
+                    Ok((claim, (!queued).then_some(job)))
+                })
+            })
+            .await?;
+        let operation = match claim {
+            Claim::New(operation) => operation,
+            Claim::Existing(operation) => return Ok(Started::Existing(operation)),
+            Claim::Foreign => return Ok(Started::Foreign),
+        };
+        let Some(job) = unqueued else {
+            self.wake();
+            return Ok(Started::Queued(operation));
+        };
+        if let Err(error) = self.push(job).await {
+            tracing::error!(%error, operation.id = %operation.id, "could not enqueue the sign-in job");
+            let (code, message) = operations::QUEUE_UNAVAILABLE;
+            let id = operation.id;
+            writer
+                .run(move |db| {
+                    Box::pin(async move { operations::mark_error(db, id, code, message).await })
+                })
+                .await?;
+            return Ok(Started::Unqueued(operation));
+        }
+        Ok(Started::Queued(operation))
+    }
+
     /// Enqueues `job` as part of the write `db`, so that on SQLite the job commits
     /// with the operation it serves, in the writer's batch (no turn of its own on
     /// the writer connection). The row is the one apalis' own push writes (its
@@ -140,7 +206,7 @@ impl JobQueue {
     }
 
     /// Wakes an embedded worker now instead of at its next poll.
-    pub fn wake(&self) {
+    fn wake(&self) {
         self.wake.notify_one();
     }
 

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use worker::{
     audit::{self, EventKind},
     crypto,
-    jobs::SignInJob,
-    operations::{self, Claim, NewOperation},
+    jobs::{SignInJob, Started},
+    operations::{self, NewOperation},
     providers::Provider,
 };
 
@@ -169,7 +169,7 @@ async fn handle(
         link_user_id: attempt.link_user_id,
         state_hash: Some(state_hash.clone()),
     };
-    let mut job = SignInJob {
+    let job = SignInJob {
         operation_id: Uuid::nil(),
         provider: provider.name.clone(),
         code: code.to_owned(),
@@ -180,53 +180,25 @@ async fn handle(
         id_token: None,
         client: crate::session::Client::of(req).for_job(),
     };
-    // On SQLite the operation and its job go in one write; if the job cannot be
-    // written there, the queue's own push is tried (and its failure reported) below.
-    let queue = state.jobs.clone();
-    let (claim, unqueued) = state
-        .writer
-        .run(move |db| {
-            Box::pin(async move {
-                let claim = operations::claim_state(db, new).await?;
-                let Claim::New(operation) = &claim else {
-                    return Ok((claim, None));
-                };
-                job.operation_id = operation.id;
-                let queued = queue.push_in(db, &job).await.unwrap_or_else(|error| {
-                    tracing::warn!(%error, "could not queue the job beside its operation");
-                    false
-                });
-                Ok((claim, (!queued).then_some(job)))
-            })
-        })
-        .await?;
-    let operation = match claim {
-        Claim::New(operation) => operation,
-        Claim::Existing(operation) => {
+    let operation = match state.jobs.start(&state.writer, new, job).await? {
+        Started::Queued(operation) => operation,
+        Started::Existing(operation) => {
             // A concurrent copy of this callback got there first; it queued the job.
             tracing::info!(operation.id = %operation.id, "callback submitted twice; following its operation");
             return Ok(to_preloader(operation.id));
         }
-        Claim::Foreign => {
+        Started::Foreign => {
             tracing::warn!("state already claimed by another browser");
             return Err(PageError::BadState);
         }
+        Started::Unqueued(operation) => {
+            return Ok(
+                Redirect::see_other(format!("/auth/error?operation={}", operation.id))
+                    .into_response(),
+            );
+        }
     };
     tracing::Span::current().record("operation.id", tracing::field::display(operation.id));
-    match unqueued {
-        None => state.jobs.wake(),
-        Some(job) => {
-            if let Err(error) = state.jobs.push(job).await {
-                tracing::error!(%error, "could not enqueue the sign-in job");
-                let (code, message) = operations::QUEUE_UNAVAILABLE;
-                operations::mark_error(&state.db, operation.id, code, message).await?;
-                return Ok(
-                    Redirect::see_other(format!("/auth/error?operation={}", operation.id))
-                        .into_response(),
-                );
-            }
-        }
-    }
     tracing::info!("sign-in queued");
     Ok(to_preloader(operation.id))
 }
