@@ -295,6 +295,23 @@ pub struct ProviderSettings {
     /// Native apps: redirect URIs an app may have used for the code it exchanges.
     #[serde(default)]
     pub native_redirect_uris: Vec<String>,
+    /// OpenID Connect kinds: when to read the userinfo endpoint.
+    #[serde(default)]
+    pub userinfo: UserinfoMode,
+}
+
+/// When an OpenID Connect sign-in reads the userinfo endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserinfoMode {
+    /// Only when the verified ID token lacks what the user record needs: an email
+    /// the provider marks verified, and a name. Saves a provider round trip per
+    /// sign-in with providers (Google among them) whose ID tokens carry both.
+    #[default]
+    WhenNeeded,
+    /// Always, for providers whose userinfo says more than their ID token (a
+    /// picture, an up-to-date name).
+    Always,
 }
 
 /// Where the generic `oauth2` kind finds each profile field in the userinfo JSON

@@ -31,6 +31,8 @@ async fn metrics_count_sign_ins_jobs_and_requests() {
     // A provider name no other test uses, so the global counters are ours alone.
     let app = spawn_app_with(Options {
         mock_name: "metered",
+        // Every provider call, userinfo included, is what is metered here.
+        mock_config: serde_json::json!({"kind": "oidc", "display_name": "Mock ID", "userinfo": "always"}),
         ..Options::default()
     })
     .await

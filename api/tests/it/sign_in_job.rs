@@ -3,6 +3,7 @@
 
 use entity::prelude::{SocialAccount, UserProfile};
 use serde_json::{Value, json};
+use sea_orm::EntityTrait;
 use uuid::Uuid;
 use worker::jobs::SignInJob;
 
@@ -156,7 +157,12 @@ async fn id_token_with_alg_none_fails() {
 
 #[tokio::test]
 async fn userinfo_for_another_subject_fails() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options {
+        mock_config: json!({"kind": "oidc", "display_name": "Mock ID", "userinfo": "always"}),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
     let authorize = app.start_login("mock", "").await;
     let claims = app
         .provider
@@ -500,4 +506,67 @@ async fn provider_access_tokens_are_refreshed_when_expired() {
         missing,
         Err(worker::provider_tokens::TokenError::NotLinked(_))
     ));
+}
+
+/// What a sign-in gets when the ID token carries a verified email and a name: on
+/// the default `userinfo = "when_needed"` no userinfo call (one provider round trip
+/// fewer), with `"always"` the call and its answer, which takes precedence.
+#[tokio::test]
+async fn a_complete_id_token_spares_the_userinfo_call_unless_userinfo_is_always() {
+    for (mode, userinfo_calls, name) in [("when_needed", 0, "Grace Hopper"), ("always", 1, "Ada L")]
+    {
+        let app = spawn_app_with(Options {
+            mock_config: json!({"kind": "oidc", "display_name": "Mock ID", "userinfo": mode}),
+            ..Options::default()
+        })
+        .await
+        .unwrap();
+        let authorize = app.start_login("mock", "").await;
+        let claims = app
+            .provider
+            .claims("complete", authorize.nonce.as_deref().unwrap());
+        app.provider
+            .given_token_ok("c", &app.provider.id_token(&claims))
+            .await;
+        app.provider
+            .given_userinfo(json!({"sub": "complete", "name": "Ada L", "email": "complete@example.com", "email_verified": true}))
+            .await;
+        let status = finish(&app, &authorize, "c").await;
+        assert_eq!(status["status"], "ok", "{mode}: {status}");
+        assert_eq!(
+            app.provider.userinfo_requests().await.len(),
+            userinfo_calls,
+            "{mode}"
+        );
+        let user = UserProfile::find().one(&app.db).await.unwrap().unwrap();
+        assert_eq!(
+            user.email.as_deref(),
+            Some("complete@example.com"),
+            "{mode}"
+        );
+        assert_eq!(user.display_name.as_deref(), Some(name), "{mode}");
+    }
+}
+
+/// An ID token without an email the provider marks verified is not enough: the
+/// userinfo answer decides (here it verifies the address, so accounts can link).
+#[tokio::test]
+async fn an_id_token_without_a_verified_email_still_asks_userinfo() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("mock", "").await;
+    let mut claims = app
+        .provider
+        .claims("thin", authorize.nonce.as_deref().unwrap());
+    claims.as_object_mut().unwrap().remove("email_verified");
+    app.provider
+        .given_token_ok("c", &app.provider.id_token(&claims))
+        .await;
+    app.provider
+        .given_userinfo(json!({"sub": "thin", "email": "thin@example.com", "email_verified": true}))
+        .await;
+    let status = finish(&app, &authorize, "c").await;
+    assert_eq!(status["status"], "ok", "{status}");
+    assert_eq!(app.provider.userinfo_requests().await.len(), 1);
+    let user = UserProfile::find().one(&app.db).await.unwrap().unwrap();
+    assert!(user.email_verified);
 }

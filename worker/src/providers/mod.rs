@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::config::{ClaimPointers, ProviderKind, ProviderSettings, Settings};
+use crate::config::{ClaimPointers, ProviderKind, ProviderSettings, Settings, UserinfoMode};
 use http::ProviderHttp;
 pub use http::TransportError;
 pub use profile::Profile;
@@ -165,6 +165,8 @@ pub struct Provider {
     native_client_ids: Vec<String>,
     /// Redirect URIs native apps may exchange codes for.
     native_redirect_uris: Vec<String>,
+    /// OIDC kinds: when the userinfo endpoint is read.
+    userinfo: UserinfoMode,
     http: ProviderHttp,
     endpoints: OnceCell<Arc<Endpoints>>,
     jwks: discovery::JwksCache,
@@ -443,6 +445,12 @@ impl Provider {
                 profile::from_pointers(&json, &self.claims)
             }
             ProviderKind::Google | ProviderKind::Oidc | ProviderKind::Demo => {
+                if let Some(profile) = from_id_token
+                    && self.userinfo == UserinfoMode::WhenNeeded
+                    && profile.is_enough_for_a_user()
+                {
+                    return Ok(profile.clone());
+                }
                 let Some(url) = &endpoints.userinfo_url else {
                     return from_id_token.cloned().ok_or_else(|| {
                         ProviderError::Profile("no userinfo endpoint and no ID token".into())
@@ -644,6 +652,7 @@ impl ProviderRegistry {
                 claims: config.claims.clone(),
                 native_client_ids: config.native_client_ids.clone(),
                 native_redirect_uris: config.native_redirect_uris.clone(),
+                userinfo: config.userinfo,
                 http: ProviderHttp::new(
                     client.clone(),
                     config.timeout.unwrap_or(Duration::from_secs(10)),

@@ -24,6 +24,17 @@ pub struct Profile {
     pub avatar_url: Option<String>,
 }
 
+impl Profile {
+    /// Whether it holds what a user record needs without asking userinfo: an email
+    /// the provider marks verified (what linking and `require_email` rely on) and a
+    /// name to greet the person with.
+    pub fn is_enough_for_a_user(&self) -> bool {
+        self.email.is_some()
+            && self.email_verified
+            && (self.display_name.is_some() || self.first_name.is_some())
+    }
+}
+
 /// The profile carried by validated ID-token claims.
 pub fn from_id_token(claims: &IdTokenClaims<EmptyAdditionalClaims, CoreGenderClaim>) -> Profile {
     Profile {

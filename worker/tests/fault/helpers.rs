@@ -186,6 +186,8 @@ impl Harness {
             ("SIGNIN_PROVIDERS__CORP__CLIENT_SECRET", "s".to_owned()),
             // Held requests must outlast the test's kill, not time out first.
             ("SIGNIN_PROVIDERS__CORP__TIMEOUT", "20s".to_owned()),
+            // The crash tests hold the job in its userinfo call: always make it.
+            ("SIGNIN_PROVIDERS__CORP__USERINFO", "always".to_owned()),
         ];
         let figment = figment::Figment::from(figment::providers::Serialized::defaults(json!({
             "database_url": database_url, "secret_key": secret_key,

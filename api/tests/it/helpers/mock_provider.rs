@@ -185,12 +185,20 @@ impl MockProvider {
 
     /// Number of requests the token endpoint received.
     pub async fn token_requests(&self) -> Vec<wiremock::Request> {
+        self.requests_to("/token").await
+    }
+
+    pub async fn userinfo_requests(&self) -> Vec<wiremock::Request> {
+        self.requests_to("/userinfo").await
+    }
+
+    async fn requests_to(&self, path: &str) -> Vec<wiremock::Request> {
         self.server
             .received_requests()
             .await
             .unwrap_or_default()
             .into_iter()
-            .filter(|r| r.url.path() == "/token")
+            .filter(|r| r.url.path() == path)
             .collect()
     }
 }
