@@ -2,8 +2,8 @@
 //! validation, idempotent and concurrent runs.
 
 use entity::prelude::{SocialAccount, UserProfile};
-use serde_json::{Value, json};
 use sea_orm::EntityTrait;
+use serde_json::{Value, json};
 use uuid::Uuid;
 use worker::jobs::SignInJob;
 
@@ -155,24 +155,38 @@ async fn id_token_with_alg_none_fails() {
     .await;
 }
 
-#[tokio::test]
-async fn userinfo_for_another_subject_fails() {
-    let app = spawn_app_with(Options {
-        mock_config: json!({"kind": "oidc", "display_name": "Mock ID", "userinfo": "always"}),
+/// The app with the mock provider's `userinfo` setting at `mode`.
+async fn app_reading_userinfo(mode: &str) -> TestApp {
+    spawn_app_with(Options {
+        mock_config: json!({"kind": "oidc", "display_name": "Mock ID", "userinfo": mode}),
         ..Options::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// The token endpoint answers code `c` with an ID token of `claims`; userinfo
+/// answers `userinfo`.
+async fn given_id_token_and_userinfo(app: &TestApp, claims: &Value, userinfo: Value) {
+    app.provider
+        .given_token_ok("c", &app.provider.id_token(claims))
+        .await;
+    app.provider.given_userinfo(userinfo).await;
+}
+
+#[tokio::test]
+async fn userinfo_for_another_subject_fails() {
+    let app = app_reading_userinfo("always").await;
     let authorize = app.start_login("mock", "").await;
     let claims = app
         .provider
         .claims("alice", authorize.nonce.as_deref().unwrap());
-    app.provider
-        .given_token_ok("c", &app.provider.id_token(&claims))
-        .await;
-    app.provider
-        .given_userinfo(json!({"sub": "mallory", "email": "mallory@example.com"}))
-        .await;
+    given_id_token_and_userinfo(
+        &app,
+        &claims,
+        json!({"sub": "mallory", "email": "mallory@example.com"}),
+    )
+    .await;
     let status = finish(&app, &authorize, "c").await;
     assert_eq!(status["error"]["code"], "id_token_invalid");
     assert_eq!(app.count(UserProfile).await, 0);
@@ -515,22 +529,17 @@ async fn provider_access_tokens_are_refreshed_when_expired() {
 async fn a_complete_id_token_spares_the_userinfo_call_unless_userinfo_is_always() {
     for (mode, userinfo_calls, name) in [("when_needed", 0, "Grace Hopper"), ("always", 1, "Ada L")]
     {
-        let app = spawn_app_with(Options {
-            mock_config: json!({"kind": "oidc", "display_name": "Mock ID", "userinfo": mode}),
-            ..Options::default()
-        })
-        .await
-        .unwrap();
+        let app = app_reading_userinfo(mode).await;
         let authorize = app.start_login("mock", "").await;
         let claims = app
             .provider
             .claims("complete", authorize.nonce.as_deref().unwrap());
-        app.provider
-            .given_token_ok("c", &app.provider.id_token(&claims))
-            .await;
-        app.provider
-            .given_userinfo(json!({"sub": "complete", "name": "Ada L", "email": "complete@example.com", "email_verified": true}))
-            .await;
+        given_id_token_and_userinfo(
+            &app,
+            &claims,
+            json!({"sub": "complete", "name": "Ada L", "email": "complete@example.com", "email_verified": true}),
+        )
+        .await;
         let status = finish(&app, &authorize, "c").await;
         assert_eq!(status["status"], "ok", "{mode}: {status}");
         assert_eq!(
@@ -558,12 +567,12 @@ async fn an_id_token_without_a_verified_email_still_asks_userinfo() {
         .provider
         .claims("thin", authorize.nonce.as_deref().unwrap());
     claims.as_object_mut().unwrap().remove("email_verified");
-    app.provider
-        .given_token_ok("c", &app.provider.id_token(&claims))
-        .await;
-    app.provider
-        .given_userinfo(json!({"sub": "thin", "email": "thin@example.com", "email_verified": true}))
-        .await;
+    given_id_token_and_userinfo(
+        &app,
+        &claims,
+        json!({"sub": "thin", "email": "thin@example.com", "email_verified": true}),
+    )
+    .await;
     let status = finish(&app, &authorize, "c").await;
     assert_eq!(status["status"], "ok", "{status}");
     assert_eq!(app.provider.userinfo_requests().await.len(), 1);
