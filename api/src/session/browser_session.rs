@@ -1,0 +1,98 @@
+//! Browser sessions: a finished operation redeemed into a cookie session, and logout.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::{
+    async_operation,
+    session::{self, Entity as Session},
+};
+use poem::web::cookie::CookieJar;
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use uuid::Uuid;
+use worker::{crypto, operations};
+
+use super::{
+    Client, KIND_BROWSER, SESSION_COOKIE, browser_lifetime, insert_session, is_plausible_token,
+    revoke::record_revoked,
+};
+use crate::{browser, state::AppState};
+
+/// Redeems this browser's finished operation and, in the same write, starts a
+/// session with a fresh random token for its user; sets the cookie, and revokes the
+/// session the browser held before (no fixation). `None` when the operation was not
+/// redeemable (pending, failed, already used, or another browser's).
+pub async fn redeem_into_browser_session(
+    state: &AppState,
+    jar: &CookieJar,
+    operation_id: Uuid,
+    redeemer_hash: String,
+    client: Client,
+) -> Result<Option<(async_operation::Model, Uuid)>, DbErr> {
+    let lifetime = browser_lifetime(state);
+    let for_session = client.clone();
+    let started = state
+        .writer
+        .run(move |db| {
+            Box::pin(async move {
+                let Some(operation) = operations::redeem(db, operation_id, &redeemer_hash).await?
+                else {
+                    return Ok(None);
+                };
+                let Some(user_id) = operation.user_id else {
+                    return Ok(None);
+                };
+                let (_, token) =
+                    insert_session(db, user_id, KIND_BROWSER, for_session, None, lifetime).await?;
+                Ok(Some((operation, user_id, token)))
+            })
+        })
+        .await?;
+    let Some((operation, user_id, token)) = started else {
+        return Ok(None);
+    };
+    if let Some(old) = jar.get(&browser::cookie_name(SESSION_COOKIE, "/", &state.settings)) {
+        revoke_by_cookie(state, old.value_str(), &client).await?;
+    }
+    let max_age = Some(
+        state
+            .settings
+            .session_lifetime
+            .min(Duration::from_secs(400 * 24 * 3600)),
+    );
+    jar.add(browser::cookie(
+        SESSION_COOKIE,
+        &token,
+        "/",
+        max_age,
+        &state.settings,
+    ));
+    Ok(Some((operation, user_id)))
+}
+
+/// Ends the browser's session server-side and clears the cookie.
+pub async fn end_browser_session(
+    state: &AppState,
+    jar: &CookieJar,
+    client: &Client,
+) -> Result<(), DbErr> {
+    if let Some(cookie) = jar.get(&browser::cookie_name(SESSION_COOKIE, "/", &state.settings)) {
+        revoke_by_cookie(state, cookie.value_str(), client).await?;
+    }
+    browser::expire(jar, SESSION_COOKIE, "/", &state.settings);
+    Ok(())
+}
+
+async fn revoke_by_cookie(state: &AppState, token: &str, client: &Client) -> Result<(), DbErr> {
+    if !is_plausible_token(token) {
+        return Ok(());
+    }
+    let revoked = Session::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::TokenHash.eq(crypto::sha256_hex(token)))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec_with_returning(&state.db)
+        .await?;
+    record_revoked(state, &revoked, client);
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! Server-side sessions, one table for browsers and apps. A browser holds a random
+//! session token in a cookie (only its SHA-256 is stored); an app holds a short-lived
+//! JWT access token naming its session, plus a rotating refresh token (stored
+//! hashed). `CurrentUser` / `MaybeUser` extract the signed-in user from either.
+
+mod app;
+mod browser_session;
+mod revoke;
+
+use chrono::Utc;
+use entity::{
+    session::{self, Entity as Session},
+    user_profile::{self, Entity as UserProfile},
+};
+use poem::{FromRequest, Request, RequestBody, http::header};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use uuid::Uuid;
+use worker::{audit, crypto};
+
+use crate::{browser, error::ApiError, state::AppState};
+
+pub use app::{RefreshError, TokenPair, refresh_api_session, start_api_session};
+pub use browser_session::{end_browser_session, redeem_into_browser_session};
+pub use revoke::{active_sessions, revoke_all_sessions, revoke_other_sessions, revoke_session};
+
+/// The session cookie: the raw token, `HttpOnly; SameSite=Lax; Path=/`.
+pub const SESSION_COOKIE: &str = "signin_session";
+/// `session.kind` of cookie sessions…
+pub const KIND_BROWSER: &str = "browser";
+/// …and of token sessions.
+pub const KIND_API: &str = "api";
+/// `last_seen_at` is written at most this often, to keep reads cheap.
+const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
+const MAX_TOKEN_LEN: usize = 2048;
+
+/// The signed-in user of a request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: user_profile::Model,
+    pub session_id: Uuid,
+    /// When this session began (its sign-in).
+    pub signed_in_at: chrono::DateTime<Utc>,
+}
+
+/// The signed-in user, if any.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+/// What a request presented.
+enum Credential {
+    Bearer(String),
+    Cookie(String),
+}
+
+impl<'a> FromRequest<'a> for MaybeUser {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req
+            .data::<AppState>()
+            .expect("AppState is registered with .data()");
+        let credential = credential(req);
+        // A cookie rides along on cross-site requests too; changes need our origin.
+        if matches!(credential, Some(Credential::Cookie(_)))
+            && !req.method().is_safe()
+            && !crate::security::is_same_origin(req, state, false)
+        {
+            tracing::warn!("cross-site request with the session cookie refused");
+            return Err(ApiError::CrossSite.into());
+        }
+        Ok(Self(match credential {
+            None => None,
+            Some(credential) => find_current_user(state, &credential)
+                .await
+                .map_err(ApiError::from)?,
+        }))
+    }
+}
+
+impl<'a> FromRequest<'a> for CurrentUser {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let presented_bearer = matches!(credential(req), Some(Credential::Bearer(_)));
+        MaybeUser::from_request(req, body).await?.0.ok_or_else(|| {
+            if presented_bearer {
+                ApiError::InvalidToken.into()
+            } else {
+                ApiError::Unauthorized.into()
+            }
+        })
+    }
+}
+
+/// The bearer token first, then the session cookie.
+fn credential(req: &Request) -> Option<Credential> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().unwrap_or_default();
+        let token = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        // A malformed Authorization header is a bad bearer, not "no credentials".
+        return Some(Credential::Bearer(token.unwrap_or_default().to_owned()));
+    }
+    let settings = &req.data::<AppState>()?.settings;
+    req.cookie()
+        .get(&browser::cookie_name(SESSION_COOKIE, "/", settings))
+        .map(|c| c.value_str().to_owned())
+        .filter(|t| is_plausible_token(t))
+        .map(Credential::Cookie)
+}
+
+pub(crate) fn is_plausible_token(token: &str) -> bool {
+    !token.is_empty() && token.len() <= MAX_TOKEN_LEN
+}
+
+async fn find_current_user(
+    state: &AppState,
+    credential: &Credential,
+) -> Result<Option<CurrentUser>, DbErr> {
+    let now = Utc::now();
+    let query = Session::find()
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(now));
+    let query = match credential {
+        Credential::Bearer(token) => {
+            let Some(claims) = state.tokens.verify(token) else {
+                return Ok(None);
+            };
+            query
+                .filter(session::Column::Id.eq(claims.sid))
+                .filter(session::Column::UserId.eq(claims.sub))
+        }
+        Credential::Cookie(token) => query
+            .filter(session::Column::TokenHash.eq(crypto::sha256_hex(token)))
+            .filter(session::Column::Kind.eq(KIND_BROWSER)),
+    };
+    let Some((session, Some(user))) = query
+        .find_also_related(UserProfile)
+        .one(&state.reader)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if now - session.created_at > max_lifetime(state) {
+        return Ok(None);
+    }
+    if now - session.last_seen_at > TOUCH_INTERVAL {
+        touch(state, &session).await?;
+    }
+    Ok(Some(CurrentUser {
+        user,
+        session_id: session.id,
+        signed_in_at: session.created_at,
+    }))
+}
+
+/// Records use; browser sessions also slide their expiry forward.
+async fn touch(state: &AppState, session: &session::Model) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let mut update = Session::update_many().col_expr(session::Column::LastSeenAt, Expr::value(now));
+    if session.kind == KIND_BROWSER {
+        update = update.col_expr(
+            session::Column::ExpiresAt,
+            Expr::value(now + browser_lifetime(state)),
+        );
+    }
+    update
+        .filter(session::Column::Id.eq(session.id))
+        .exec(&state.db)
+        .await?;
+    Ok(())
+}
+
+pub(crate) fn browser_lifetime(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.settings.session_lifetime)
+        .unwrap_or(chrono::Duration::days(14))
+}
+
+/// `session_max_lifetime`: no session outlives it, however active.
+pub(crate) fn max_lifetime(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.settings.session_max_lifetime)
+        .unwrap_or(chrono::Duration::days(90))
+}
+
+pub(crate) fn refresh_lifetime(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.settings.tokens.refresh_ttl)
+        .unwrap_or(chrono::Duration::days(30))
+}
+
+/// Request details recorded with a new session.
+#[derive(Debug, Default, Clone)]
+pub struct Client {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Client {
+    /// The user agent and peer address of `req`, bounded in size.
+    pub fn of(req: &Request) -> Self {
+        Self {
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(512).collect()),
+            ip: crate::limits::client_ip(req).map(|ip| ip.to_string()),
+        }
+    }
+
+    /// The same, carried by a sign-in job for its audit events.
+    pub fn for_job(self) -> worker::jobs::sign_in::JobClient {
+        worker::jobs::sign_in::JobClient {
+            ip: self.ip,
+            user_agent: self.user_agent,
+        }
+    }
+
+    /// `event` with this client's address and user agent.
+    pub fn audit(&self, event: audit::Event) -> audit::Event {
+        event.client(self.ip.as_deref(), self.user_agent.as_deref())
+    }
+}
+
+pub(crate) async fn insert_session(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: Uuid,
+    kind: &str,
+    client: Client,
+    device: Option<String>,
+    lifetime: chrono::Duration,
+) -> Result<(Uuid, String), DbErr> {
+    let token = crypto::random_token(32);
+    let now = Utc::now();
+    let id = Uuid::new_v4();
+    Session::insert(session::ActiveModel {
+        id: Set(id),
+        token_hash: Set(crypto::sha256_hex(&token)),
+        user_id: Set(user_id),
+        created_at: Set(now),
+        last_seen_at: Set(now),
+        expires_at: Set(now + lifetime),
+        revoked_at: Set(None),
+        user_agent: Set(client.user_agent),
+        ip: Set(client.ip),
+        kind: Set(kind.to_owned()),
+        device: Set(device),
+    })
+    .exec(db)
+    .await?;
+    Ok((id, token))
+}

@@ -1,0 +1,87 @@
+//! Ending sessions: one, all but the current one, or all; and listing the live ones.
+
+use chrono::Utc;
+use entity::session::{self, Entity as Session};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use uuid::Uuid;
+use worker::audit::{self, EventKind};
+
+use super::Client;
+use crate::state::AppState;
+
+/// One `session_revoked` audit event per session in `revoked`.
+pub(super) fn record_revoked(state: &AppState, revoked: &[session::Model], client: &Client) {
+    for session in revoked {
+        let event = audit::Event::new(EventKind::SessionRevoked)
+            .user(session.user_id)
+            .session(session.id);
+        state.audit.record(client.audit(event));
+    }
+}
+
+/// Revokes one of `user_id`'s sessions; false if there was no such active session.
+pub async fn revoke_session(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    client: &Client,
+) -> Result<bool, DbErr> {
+    let revoked = Session::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec_with_returning(&state.db)
+        .await?;
+    record_revoked(state, &revoked, client);
+    Ok(revoked.len() == 1)
+}
+
+/// Revokes every session of `user_id` but `keep`; returns how many.
+pub async fn revoke_other_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    keep: Uuid,
+    client: &Client,
+) -> Result<u64, DbErr> {
+    let revoked = Session::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::Id.ne(keep))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec_with_returning(&state.db)
+        .await?;
+    record_revoked(state, &revoked, client);
+    Ok(revoked.len() as u64)
+}
+
+/// Revokes every session of `user_id`; returns how many.
+pub async fn revoke_all_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    client: &Client,
+) -> Result<u64, DbErr> {
+    let revoked = Session::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec_with_returning(&state.db)
+        .await?;
+    record_revoked(state, &revoked, client);
+    Ok(revoked.len() as u64)
+}
+
+/// The user's active sessions, newest first.
+pub async fn active_sessions(
+    state: &AppState,
+    user_id: Uuid,
+) -> Result<Vec<session::Model>, DbErr> {
+    use sea_orm::QueryOrder;
+    Session::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(Utc::now()))
+        .order_by_desc(session::Column::LastSeenAt)
+        .all(&state.db)
+        .await
+}
