@@ -13,6 +13,18 @@ use crate::crypto;
 /// older than this fail the `iat` check anyway.
 pub const REMEMBER: chrono::Duration = chrono::Duration::hours(24);
 
+/// What identifies a token for the guard: the SHA-256 of what its issuer signed
+/// (`header.payload`). The signature is left out because one signed token has many
+/// encodings that all verify: the last base64url character of an RS256 signature
+/// carries unused bits the decoder ignores, and ECDSA accepts `(r, n − s)` as well
+/// as `(r, s)`.
+fn signed_part_hash(id_token: &str) -> String {
+    let signed = id_token
+        .rsplit_once('.')
+        .map_or(id_token, |(signed, _signature)| signed);
+    crypto::sha256_hex(signed)
+}
+
 /// Records `id_token` as spent by `operation_id`. True when it is this operation's
 /// (first use, or a re-run of the same job); false when another operation spent it.
 pub async fn claim(
@@ -21,7 +33,7 @@ pub async fn claim(
     operation_id: Uuid,
     expires_at: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let hash = crypto::sha256_hex(id_token);
+    let hash = signed_part_hash(id_token);
     let row = used_id_token::ActiveModel {
         token_hash: Set(hash.clone()),
         operation_id: Set(operation_id),
@@ -42,4 +54,18 @@ pub async fn forget_expired(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
         .exec(db)
         .await?;
     Ok(result.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_of_one_signed_token_share_a_key_and_other_tokens_do_not() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
+        let same_signed_part = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJf";
+        let other_payload = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIyIn0.c2lnbmF0dXJl";
+        assert_eq!(signed_part_hash(token), signed_part_hash(same_signed_part));
+        assert_ne!(signed_part_hash(token), signed_part_hash(other_payload));
+    }
 }

@@ -6,7 +6,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Options, TEST_PASSWORD, TestApp, app_client, get_with_bearer, openapi::Spec, spawn_app,
+    APP_REDIRECT, Options, TEST_PASSWORD, TestApp, app_client, get_with_bearer, openapi::Spec, spawn_app,
     spawn_app_with,
 };
 
@@ -424,19 +424,8 @@ async fn bearer_tokens_that_are_forged_or_malformed_get_401_json() {
 
 // ---- Native social sign-in ---------------------------------------------------
 
-const APP_REDIRECT: &str = "com.example.app:/oauth2redirect";
-
 async fn native_app() -> TestApp {
-    spawn_app_with(Options {
-        mock_config: json!({
-            "kind": "oidc", "display_name": "Mock ID",
-            "native_client_ids": ["ios-client-id"],
-            "native_redirect_uris": [APP_REDIRECT],
-        }),
-        ..Options::default()
-    })
-    .await
-    .unwrap()
+    spawn_app_with(Options::native()).await.unwrap()
 }
 
 async fn start_native(app: &TestApp, body: &Value) -> (StatusCode, Value, Option<String>) {
@@ -599,6 +588,53 @@ async fn native_id_token_sign_in_accepts_the_apps_client_id() {
         assert_eq!(done["status"], "error");
         assert_eq!(done["error"]["code"], "id_token_invalid");
     }
+}
+
+/// `token` with the last character of its signature changed in bits the base64url
+/// decoding ignores: other bytes on the wire, the same signature once decoded.
+fn with_other_signature_encoding(token: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let unused_bits = signature.len() * 6 % 8;
+    assert!(unused_bits > 0, "an RS256 signature leaves unused bits");
+    let last = signature.as_bytes()[signature.len() - 1];
+    let value = ALPHABET.iter().position(|&c| c == last).unwrap();
+    let other = ALPHABET[value ^ 1] as char;
+    format!("{signed}.{}{other}", &signature[..signature.len() - 1])
+}
+
+#[tokio::test]
+async fn a_native_id_token_cannot_be_replayed_in_another_encoding() {
+    let app = native_app().await;
+    let spec = spec(&app).await;
+    let id_token = app
+        .provider
+        .id_token(&app.provider.claims("native-replay", "sdk-nonce"));
+    let variant = with_other_signature_encoding(&id_token);
+    assert_ne!(variant, id_token);
+    let sign_in = |token: String| {
+        let (app, spec) = (&app, &spec);
+        async move {
+            let (status, started, _) =
+                start_native(app, &json!({"id_token": token, "nonce": "sdk-nonce"})).await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+            poll_until_done(
+                app,
+                spec,
+                started["operation_id"].as_str().unwrap(),
+                started["poll_secret"].as_str().unwrap(),
+            )
+            .await
+        }
+    };
+    // The variant verifies: it signs in (so the decoder does accept it)…
+    let first = sign_in(variant).await;
+    assert_eq!(first["status"], "ok", "{first}");
+    // …and the token as issued is then a replay of the same signed claims.
+    let replay = sign_in(id_token).await;
+    assert_eq!(replay["status"], "error", "{replay}");
+    assert_eq!(replay["error"]["code"], "id_token_invalid");
+    assert_eq!(app.count(entity::prelude::Session).await, 1);
 }
 
 #[tokio::test]

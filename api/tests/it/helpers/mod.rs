@@ -58,6 +58,24 @@ impl Default for Options {
     }
 }
 
+/// The redirect URI an app registers for native sign-in.
+pub const APP_REDIRECT: &str = "com.example.app:/oauth2redirect";
+
+impl Options {
+    /// The mock provider set up for native sign-in: an app client id and
+    /// [`APP_REDIRECT`].
+    pub fn native() -> Self {
+        Self {
+            mock_config: json!({
+                "kind": "oidc", "display_name": "Mock ID",
+                "native_client_ids": ["ios-client-id"],
+                "native_redirect_uris": [APP_REDIRECT],
+            }),
+            ..Self::default()
+        }
+    }
+}
+
 /// One browser: a cookie jar and no automatic redirects, so every 303 is visible.
 pub struct Browser {
     pub address: String,
