@@ -8,7 +8,7 @@ use std::{borrow::Cow, time::Duration};
 use chrono::Utc;
 use poem::web::cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
-use worker::{config::Settings, crypto};
+use worker::{config::Settings, crypto, linking::LinkTo};
 
 /// Private cookie holding this browser's random key.
 pub const BROWSER_COOKIE: &str = "signin_browser";
@@ -27,9 +27,10 @@ pub struct Attempt {
     pub pkce_verifier: String,
     pub nonce: Option<String>,
     pub next: Option<String>,
-    /// For "link another provider": the signed-in user to link to.
+    /// For "link another provider": the signed-in user to link to, and the
+    /// session that asked.
     #[serde(default)]
-    pub link_user_id: Option<uuid::Uuid>,
+    pub link: Option<LinkTo>,
     /// Unix seconds.
     created_at: i64,
 }
@@ -42,7 +43,7 @@ impl Attempt {
         pkce_verifier: String,
         nonce: Option<String>,
         next: Option<String>,
-        link_user_id: Option<uuid::Uuid>,
+        link: Option<LinkTo>,
     ) -> Self {
         Self {
             provider: provider.to_owned(),
@@ -50,7 +51,7 @@ impl Attempt {
             pkce_verifier,
             nonce,
             next,
-            link_user_id,
+            link,
             created_at: Utc::now().timestamp(),
         }
     }
@@ -73,6 +74,13 @@ pub fn ensure_browser_key(jar: &CookieJar, settings: &Settings) -> String {
     jar.private()
         .add(cookie(BROWSER_COOKIE, &key, "/", None, settings));
     key
+}
+
+/// Forgets this browser's key (at logout): operations it started, finished or
+/// not, can no longer be redeemed here, so the next person at a shared computer
+/// gets nobody's session from `/auth/success`.
+pub fn forget_browser_key(jar: &CookieJar, settings: &Settings) {
+    expire(jar, BROWSER_COOKIE, "/", settings);
 }
 
 /// What `async_operation.redeemer_hash` stores for a browser key.

@@ -211,6 +211,9 @@ pub enum PageError {
     /// Too many requests from this address; retry after this many seconds.
     #[error("too many requests")]
     TooManyRequests { retry_after: u64 },
+    /// Linking needs a recent sign-in (403).
+    #[error("sign in again")]
+    ReauthenticationRequired,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -231,7 +234,7 @@ impl ResponseError for PageError {
             Self::BadState | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnknownProvider => StatusCode::NOT_FOUND,
             Self::ProviderUnavailable | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::CrossSite | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -239,6 +242,10 @@ impl ResponseError for PageError {
 
     fn as_response(&self) -> Response {
         let (title, message) = match self {
+            Self::ReauthenticationRequired => (
+                "Sign in again first",
+                "Linking another account needs a recent sign-in. Sign out, sign in again, and then link the account.",
+            ),
             Self::BadState => (
                 "This sign-in link is not valid",
                 "The sign-in could not be matched to this browser (it may have expired or been started elsewhere). Please start again.",

@@ -49,6 +49,9 @@ pub struct Model {
     pub next_path: Option<String>,
     /// For an explicit "link another provider": the signed-in user to link to.
     pub link_user_id: Option<Uuid>,
+    /// For an explicit link: the session that started it. The link completes, and
+    /// its result is redeemed, only while that session is live.
+    pub link_session_id: Option<Uuid>,
     pub redeemed_at: Option<DateTimeUtc>,
     /// When a worker sent the token request for this operation's code. Set while
     /// no token response is stored, a re-run cannot know whether the code was spent.

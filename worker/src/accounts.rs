@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{operations, providers::Profile, writer::WriteConn};
+use crate::{linking::LinkTo, operations, providers::Profile, writer::WriteConn};
 
 /// Provider tokens, already encrypted for storage.
 #[derive(Debug, Default, Clone)]
@@ -35,6 +35,19 @@ pub enum Outcome {
     AlreadyFinished,
     /// An explicit link found the provider account linked to another user.
     AccountInUse,
+    /// The session that asked for an explicit link has ended: nothing was linked.
+    LinkSessionEnded,
+}
+
+/// What an identity step is for: a plain sign-in, or a link asked for by a
+/// session that must still be live (at most `max_lifetime` old).
+#[derive(Debug, Clone, Copy)]
+pub enum Intent {
+    SignIn,
+    Link {
+        to: LinkTo,
+        max_lifetime: std::time::Duration,
+    },
 }
 
 /// Runs the whole identity step for `operation_id` in one transaction. A concurrent
@@ -45,14 +58,21 @@ pub async fn sign_in(
     provider: &str,
     profile: &Profile,
     tokens: &SealedTokens,
-    link_to: Option<Uuid>,
+    intent: Intent,
 ) -> Result<Outcome, DbErr> {
     // Two tries: the second sees the row a concurrent run inserted.
     for _ in 0..2 {
         let txn = db.begin().await?;
-        let found = match link_to {
-            Some(user_id) => link_to_user(&txn, user_id, provider, profile, tokens).await?,
-            None => find_link_or_create(&txn, provider, profile, tokens)
+        let found = match intent {
+            // Read inside the transaction: a revocation committed before it counts.
+            Intent::Link { to, max_lifetime } => {
+                if !to.session_is_live(&txn, max_lifetime).await? {
+                    txn.rollback().await?;
+                    return Ok(Outcome::LinkSessionEnded);
+                }
+                link_to_user(&txn, to.user_id, provider, profile, tokens).await?
+            }
+            Intent::SignIn => find_link_or_create(&txn, provider, profile, tokens)
                 .await?
                 .map(Ok),
         };

@@ -33,6 +33,9 @@ pub struct Keys {
     pub access_tokens: [u8; 32],
     /// Seals the secrets of queued jobs (codes, verifiers, ID tokens).
     pub jobs: Sealer,
+    /// Derives a refresh token's successor from it, so a repeated refresh inside
+    /// the grace period gets the same new token back.
+    pub refresh_successors: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -52,6 +55,7 @@ impl Keys {
             demo: Sealer::new(derive_key(secret, "social-signin demo provider v1")),
             access_tokens: derive_key(secret, "social-signin access tokens v1"),
             jobs: Sealer::new(derive_key(secret, "social-signin job payloads v1")),
+            refresh_successors: derive_key(secret, "social-signin refresh successors v1"),
         }
     }
 
@@ -195,6 +199,14 @@ pub fn random_token(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// HMAC-SHA256 of `input` under `key`, base64url without padding: as long as a
+/// [`random_token`] of 32 bytes, and as unguessable without the key.
+pub fn hmac_b64url(key: &[u8; 32], input: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(input.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
 /// SHA-256 as lower-case hex: how tokens and browser keys are stored.

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod db;
 pub mod finishes;
 pub mod jobs;
+pub mod linking;
 pub mod metrics;
 pub mod operations;
 pub mod passwords;

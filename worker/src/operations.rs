@@ -12,6 +12,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::linking::LinkTo;
+
 /// The code and sentence for an operation that ran out of time.
 pub const TIMEOUT: (&str, &str) = ("timeout", "Signing in took too long. Please try again.");
 /// The code and sentence when the job could not be queued.
@@ -49,7 +51,8 @@ pub struct NewOperation {
     /// SHA-256 of the browser key or poll secret that may poll and redeem it.
     pub redeemer_hash: String,
     pub next_path: Option<String>,
-    pub link_user_id: Option<Uuid>,
+    /// For an explicit link: the user to link to and the session that asked.
+    pub link: Option<LinkTo>,
     /// For a browser callback: SHA-256 of the `state` it claims (unique).
     pub state_hash: Option<String>,
 }
@@ -119,7 +122,8 @@ pub async fn create_pending(db: &impl ConnectionTrait, new: NewOperation) -> Res
         redeemer_hash: Set(new.redeemer_hash),
         kind: Set(new.kind.to_owned()),
         next_path: Set(new.next_path),
-        link_user_id: Set(new.link_user_id),
+        link_user_id: Set(new.link.map(|link| link.user_id)),
+        link_session_id: Set(new.link.map(|link| link.session_id)),
         redeemed_at: Set(None),
         exchange_started_at: Set(None),
         token_response: Set(None),
@@ -201,12 +205,21 @@ pub async fn mark_error(
     Ok(result.rows_affected == 1)
 }
 
-/// Marks `id` redeemed if it is `ok`, unredeemed and bound to this browser; returns
-/// it then. Atomic: of two concurrent redemptions exactly one gets `Some`.
+/// How long after it finished `ok` an operation can be redeemed. The preloader and
+/// the apps redeem at once; an `ok` left waiting on a shared computer must not hand
+/// the next person at that browser the previous one's session.
+pub const REDEEM_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Marks `id` redeemed if it is `ok` (within [`REDEEM_WINDOW`]), unredeemed and
+/// bound to this browser; returns it then. Atomic: of two concurrent redemptions
+/// exactly one gets `Some`. A link whose asking session has ended (see
+/// [`LinkTo::session_is_live`]; sessions older than `session_max_lifetime` count as
+/// ended) is spent but yields nothing: it must not mint a session.
 pub async fn redeem(
     db: &impl ConnectionTrait,
     id: Uuid,
     redeemer_hash: &str,
+    session_max_lifetime: Duration,
 ) -> Result<Option<Model>, DbErr> {
     let now = Utc::now();
     // One statement (`RETURNING`): on SQLite each statement waits its turn for the
@@ -218,9 +231,19 @@ pub async fn redeem(
         .filter(Column::RedeemerHash.eq(redeemer_hash))
         .filter(Column::Status.eq(OperationStatus::Ok))
         .filter(Column::RedeemedAt.is_null())
+        .filter(Column::UpdatedAt.gt(now - REDEEM_WINDOW))
         .exec_with_returning(db)
         .await?;
-    Ok(result.into_iter().next())
+    let Some(operation) = result.into_iter().next() else {
+        return Ok(None);
+    };
+    if let Some(link) = LinkTo::of(&operation)
+        && !link.session_is_live(db, session_max_lifetime).await?
+    {
+        tracing::warn!(operation.id = %id, "link redeemed after its session ended: refused");
+        return Ok(None);
+    }
+    Ok(Some(operation))
 }
 
 /// Whether a pending operation has outlived `timeout`.

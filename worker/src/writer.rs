@@ -40,8 +40,9 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Deliver = Box<dyn FnOnce(Option<&DbErr>) + Send>;
 type Job = Box<dyn for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Deliver> + Send>;
 
-/// Where a write's statements run: inside the batch's transaction (SQLite) or on
-/// the pool (PostgreSQL). Queries take it like any sea-orm connection.
+/// Where a write's statements run: inside its transaction (a savepoint of the
+/// batch on SQLite, a transaction of its own on PostgreSQL), or straight on a pool.
+/// Queries take it like any sea-orm connection.
 pub enum WriteConn<'a> {
     Batch(&'a DatabaseTransaction),
     Pool(&'a DatabaseConnection),
@@ -53,7 +54,7 @@ pub enum Writer {
     /// SQLite: queued to the task that owns the writer connection, which counts
     /// the transactions it ran.
     Owned(mpsc::UnboundedSender<Job>, Arc<AtomicU64>),
-    /// PostgreSQL: straight on the pool.
+    /// PostgreSQL: a transaction on the pool per write.
     Pool(DatabaseConnection),
 }
 
@@ -79,16 +80,26 @@ impl Writer {
         }
     }
 
-    /// Runs `write` and returns its result once it is committed. On SQLite it
-    /// shares a transaction with the writes queued beside it, each in its own
-    /// savepoint; an error rolls back this write alone.
+    /// Runs `write` atomically and returns its result once it is committed: on
+    /// SQLite it shares a transaction with the writes queued beside it, each in its
+    /// own savepoint; on PostgreSQL it is a transaction of its own. An error rolls
+    /// back this write alone.
     pub async fn run<T, F>(&self, write: F) -> Result<T, DbErr>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c WriteConn<'c>) -> BoxFuture<'c, Result<T, DbErr>> + Send + 'static,
     {
         let sender = match self {
-            Self::Pool(conn) => return write(&WriteConn::Pool(conn)).await,
+            Self::Pool(conn) => {
+                let txn = conn.begin().await?;
+                return match write(&WriteConn::Batch(&txn)).await {
+                    Ok(value) => txn.commit().await.map(|()| value),
+                    Err(error) => {
+                        txn.rollback().await?;
+                        Err(error)
+                    }
+                };
+            }
             Self::Owned(sender, _) => sender,
         };
         let (reply, answer) = oneshot::channel::<Result<T, DbErr>>();
@@ -174,8 +185,8 @@ pub fn immediate() -> TransactionOptions {
 }
 
 impl WriteConn<'_> {
-    /// A transaction inside this write: a savepoint in the batch on SQLite, a
-    /// transaction of its own on PostgreSQL.
+    /// A transaction inside this write: a savepoint of the write's transaction, or
+    /// a transaction of its own straight on a pool.
     pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
         match self {
             Self::Batch(txn) => txn.begin().await,

@@ -248,10 +248,11 @@ impl AuthApi {
             session::revoke_session(state, current.user.id, current.session_id, &Client::of(req))
                 .await?;
         }
-        // A browser calling this also loses its cookie.
+        // A browser calling this also loses its cookie and its browser key.
         let name = crate::browser::cookie_name(session::SESSION_COOKIE, "/", &state.settings);
         if req.cookie().get(&name).is_some() {
             crate::browser::expire(req.cookie(), session::SESSION_COOKIE, "/", &state.settings);
+            crate::browser::forget_browser_key(req.cookie(), &state.settings);
         }
         Ok(NoContent::Done)
     }
@@ -277,9 +278,15 @@ impl AuthApi {
             .get(&provider.0)
             .ok_or(ApiError::NotFound("No such provider."))?;
         let body = body.0;
-        let link_user_id = match (body.link.unwrap_or(false), &user) {
+        let link = match (body.link.unwrap_or(false), &user) {
             (false, _) => None,
-            (true, Some(current)) => Some(current.user.id),
+            // A link outlives a password change and "log out everywhere": only a
+            // recent sign-in may add one.
+            (true, Some(current)) => Some(
+                current
+                    .link_to()
+                    .ok_or(ApiError::ReauthenticationRequired)?,
+            ),
             (true, None) => return Err(ApiError::Unauthorized),
         };
         let mut job = SignInJob {
@@ -336,7 +343,7 @@ impl AuthApi {
             provider: provider.name.clone(),
             redeemer_hash,
             next_path: None,
-            link_user_id,
+            link,
             state_hash: None,
         };
         let operation = match state.jobs.start(&state.writer, new, job).await? {
@@ -358,7 +365,7 @@ impl AuthApi {
         };
         tracing::info!(provider = %provider.name, operation.id = %operation.id, "native sign-in queued");
         let event = audit::Event::new(EventKind::SignInStarted)
-            .user(link_user_id)
+            .user(link.map(|link| link.user_id))
             .provider(&provider.name)
             .operation(operation.id);
         state.audit.record(Client::of(req).audit(event));

@@ -43,9 +43,6 @@ pub struct AuthEventView {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// How recent a sign-in must be to add a first password.
-const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
-
 /// Longest page of `GET /api/me/events`.
 const MAX_EVENTS: u64 = 100;
 
@@ -157,9 +154,7 @@ impl MeApi {
         let user = &current.user;
         // Adding a first password turns a session into a permanent credential: a
         // stolen, old session must not be able to do it.
-        if user.password_hash.is_none()
-            && chrono::Utc::now() - current.signed_in_at > RECENT_SIGN_IN
-        {
+        if user.password_hash.is_none() && !current.signed_in_recently() {
             return Err(ApiError::ReauthenticationRequired);
         }
         if let Some(existing) = &user.password_hash {

@@ -93,17 +93,21 @@ async fn result(
             tokens: None,
         }),
         OperationStatus::Ok => {
-            let Some(redeemed) = operations::redeem(&state.db, operation.id, redeemer).await?
+            let Some((user_id, tokens)) = session::redeem_into_api_session(
+                state,
+                operation.id,
+                redeemer.to_owned(),
+                Client::of(req),
+            )
+            .await?
             else {
                 return Err(ApiError::Gone {
                     code: "already_redeemed",
-                    message: "The tokens of this operation were already delivered.".into(),
+                    message:
+                        "The tokens of this operation were already delivered, or can no longer be."
+                            .into(),
                 });
             };
-            let user_id: Uuid = redeemed
-                .user_id
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("ok operation without user")))?;
-            let tokens = session::start_api_session(state, user_id, Client::of(req), None).await?;
             tracing::info!(operation.id = %operation.id, user.id = %user_id, "native sign-in redeemed");
             Ok(OperationResult {
                 status: "ok".into(),

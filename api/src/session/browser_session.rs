@@ -1,7 +1,5 @@
 //! Browser sessions: a finished operation redeemed into a cookie session, and logout.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use entity::{
     async_operation,
@@ -14,7 +12,7 @@ use worker::{crypto, operations};
 
 use super::{
     Client, KIND_BROWSER, SESSION_COOKIE, browser_lifetime, insert_session, is_plausible_token,
-    revoke::record_revoked,
+    revoke::record_revoked, set_session_cookie,
 };
 use crate::{browser, state::AppState};
 
@@ -30,12 +28,14 @@ pub async fn redeem_into_browser_session(
     client: Client,
 ) -> Result<Option<(async_operation::Model, Uuid)>, DbErr> {
     let lifetime = browser_lifetime(state);
+    let max_lifetime = state.settings.session_max_lifetime;
     let for_session = client.clone();
     let started = state
         .writer
         .run(move |db| {
             Box::pin(async move {
-                let Some(operation) = operations::redeem(db, operation_id, &redeemer_hash).await?
+                let Some(operation) =
+                    operations::redeem(db, operation_id, &redeemer_hash, max_lifetime).await?
                 else {
                     return Ok(None);
                 };
@@ -54,23 +54,11 @@ pub async fn redeem_into_browser_session(
     if let Some(old) = jar.get(&browser::cookie_name(SESSION_COOKIE, "/", &state.settings)) {
         revoke_by_cookie(state, old.value_str(), &client).await?;
     }
-    let max_age = Some(
-        state
-            .settings
-            .session_lifetime
-            .min(Duration::from_secs(400 * 24 * 3600)),
-    );
-    jar.add(browser::cookie(
-        SESSION_COOKIE,
-        &token,
-        "/",
-        max_age,
-        &state.settings,
-    ));
+    set_session_cookie(state, jar, &token);
     Ok(Some((operation, user_id)))
 }
 
-/// Ends the browser's session server-side and clears the cookie.
+/// Ends the browser's session server-side and clears its cookie and its browser key.
 pub async fn end_browser_session(
     state: &AppState,
     jar: &CookieJar,
@@ -80,6 +68,7 @@ pub async fn end_browser_session(
         revoke_by_cookie(state, cookie.value_str(), client).await?;
     }
     browser::expire(jar, SESSION_COOKIE, "/", &state.settings);
+    browser::forget_browser_key(jar, &state.settings);
     Ok(())
 }
 

@@ -12,14 +12,16 @@ use entity::{
     session::{self, Entity as Session},
     user_profile::{self, Entity as UserProfile},
 };
-use poem::{FromRequest, Request, RequestBody, http::header};
+use poem::{FromRequest, Request, RequestBody, http::header, web::cookie::CookieJar};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
-use worker::{audit, crypto};
+use worker::{audit, crypto, linking::LinkTo};
 
 use crate::{browser, error::ApiError, state::AppState};
 
-pub use app::{RefreshError, TokenPair, refresh_api_session, start_api_session};
+pub use app::{
+    RefreshError, TokenPair, redeem_into_api_session, refresh_api_session, start_api_session,
+};
 pub use browser_session::{end_browser_session, redeem_into_browser_session};
 pub use revoke::{active_sessions, revoke_all_sessions, revoke_other_sessions, revoke_session};
 
@@ -29,6 +31,10 @@ pub const SESSION_COOKIE: &str = "signin_session";
 pub const KIND_BROWSER: &str = "browser";
 /// …and of token sessions.
 pub const KIND_API: &str = "api";
+/// How recent a session's sign-in must be for a change that adds a way in to the
+/// account (a first password, a linked provider): a stolen or forgotten old session
+/// cannot make itself permanent.
+pub const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
 /// `last_seen_at` is written at most this often, to keep reads cheap.
 const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
 const MAX_TOKEN_LEN: usize = 2048;
@@ -40,6 +46,22 @@ pub struct CurrentUser {
     pub session_id: Uuid,
     /// When this session began (its sign-in).
     pub signed_in_at: chrono::DateTime<Utc>,
+}
+
+impl CurrentUser {
+    /// Whether this session's sign-in is within [`RECENT_SIGN_IN`].
+    pub fn signed_in_recently(&self) -> bool {
+        Utc::now() - self.signed_in_at <= RECENT_SIGN_IN
+    }
+
+    /// A link to this user asked for from this session; `None` unless the sign-in
+    /// is recent.
+    pub fn link_to(&self) -> Option<LinkTo> {
+        self.signed_in_recently().then_some(LinkTo {
+            user_id: self.user.id,
+            session_id: self.session_id,
+        })
+    }
 }
 
 /// The signed-in user, if any.
@@ -68,7 +90,7 @@ impl<'a> FromRequest<'a> for MaybeUser {
         }
         Ok(Self(match credential {
             None => None,
-            Some(credential) => find_current_user(state, &credential)
+            Some(credential) => find_current_user(state, &credential, req.cookie())
                 .await
                 .map_err(ApiError::from)?,
         }))
@@ -114,6 +136,7 @@ pub(crate) fn is_plausible_token(token: &str) -> bool {
 async fn find_current_user(
     state: &AppState,
     credential: &Credential,
+    jar: &CookieJar,
 ) -> Result<Option<CurrentUser>, DbErr> {
     let now = Utc::now();
     let query = Session::find()
@@ -144,12 +167,33 @@ async fn find_current_user(
     }
     if now - session.last_seen_at > TOUCH_INTERVAL {
         touch(state, &session).await?;
+        // The row's expiry slid forward: so does the cookie's, or an active user
+        // would be signed out `session_lifetime` after signing in anyway.
+        if let Credential::Cookie(token) = credential {
+            set_session_cookie(state, jar, token);
+        }
     }
     Ok(Some(CurrentUser {
         user,
         session_id: session.id,
         signed_in_at: session.created_at,
     }))
+}
+
+/// Sets the session cookie to `token`, living as long as a browser session may
+/// stay idle (`session_lifetime`, capped at browsers' 400-day limit).
+pub(crate) fn set_session_cookie(state: &AppState, jar: &CookieJar, token: &str) {
+    let max_age = state
+        .settings
+        .session_lifetime
+        .min(std::time::Duration::from_secs(400 * 24 * 3600));
+    jar.add(browser::cookie(
+        SESSION_COOKIE,
+        token,
+        "/",
+        Some(max_age),
+        &state.settings,
+    ));
 }
 
 /// Records use; browser sessions also slide their expiry forward.

@@ -6,8 +6,8 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    APP_REDIRECT, Options, TEST_PASSWORD, TestApp, app_client, get_with_bearer, openapi::Spec, spawn_app,
-    spawn_app_with,
+    APP_REDIRECT, Options, TEST_PASSWORD, TestApp, app_client, get_with_bearer, openapi::Spec,
+    spawn_app, spawn_app_with,
 };
 
 const PASSWORD: &str = TEST_PASSWORD;
@@ -122,7 +122,14 @@ async fn register_login_me_refresh_and_logout() {
         StatusCode::OK
     );
 
-    // Reusing the old refresh token means it leaked: the whole session ends.
+    // Reusing the old refresh token after the grace period means it leaked: the
+    // whole session ends.
+    crate::helpers::rows::set_on_all::<entity::prelude::RefreshToken>(
+        &app.db,
+        entity::refresh_token::Column::UsedAt,
+        chrono::Utc::now() - chrono::Duration::minutes(1),
+    )
+    .await;
     let (status, reused) = call(
         &spec,
         "POST",

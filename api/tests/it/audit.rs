@@ -132,7 +132,7 @@ async fn password_failures_and_refresh_token_reuse_are_recorded() {
     .await
     .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    // Use the refresh token twice: the second time is reuse.
+    // Use the refresh token twice, the second time after the grace period: reuse.
     let refresh = json!({"refresh_token": registered["refresh_token"]});
     assert_eq!(
         post("/api/auth/refresh", refresh.clone())
@@ -141,6 +141,12 @@ async fn password_failures_and_refresh_token_reuse_are_recorded() {
             .status(),
         StatusCode::OK
     );
+    crate::helpers::rows::set_on_all::<entity::prelude::RefreshToken>(
+        &app.db,
+        entity::refresh_token::Column::UsedAt,
+        chrono::Utc::now() - chrono::Duration::minutes(1),
+    )
+    .await;
     assert_eq!(
         post("/api/auth/refresh", refresh).await.unwrap().status(),
         StatusCode::UNAUTHORIZED

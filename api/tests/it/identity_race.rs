@@ -54,7 +54,7 @@ async fn two_runs_for_one_new_subject_make_one_user_and_one_link_on_postgres() {
                 provider: "mock".into(),
                 redeemer_hash: "race".into(),
                 next_path: None,
-                link_user_id: None,
+                link: None,
                 state_hash: None,
             },
         )
@@ -79,7 +79,7 @@ async fn two_runs_for_one_new_subject_make_one_user_and_one_link_on_postgres() {
                     "mock",
                     &profile(),
                     &SealedTokens::default(),
-                    None,
+                    accounts::Intent::SignIn,
                 )
                 .await
                 .unwrap()

@@ -11,6 +11,7 @@ mod fuzz;
 mod helpers;
 mod identity_race;
 mod leaks;
+mod link_reauth;
 mod linking;
 mod login;
 mod me;
@@ -20,7 +21,10 @@ mod presets;
 /// The worker's proptest configuration, shared by path (it is test-only there).
 #[path = "../../../worker/src/proptest_config.rs"]
 mod proptest_config;
+mod redeem;
+mod refresh;
 mod security;
+mod session_cookie;
 mod sign_in_job;
 mod status;
 mod success;

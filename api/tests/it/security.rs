@@ -412,8 +412,8 @@ async fn a_first_password_needs_a_recent_sign_in() {
     let app = spawn_app().await;
     app.sign_in(&app.browser, "old-session-user").await;
     // The session began an hour ago.
-    set_on_sessions(
-        &app,
+    crate::helpers::rows::set_on_all::<entity::prelude::Session>(
+        &app.db,
         session::Column::CreatedAt,
         chrono::Utc::now() - chrono::Duration::hours(1),
     )
@@ -470,8 +470,8 @@ async fn sessions_end_at_their_maximum_lifetime_however_active() {
     assert_eq!(app.get_me().await.status(), StatusCode::OK);
     // Both sessions began 91 days ago (the default maximum is 90 days), though
     // they were used just now.
-    set_on_sessions(
-        &app,
+    crate::helpers::rows::set_on_all::<entity::prelude::Session>(
+        &app.db,
         session::Column::CreatedAt,
         chrono::Utc::now() - chrono::Duration::days(91),
     )
@@ -587,8 +587,8 @@ async fn an_idle_session_expires() {
     use entity::session;
     let app = spawn_app().await;
     app.sign_in(&app.browser, "idle-user").await;
-    set_on_sessions(
-        &app,
+    crate::helpers::rows::set_on_all::<entity::prelude::Session>(
+        &app.db,
         session::Column::ExpiresAt,
         chrono::Utc::now() - chrono::Duration::seconds(1),
     )
@@ -706,20 +706,6 @@ fn the_security_checklist_names_only_tests_that_exist() {
         checked += 1;
     }
     assert!(checked >= 50, "only {checked} test names found");
-}
-
-/// Sets `column` to `value` on every session (to age them).
-async fn set_on_sessions(
-    app: &TestApp,
-    column: entity::session::Column,
-    value: chrono::DateTime<chrono::Utc>,
-) {
-    use sea_orm::{EntityTrait, sea_query::Expr};
-    entity::prelude::Session::update_many()
-        .col_expr(column, Expr::value(value))
-        .exec(&app.db)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

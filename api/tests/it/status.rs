@@ -118,7 +118,7 @@ async fn the_sweeper_ends_operations_whose_job_never_ran() {
             provider: "mock".into(),
             redeemer_hash: "nobody".into(),
             next_path: None,
-            link_user_id: None,
+            link: None,
             state_hash: None,
         },
     )

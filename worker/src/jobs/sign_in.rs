@@ -17,8 +17,9 @@ use super::exchange::{Exchange, exchange};
 pub use super::sign_in_error::{EXCHANGE_INTERRUPTED, SignInError};
 use crate::{
     WorkerState,
-    accounts::{self, Outcome, SealedTokens},
+    accounts::{self, Intent, Outcome, SealedTokens},
     audit::{self, EventKind},
+    linking::LinkTo,
     operations,
     providers::{Provider, ProviderError, TokenSet},
 };
@@ -251,7 +252,13 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
         provider,
         &profile,
         &sealed,
-        operation.link_user_id,
+        match LinkTo::of(&operation) {
+            Some(to) => Intent::Link {
+                to,
+                max_lifetime: state.settings.session_max_lifetime,
+            },
+            None => Intent::SignIn,
+        },
     )
     .await?
     {
@@ -270,6 +277,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
         }
         Outcome::AlreadyFinished => tracing::info!("operation finished elsewhere meanwhile"),
         Outcome::AccountInUse => return Err(SignInError::AccountInUse),
+        Outcome::LinkSessionEnded => return Err(SignInError::LinkSessionEnded),
     }
     Ok(())
 }
@@ -293,7 +301,7 @@ async fn store(
     provider: &Provider,
     profile: &crate::providers::Profile,
     sealed: &SealedTokens,
-    link_to: Option<Uuid>,
+    intent: Intent,
 ) -> Result<Outcome, DbErr> {
     let mut delay = Duration::from_millis(50);
     let mut tries = 1;
@@ -303,7 +311,7 @@ async fn store(
             .writer
             .run(move |db| {
                 Box::pin(async move {
-                    accounts::sign_in(db, operation_id, &provider, &profile, &sealed, link_to).await
+                    accounts::sign_in(db, operation_id, &provider, &profile, &sealed, intent).await
                 })
             })
             .await;

@@ -24,6 +24,9 @@ pub enum SignInError {
     EmailRequired,
     #[error("the provider account is linked to another user")]
     AccountInUse,
+    /// The session that asked for a link ended before the link was made.
+    #[error("the session that asked for this link has ended")]
+    LinkSessionEnded,
     /// A worker died while its token request was in flight: the code may be spent.
     #[error("an earlier run was interrupted during the token request")]
     ExchangeInterrupted,
@@ -79,6 +82,12 @@ impl SignInError {
             Self::AccountInUse => (
                 "account_in_use",
                 format!("This {provider} account is already linked to another user."),
+            ),
+            Self::LinkSessionEnded => (
+                "link_session_ended",
+                format!(
+                    "The session that asked to link {provider} has ended, so nothing was linked. Sign in again and link from there."
+                ),
             ),
             Self::Expired => (operations::TIMEOUT.0, operations::TIMEOUT.1.to_owned()),
             Self::ExchangeInterrupted => (

@@ -235,7 +235,7 @@ impl Harness {
                 provider: "corp".into(),
                 redeemer_hash: "fault-test".into(),
                 next_path: None,
-                link_user_id: None,
+                link: None,
                 state_hash: None,
             },
         )

@@ -104,7 +104,7 @@ async fn handle(
         tracing::info!(bound = attempt.is_some(), "provider returned an error");
         if let Some(attempt) = &attempt {
             let event = audit::Event::new(EventKind::SignInFailed)
-                .user(attempt.link_user_id)
+                .user(attempt.link.map(|link| link.user_id))
                 .provider(&provider.name)
                 .code(&sanitize_reason(reason));
             state
@@ -166,7 +166,7 @@ async fn handle(
         provider: provider.name.clone(),
         redeemer_hash: redeemer_hash.clone(),
         next_path: attempt.next,
-        link_user_id: attempt.link_user_id,
+        link: attempt.link,
         state_hash: Some(state_hash.clone()),
     };
     let job = SignInJob {

@@ -46,10 +46,16 @@ pub async fn login(
         tracing::warn!("cross-site link attempt refused");
         return Err(PageError::CrossSite);
     }
-    let link_user_id = match (link, &user) {
+    let link_to = match (link, &user) {
         (false, Some(_)) => return Ok(Redirect::see_other("/").into_response()),
         (false, None) => None,
-        (true, Some(current)) => Some(current.user.id),
+        // A link adds a way in that outlives a password change and "log out
+        // everywhere": only a recent sign-in may add one.
+        (true, Some(current)) => Some(
+            current
+                .link_to()
+                .ok_or(PageError::ReauthenticationRequired)?,
+        ),
         (true, None) => {
             return Err(PageError::BadRequest(
                 "Sign in first to link another account.",
@@ -80,12 +86,12 @@ pub async fn login(
         pkce_verifier,
         nonce,
         next,
-        link_user_id,
+        link_to,
     );
     browser::save_attempt(jar, &state.settings, &csrf_state, &attempt);
     tracing::info!("sign-in started");
     let event = audit::Event::new(EventKind::SignInStarted)
-        .user(link_user_id)
+        .user(link_to.map(|link| link.user_id))
         .provider(&provider.name);
     state
         .audit

@@ -12,6 +12,20 @@ use entity::{
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
+/// Sets `column` of every `E` row to `value`: a clock moved back for one table, so
+/// a test need not wait out a period.
+pub async fn set_on_all<E: EntityTrait>(
+    db: &DatabaseConnection,
+    column: E::Column,
+    value: DateTime<Utc>,
+) {
+    E::update_many()
+        .col_expr(column, sea_orm::sea_query::Expr::value(value))
+        .exec(db)
+        .await
+        .unwrap();
+}
+
 /// `days` days before now.
 pub fn ago(days: i64) -> DateTime<Utc> {
     Utc::now() - Duration::days(days)
@@ -54,6 +68,7 @@ pub fn operation(
         kind: Set("browser".into()),
         next_path: Set(None),
         link_user_id: Set(None),
+        link_session_id: Set(None),
         redeemed_at: Set(redeemed.then_some(updated_at)),
         exchange_started_at: Set(None),
         token_response: Set(None),
