@@ -1,10 +1,17 @@
 //! Abuse limits: keyed token buckets (governor) per IP address and per account,
-//! answered with 429 and `Retry-After`. Kept in memory per api instance.
+//! answered with 429 and `Retry-After`, kept in memory per api instance; and caps
+//! on pending operations (`pending`).
+
+mod address;
+mod pending;
 
 use std::{net::IpAddr, num::NonZeroU32};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use worker::config::LimitSettings;
+
+pub use address::{client_key, client_network};
+pub use pending::{PendingCaps, RETRY_AFTER_SECS, Refused};
 
 /// Every limiter of the api.
 pub struct Limits {
@@ -15,8 +22,8 @@ pub struct Limits {
     status_polls: Option<DefaultKeyedRateLimiter<IpAddr>>,
     registrations: Option<DefaultKeyedRateLimiter<IpAddr>>,
     native_sign_ins: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// How many pending operations one browser may hold.
-    pub pending_per_browser: u64,
+    /// Caps on pending operations per browser, per client address and in all.
+    pub pending: PendingCaps,
 }
 
 /// A spent budget: retry after this many seconds. Becomes a 429 JSON error or a
@@ -70,7 +77,7 @@ impl Limits {
             status_polls: per_minute(settings.status_polls_per_ip_per_minute),
             registrations: per_minute(settings.registrations_per_ip_per_minute),
             native_sign_ins: per_minute(settings.native_sign_ins_per_ip_per_minute),
-            pending_per_browser: u64::from(settings.pending_operations_per_browser),
+            pending: PendingCaps::new(settings),
         }
     }
 

@@ -329,6 +329,14 @@ impl AuthApi {
                 ));
             }
         }
+        // The client address's and the queue's pending caps (a poll secret is new
+        // each time, so there is no per-browser cap here).
+        let client_key = client_ip(req).map(crate::limits::client_key);
+        state
+            .limits
+            .pending
+            .admit(&state.reader, None, client_key.as_deref())
+            .await?;
         let poll_secret = crypto::random_token(32);
         let redeemer_hash = crypto::sha256_hex(&poll_secret);
         let new = NewOperation {
@@ -338,9 +346,13 @@ impl AuthApi {
             next_path: None,
             link_user_id,
             state_hash: None,
+            client_key,
         };
         let operation = match state.jobs.start(&state.writer, new, job).await? {
-            Started::Queued(operation) => operation,
+            Started::Queued(operation) => {
+                state.limits.pending.started();
+                operation
+            }
             Started::Unqueued(_) => {
                 let (code, message) = operations::QUEUE_UNAVAILABLE;
                 return Err(ApiError::Unavailable {

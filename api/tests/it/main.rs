@@ -11,6 +11,7 @@ mod fuzz;
 mod helpers;
 mod identity_race;
 mod leaks;
+mod limits;
 mod linking;
 mod login;
 mod me;

@@ -237,6 +237,7 @@ impl Harness {
                 next_path: None,
                 link_user_id: None,
                 state_hash: None,
+                client_key: None,
             },
         )
         .await

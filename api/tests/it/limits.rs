@@ -1,0 +1,203 @@
+//! Bounds that hold whatever a client does with its cookies: pending operations
+//! per client address and in all. Each test first shows its bound was reached,
+//! then what the next request gets, then that nothing was lost.
+
+use std::time::{Duration, Instant};
+
+use entity::{
+    async_operation::{self, OperationStatus},
+    prelude::AsyncOperation,
+};
+use reqwest::{StatusCode, header::HeaderValue, redirect::Policy};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Backend, Browser, Options, TestApp, app_client, assert_to_preloader, spawn_app_with,
+};
+
+/// A browser (own cookie jar) whose requests come through our trusted proxy from
+/// `ip`; a fresh one per attempt is a client that drops its cookies.
+fn browser_at(app: &TestApp, ip: &str) -> Browser {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", HeaderValue::from_str(ip).unwrap());
+    Browser {
+        address: app.address.clone(),
+        client: reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .default_headers(headers)
+            .timeout(Duration::from_secs(40))
+            .build()
+            .unwrap(),
+    }
+}
+
+/// The app behind a trusted proxy (the test client, 127.0.0.1) with `limits`, and
+/// no worker, so operations stay pending until a test ends them.
+async fn app_with_limits(backend: Backend, limits: Value) -> Option<TestApp> {
+    spawn_app_with(Options {
+        backend,
+        embedded_worker: false,
+        overrides: json!({"trusted_proxies": ["127.0.0.1"], "limits": limits}),
+        ..Options::default()
+    })
+    .await
+}
+
+/// Login, provider and callback in `browser`; the callback's response.
+async fn sign_in_attempt(browser: &Browser) -> reqwest::Response {
+    let authorize = browser.start_login("mock", "").await;
+    browser.return_from_provider(&authorize, "some-code").await
+}
+
+/// `POST /api/auth/mock/token` from `ip`.
+async fn native_exchange(app: &TestApp, ip: &str) -> reqwest::Response {
+    app_client()
+        .post(format!("{}/api/auth/mock/token", app.address))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"id_token": "x.y.z", "nonce": "n-123456"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn pending(app: &TestApp) -> Vec<async_operation::Model> {
+    AsyncOperation::find()
+        .filter(async_operation::Column::Status.eq(OperationStatus::Pending))
+        .all(&app.db)
+        .await
+        .unwrap()
+}
+
+fn retry_after(response: &reqwest::Response) -> u64 {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After on {}", response.status()))
+}
+
+async fn assert_json_error(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert!(retry_after(&response) >= 1);
+    let body: Value = response.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    body
+}
+
+#[tokio::test]
+async fn a_client_that_drops_its_cookies_is_capped_per_address_on_sqlite() {
+    let app = app_with_limits(Backend::Sqlite, json!({"pending_operations_per_ip": 2}));
+    a_client_that_drops_its_cookies_is_capped_per_address(app.await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_client_that_drops_its_cookies_is_capped_per_address_on_postgres() {
+    let app = app_with_limits(Backend::Postgres, json!({"pending_operations_per_ip": 2}));
+    if let Some(app) = app.await {
+        a_client_that_drops_its_cookies_is_capped_per_address(app).await;
+    }
+}
+
+async fn a_client_that_drops_its_cookies_is_capped_per_address(app: TestApp) {
+    // Two sign-ins from one address, each in a fresh cookie jar (a fresh browser key).
+    for _ in 0..2 {
+        assert_to_preloader(&sign_in_attempt(&browser_at(&app, "203.0.113.9")).await);
+    }
+    let held = pending(&app).await;
+    assert_eq!(held.len(), 2);
+    assert!(
+        held.iter()
+            .all(|op| op.client_key.as_deref() == Some("203.0.113.9"))
+    );
+    assert_ne!(held[0].redeemer_hash, held[1].redeemer_hash, "two browsers");
+
+    // A third fresh browser from that address is refused; so is its native exchange.
+    let refused = sign_in_attempt(&browser_at(&app, "203.0.113.9")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&refused) >= 1);
+    assert!(
+        refused.text().await.unwrap().contains("<html"),
+        "an error page"
+    );
+    let native = native_exchange(&app, "203.0.113.9").await;
+    assert_json_error(native, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    assert_eq!(pending(&app).await.len(), 2, "nothing recorded");
+
+    // Another address is not affected, and native exchanges count too.
+    assert_to_preloader(&sign_in_attempt(&browser_at(&app, "203.0.113.10")).await);
+    assert_eq!(
+        native_exchange(&app, "203.0.113.10").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let refused = sign_in_attempt(&browser_at(&app, "203.0.113.10")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Once an operation ends, the address may start another.
+    worker::operations::mark_error(&app.db, held[0].id, "timeout", "x")
+        .await
+        .unwrap();
+    assert_to_preloader(&sign_in_attempt(&browser_at(&app, "203.0.113.9")).await);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_new_sign_ins_at_once_on_sqlite() {
+    let app = app_with_limits(Backend::Sqlite, json!({"pending_operations_total": 2}));
+    a_full_queue_refuses_new_sign_ins_at_once(app.await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_new_sign_ins_at_once_on_postgres() {
+    let app = app_with_limits(Backend::Postgres, json!({"pending_operations_total": 2}));
+    if let Some(app) = app.await {
+        a_full_queue_refuses_new_sign_ins_at_once(app).await;
+    }
+}
+
+async fn a_full_queue_refuses_new_sign_ins_at_once(app: TestApp) {
+    // Two clients, two addresses: the queue holds its cap.
+    assert_to_preloader(&sign_in_attempt(&browser_at(&app, "203.0.113.1")).await);
+    assert_eq!(
+        native_exchange(&app, "203.0.113.2").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let held = pending(&app).await;
+    assert_eq!(held.len(), 2, "the queue is at its cap");
+
+    // Anyone else gets 503 at once: a page in the browser, JSON for apps.
+    let started = Instant::now();
+    let refused = sign_in_attempt(&browser_at(&app, "203.0.113.3")).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(retry_after(&refused) >= 1);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("Too many sign-ins right now"), "{page}");
+    let native = native_exchange(&app, "203.0.113.4").await;
+    assert_json_error(native, StatusCode::SERVICE_UNAVAILABLE, "busy").await;
+    assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+    assert_eq!(pending(&app).await.len(), 2, "nothing recorded");
+
+    // When one ends, a new sign-in gets in within about a second (the count is
+    // cached that long). Each try is a whole new attempt.
+    worker::operations::mark_error(&app.db, held[0].id, "timeout", "x")
+        .await
+        .unwrap();
+    let mut admitted = false;
+    for _ in 0..20 {
+        let response = sign_in_attempt(&browser_at(&app, "203.0.113.5")).await;
+        if response.status() == StatusCode::SEE_OTHER {
+            assert_to_preloader(&response);
+            admitted = true;
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(admitted, "a freed slot is used again within 5 s");
+}
