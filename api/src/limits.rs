@@ -1,6 +1,6 @@
-//! Abuse limits: keyed token buckets (governor) per IP address and per account,
-//! answered with 429 and `Retry-After`, kept in memory per api instance; and caps
-//! on pending operations (`pending`).
+//! Abuse limits: keyed token buckets (governor) per IP address (IPv6: per /64) and
+//! per account, answered with 429 and `Retry-After`, kept in memory per api
+//! instance; and caps on pending operations (`pending`).
 
 mod address;
 mod pending;
@@ -114,7 +114,7 @@ impl Limits {
         let (Some(limiter), Some(ip)) = (limiter, limiter.as_ref().and(client_ip(req))) else {
             return Ok(());
         };
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&client_network(ip)).map_err(|not_until| {
             metrics::counter!("signin_rate_limited_total", "budget" => budget.label()).increment(1);
             RateLimited::until(not_until)
         })
@@ -124,7 +124,7 @@ impl Limits {
     pub fn check_login(&self, ip: Option<IpAddr>, email: &str) -> Result<(), RateLimited> {
         if let Some(ip) = ip {
             self.login_per_ip
-                .check_key(&ip)
+                .check_key(&client_network(ip))
                 .map_err(RateLimited::until)?;
         }
         self.login_per_account

@@ -1,6 +1,6 @@
-//! Bounds that hold whatever a client does with its cookies: pending operations
-//! per client address and in all. Each test first shows its bound was reached,
-//! then what the next request gets, then that nothing was lost.
+//! Bounds that hold whatever a client does with its cookies or addresses: pending
+//! operations per client address (IPv6: per /64) and in all. Each test first shows
+//! its bound was reached, then what the next request gets, then that nothing was lost.
 
 use std::time::{Duration, Instant};
 
@@ -145,6 +145,47 @@ async fn a_client_that_drops_its_cookies_is_capped_per_address(app: TestApp) {
         .await
         .unwrap();
     assert_to_preloader(&sign_in_attempt(&browser_at(&app, "203.0.113.9")).await);
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64_and_ipv4_mapped_as_ipv4() {
+    let app = app_with_limits(
+        Backend::Sqlite,
+        json!({"sign_in_starts_per_ip_per_minute": 1, "pending_operations_per_ip": 1}),
+    )
+    .await
+    .unwrap();
+    let login = |ip: &'static str| {
+        let browser = browser_at(&app, ip);
+        async move { browser.get_login("mock").await.status() }
+    };
+    // One sign-in start a minute per /64: rotating the low 64 bits earns nothing…
+    let first = browser_at(&app, "2001:db8:1:2::1");
+    assert_to_preloader(&sign_in_attempt(&first).await);
+    assert_eq!(
+        login("2001:db8:1:2::2").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login("2001:db8:1:2:ffff:ffff:ffff:ffff").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // …the next /64 is another client.
+    assert_eq!(login("2001:db8:1:3::1").await, StatusCode::SEE_OTHER);
+    // The pending operation is keyed on the /64 too.
+    let held = pending(&app).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].client_key.as_deref(), Some("2001:db8:1:2::/64"));
+    let native = native_exchange(&app, "2001:db8:1:2::abcd").await;
+    assert_json_error(native, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+
+    // IPv4 is keyed on the full address, however it is written.
+    assert_eq!(login("203.0.113.5").await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        login("::ffff:203.0.113.5").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(login("203.0.113.6").await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
