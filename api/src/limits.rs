@@ -1,6 +1,6 @@
 //! Abuse limits: keyed token buckets (governor) per IP address (IPv6: per /64) and
 //! per account, answered with 429 and `Retry-After`, kept in memory per api
-//! instance; and caps on pending operations (`pending`).
+//! instance; caps on pending operations (`pending`); and the long-poll slots.
 
 mod address;
 mod pending;
@@ -8,6 +8,7 @@ mod pending;
 use std::{net::IpAddr, num::NonZeroU32};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use worker::config::LimitSettings;
 
 pub use address::{client_key, client_network};
@@ -24,7 +25,13 @@ pub struct Limits {
     native_sign_ins: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Caps on pending operations per browser, per client address and in all.
     pub pending: PendingCaps,
+    /// `limits.concurrent_long_polls` slots; `None` when uncapped.
+    long_polls: Option<Semaphore>,
 }
+
+/// How long a status poll that found every long-poll slot taken should wait
+/// before asking again (its `Retry-After`).
+pub const LONG_POLL_RETRY_AFTER_SECS: u64 = 2;
 
 /// A spent budget: retry after this many seconds. Becomes a 429 JSON error or a
 /// 429 page (`crate::error`), both with `Retry-After`.
@@ -78,6 +85,8 @@ impl Limits {
             registrations: per_minute(settings.registrations_per_ip_per_minute),
             native_sign_ins: per_minute(settings.native_sign_ins_per_ip_per_minute),
             pending: PendingCaps::new(settings),
+            long_polls: (settings.concurrent_long_polls > 0)
+                .then(|| Semaphore::new(settings.concurrent_long_polls as usize)),
         }
     }
 
@@ -132,6 +141,29 @@ impl Limits {
             .map_err(RateLimited::until)
     }
 }
+
+impl Limits {
+    /// A slot to hold a status request open while it waits; `None` when all
+    /// `limits.concurrent_long_polls` are taken (then answer at once). Freed on drop.
+    pub fn hold_long_poll(&self) -> Option<LongPollSlot<'_>> {
+        match &self.long_polls {
+            None => Some(LongPollSlot(None)),
+            Some(slots) => slots.try_acquire().ok().map(|p| LongPollSlot(Some(p))),
+        }
+    }
+
+    /// How many long-poll slots are free; `None` when uncapped.
+    pub fn long_poll_slots_free(&self) -> Option<usize> {
+        self.long_polls.as_ref().map(Semaphore::available_permits)
+    }
+}
+
+/// A held long-poll slot.
+#[derive(Debug)]
+pub struct LongPollSlot<'a>(
+    // Held for its drop, which frees the slot.
+    #[allow(dead_code)] Option<SemaphorePermit<'a>>,
+);
 
 impl IpBudget {
     fn label(self) -> &'static str {

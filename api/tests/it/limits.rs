@@ -1,6 +1,7 @@
 //! Bounds that hold whatever a client does with its cookies or addresses: pending
-//! operations per client address (IPv6: per /64) and in all. Each test first shows
-//! its bound was reached, then what the next request gets, then that nothing was lost.
+//! operations per client address (IPv6: per /64) and in all, and long polls held
+//! open at once. Each test first shows its bound was reached, then what the next
+//! request gets, then that nothing was lost.
 
 use std::time::{Duration, Instant};
 
@@ -241,4 +242,71 @@ async fn a_full_queue_refuses_new_sign_ins_at_once(app: TestApp) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(admitted, "a freed slot is used again within 5 s");
+}
+
+#[tokio::test]
+async fn long_polls_beyond_the_cap_answer_at_once_with_retry_after() {
+    let app = app_with_limits(Backend::Sqlite, json!({"concurrent_long_polls": 1}))
+        .await
+        .unwrap();
+    let first = browser_at(&app, "203.0.113.1");
+    let first_id = assert_to_preloader(&sign_in_attempt(&first).await);
+    let second = browser_at(&app, "203.0.113.2");
+    assert_to_preloader(&sign_in_attempt(&second).await);
+
+    // The first browser's long poll takes the only slot.
+    let waiting = tokio::spawn(async move { first.get_status("?wait=25").await });
+    let mut full = false;
+    for _ in 0..100 {
+        if app.state.limits.long_poll_slots_free() == Some(0) {
+            full = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(full, "the first long poll holds the only slot");
+
+    // The second answers at once, pending, and says when to ask again.
+    let started = Instant::now();
+    let response = second.get_status("?wait=25").await;
+    assert!(started.elapsed() < Duration::from_secs(5), "did not wait");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(retry_after(&response) >= 1);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "pending");
+
+    // So does an app's operation poll.
+    let started_op: Value = native_exchange(&app, "203.0.113.3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let response = app_client()
+        .get(format!(
+            "{}{}?wait=25",
+            app.address,
+            started_op["status_url"].as_str().unwrap()
+        ))
+        .header("x-poll-secret", started_op["poll_secret"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "did not wait");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(retry_after(&response) >= 1);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "pending");
+
+    // Nothing is lost: the first poll still gets its answer, and its slot is free again.
+    worker::operations::mark_error(&app.db, first_id, "timeout", "x")
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the long poll answers")
+        .unwrap();
+    assert_eq!(answered.json::<Value>().await.unwrap()["status"], "error");
+    assert_eq!(app.state.limits.long_poll_slots_free(), Some(1));
+    let response = second.get_status("?wait=1").await;
+    assert!(response.headers().get("retry-after").is_none(), "it waited");
 }
