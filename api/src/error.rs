@@ -332,3 +332,12 @@ impl From<crate::limits::Refused> for PageError {
         }
     }
 }
+
+impl From<worker::passwords::Busy> for ApiError {
+    fn from(_: worker::passwords::Busy) -> Self {
+        Self::Busy {
+            message: "The server is busy. Please try again in a moment.",
+            retry_after: 1,
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Bounds that hold whatever a client does with its cookies or addresses: pending
-//! operations per client address (IPv6: per /64) and in all, and long polls held
-//! open at once. Each test first shows its bound was reached, then what the next
-//! request gets, then that nothing was lost.
+//! operations per client address (IPv6: per /64) and in all, long polls held open
+//! at once, and password hashes computed at once. Each test first shows its bound
+//! was reached, then what the next request gets, then that nothing was lost.
 
 use std::time::{Duration, Instant};
 
@@ -10,11 +10,12 @@ use entity::{
     prelude::AsyncOperation,
 };
 use reqwest::{StatusCode, header::HeaderValue, redirect::Policy};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Browser, Options, TestApp, app_client, assert_to_preloader, spawn_app_with,
+    Backend, Browser, Options, TEST_PASSWORD, TestApp, app_client, assert_to_preloader,
+    openapi::Spec, register, spawn_app_with,
 };
 
 /// A browser (own cookie jar) whose requests come through our trusted proxy from
@@ -309,4 +310,61 @@ async fn long_polls_beyond_the_cap_answer_at_once_with_retry_after() {
     assert_eq!(app.state.limits.long_poll_slots_free(), Some(1));
     let response = second.get_status("?wait=1").await;
     assert!(response.headers().get("retry-after").is_none(), "it waited");
+}
+
+#[tokio::test]
+async fn password_hashing_beyond_its_slots_answers_503_busy_and_loses_nothing() {
+    let app = app_with_limits(Backend::Sqlite, json!({"password_hashing_concurrency": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        register(&app, "ada@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    let login = || {
+        app_client()
+            .post(format!("{}/api/auth/login", app.address))
+            .json(&json!({"email": "ada@example.com", "password": TEST_PASSWORD}))
+            .send()
+    };
+    let tokens: Value = login().await.unwrap().json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+
+    // Every hashing slot is taken (as by a flood of logins in flight).
+    let held = app.state.hashing.try_hold().expect("the only slot is free");
+    assert!(app.state.hashing.try_hold().is_none(), "the pool is full");
+    let busy = login().await.unwrap();
+    let body = assert_json_error(busy, StatusCode::SERVICE_UNAVAILABLE, "busy").await;
+    let spec = Spec(app.get("/api/openapi.json").await.json().await.unwrap());
+    spec.assert_response("POST", "/api/auth/login", 503, &body);
+    let unknown = app_client()
+        .post(format!("{}/api/auth/login", app.address))
+        .json(&json!({"email": "nobody@example.com", "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(unknown, StatusCode::SERVICE_UNAVAILABLE, "busy").await;
+    let busy = register(&app, "grace@example.com").await;
+    assert_json_error(busy, StatusCode::SERVICE_UNAVAILABLE, "busy").await;
+    let change = app_client()
+        .put(format!("{}/api/me/password", app.address))
+        .bearer_auth(&access)
+        .json(&json!({"current_password": TEST_PASSWORD, "password": "amber-quarry-lighthouse-77"}))
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(change, StatusCode::SERVICE_UNAVAILABLE, "busy").await;
+
+    // Nothing was lost: with the slot free again, the same requests succeed.
+    drop(held);
+    assert_eq!(login().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        register(&app, "grace@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    let users = entity::prelude::UserProfile::find()
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(users, 2);
 }
