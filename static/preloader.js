@@ -5,6 +5,8 @@
  *   1. Long-poll  GET /auth/status?wait=25[&operation=<id>]
  *      The server holds the request until the operation settles or `wait`
  *      seconds pass, so a "pending" answer means "ask again right away".
+ *      A "pending" answer with Retry-After means the server had no room to hold
+ *      the request: ask again after that many seconds (1–5 s), still long-polling.
  *   2. If long-polling misbehaves (network error, non-2xx, timeout, junk body,
  *      or "pending" answers that come back far sooner than `wait`, i.e. the
  *      server or a proxy ignores it), fall back to plain polling of
@@ -34,6 +36,7 @@
   const STILL_WORKING_MS = 5000;      // when to reassure the user
   const INTERVAL_MS = 1000;           // fallback polling period
   const MAX_BACKOFF_MS = 5000;        // fallback ceiling while requests fail
+                                      // (and the most we honour of a Retry-After)
   // A long-poll answering "pending" faster than this did not really wait.
   // One quick answer can be legitimate (e.g. server restarted); several in a
   // row mean `wait` is being ignored, so long-polling only adds load.
@@ -247,9 +250,12 @@
         return { kind: 'no_operation' };
       }
       if (!res.ok) {
-        return { kind: 'failure' };   // 5xx, proxy errors, rate limiting, …
+        // 5xx, proxy errors, rate limiting, …
+        return { kind: 'failure', retryAfterMs: retryAfterMs(res) };
       }
-      return parseStatus(await res.text());
+      const result = parseStatus(await res.text());
+      result.retryAfterMs = retryAfterMs(res);
+      return result;
     } catch (e) {
       return { kind: 'failure' };     // network error, abort/timeout, body read error
     } finally {
@@ -258,6 +264,18 @@
         s.controller = null;
       }
     }
+  }
+
+  /**
+   * The response's Retry-After (delta-seconds) in ms, bounded to 1–5 s so a
+   * stray header can neither make us spin nor stall us; 0 without one.
+   */
+  function retryAfterMs(res) {
+    const value = res.headers && res.headers.get('Retry-After');
+    if (!value || !/^\s*\d+\s*$/.test(value)) {
+      return 0;
+    }
+    return Math.min(MAX_BACKOFF_MS, Math.max(INTERVAL_MS, Number(value) * 1000));
   }
 
   /** Validates the JSON body; anything unexpected counts as a failure. */
@@ -300,10 +318,10 @@
         finish('/auth/error?reason=no_operation');
         break;
       case 'pending':
-        onPending(s, wasLongPoll, elapsedMs);
+        onPending(s, wasLongPoll, elapsedMs, result.retryAfterMs);
         break;
       default:
-        onFailure(s);
+        onFailure(s, result.retryAfterMs);
     }
   }
 
@@ -324,10 +342,17 @@
     }
   }
 
-  function onPending(s, wasLongPoll, elapsedMs) {
+  function onPending(s, wasLongPoll, elapsedMs, retryAfter) {
     if (s.failures) {
       s.failures = 0;
       setStatus(progressMessage(s));   // clear a "trouble" message
+    }
+
+    if (retryAfter) {
+      // The server had no room to hold the request (too many waiting) and
+      // said when to ask again. Not a sign that long-polling is broken.
+      schedule(s, retryAfter);
+      return;
     }
 
     if (!wasLongPoll) {
@@ -351,7 +376,7 @@
     schedule(s, INTERVAL_MS);
   }
 
-  function onFailure(s) {
+  function onFailure(s, retryAfter) {
     // Any failed long-poll (often a proxy cutting idle connections or
     // buffering) is reason enough to use short requests for the rest of
     // this session; they survive such intermediaries.
@@ -359,8 +384,9 @@
     s.failures += 1;
     setStatus(progressMessage(s));
     // 1 s, 2 s, 4 s, then 5 s for every further failure.
-    const delay = Math.min(MAX_BACKOFF_MS, INTERVAL_MS * Math.pow(2, s.failures - 1));
-    schedule(s, delay);
+    // A Retry-After (429, 503) stretches the delay, within the same ceiling.
+    const backoff = Math.min(MAX_BACKOFF_MS, INTERVAL_MS * Math.pow(2, s.failures - 1));
+    schedule(s, Math.max(backoff, retryAfter || 0));
   }
 
   function schedule(s, ms) {

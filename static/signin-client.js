@@ -213,8 +213,14 @@ export class SigninClient {
         const err = body.error || {};
         throw new SigninError(err.code || 'error', err.message, { status: res.status });
       }
-      // Pending. A long-poll that came back at once (wait ignored) must not spin.
-      if (Date.now() - sentAt < 1000) await sleep(Math.min(1000, deadline - Date.now()));
+      // Pending. A long-poll that came back at once must not spin: the server
+      // says how long to wait (Retry-After, when it had no room to hold the
+      // request; honoured up to 10 s), else wait 1 s (it ignored `wait`).
+      const retryAfter = parseRetryAfter(res.headers.get('Retry-After'));
+      const pause = retryAfter !== undefined
+        ? Math.min(10000, Math.max(1000, retryAfter * 1000))
+        : (Date.now() - sentAt < 1000 ? 1000 : 0);
+      if (pause) await sleep(Math.min(pause, deadline - Date.now()));
     }
   }
 

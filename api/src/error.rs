@@ -47,6 +47,14 @@ pub enum ApiError {
     /// A dependency (the job queue) is down (503).
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// Too busy to take this request now (503 `busy` with `Retry-After`): every
+    /// password hashing slot is taken, or the sign-in queue is full. Nothing was
+    /// done, so a retry loses nothing.
+    #[error("{message}")]
+    Busy {
+        message: &'static str,
+        retry_after: u64,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -120,12 +128,14 @@ impl ResponseError for ApiError {
             Self::Gone { .. } => StatusCode::GONE,
             Self::CrossSite | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn as_response(&self) -> Response {
         let (code, message) = match self {
+            Self::Busy { message, .. } => ("busy", (*message).to_owned()),
             Self::CrossSite => (
                 "cross_site_request",
                 "This change must come from this site's own pages.".to_owned(),
@@ -179,7 +189,7 @@ impl ResponseError for ApiError {
                     header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
             }
-            Self::TooManyRequests { retry_after } => {
+            Self::TooManyRequests { retry_after } | Self::Busy { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
             }
             _ => {}
@@ -214,6 +224,9 @@ pub enum PageError {
     /// Linking needs a recent sign-in (403).
     #[error("sign in again")]
     ReauthenticationRequired,
+    /// The sign-in queue is full (503); retry after this many seconds.
+    #[error("busy")]
+    Busy { retry_after: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -236,6 +249,7 @@ impl ResponseError for PageError {
             Self::ProviderUnavailable | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSite | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -245,6 +259,10 @@ impl ResponseError for PageError {
             Self::ReauthenticationRequired => (
                 "Sign in again first",
                 "Linking another account needs a recent sign-in. Sign out, sign in again, and then link the account.",
+            ),
+            Self::Busy { .. } => (
+                "Too many sign-ins right now",
+                "So many sign-ins are in progress that we cannot take yours right now. Please wait a few seconds and try again.",
             ),
             Self::BadState => (
                 "This sign-in link is not valid",
@@ -282,11 +300,51 @@ impl ResponseError for PageError {
         let mut response = crate::assets::error_page(title, message)
             .with_status(self.status())
             .into_response();
-        if let Self::TooManyRequests { retry_after } = self {
+        if let Self::TooManyRequests { retry_after } | Self::Busy { retry_after } = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
         }
         response
+    }
+}
+
+impl From<crate::limits::Refused> for ApiError {
+    fn from(refused: crate::limits::Refused) -> Self {
+        use crate::limits::{RETRY_AFTER_SECS, Refused};
+        match refused {
+            Refused::Browser | Refused::Client => Self::TooManyRequests {
+                retry_after: RETRY_AFTER_SECS,
+            },
+            Refused::Full => Self::Busy {
+                message: "Too many sign-ins are in progress right now. Please try again in a moment.",
+                retry_after: RETRY_AFTER_SECS,
+            },
+            Refused::Db(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::limits::Refused> for PageError {
+    fn from(refused: crate::limits::Refused) -> Self {
+        use crate::limits::{RETRY_AFTER_SECS, Refused};
+        match refused {
+            Refused::Browser | Refused::Client => Self::TooManyRequests {
+                retry_after: RETRY_AFTER_SECS,
+            },
+            Refused::Full => Self::Busy {
+                retry_after: RETRY_AFTER_SECS,
+            },
+            Refused::Db(error) => error.into(),
+        }
+    }
+}
+
+impl From<worker::passwords::Busy> for ApiError {
+    fn from(_: worker::passwords::Busy) -> Self {
+        Self::Busy {
+            message: "The server is busy. Please try again in a moment.",
+            retry_after: 1,
+        }
     }
 }

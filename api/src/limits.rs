@@ -1,10 +1,18 @@
-//! Abuse limits: keyed token buckets (governor) per IP address and per account,
-//! answered with 429 and `Retry-After`. Kept in memory per api instance.
+//! Abuse limits: keyed token buckets (governor) per IP address (IPv6: per /64) and
+//! per account, answered with 429 and `Retry-After`, kept in memory per api
+//! instance; caps on pending operations (`pending`); and the long-poll slots.
+
+mod address;
+mod pending;
 
 use std::{net::IpAddr, num::NonZeroU32};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use worker::config::LimitSettings;
+
+pub use address::{client_key, client_network};
+pub use pending::{PendingCaps, RETRY_AFTER_SECS, Refused};
 
 /// Every limiter of the api.
 pub struct Limits {
@@ -15,9 +23,15 @@ pub struct Limits {
     status_polls: Option<DefaultKeyedRateLimiter<IpAddr>>,
     registrations: Option<DefaultKeyedRateLimiter<IpAddr>>,
     native_sign_ins: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// How many pending operations one browser may hold.
-    pub pending_per_browser: u64,
+    /// Caps on pending operations per browser, per client address and in all.
+    pub pending: PendingCaps,
+    /// `limits.concurrent_long_polls` slots; `None` when uncapped.
+    long_polls: Option<Semaphore>,
 }
+
+/// How long a status poll that found every long-poll slot taken should wait
+/// before asking again (its `Retry-After`).
+pub const LONG_POLL_RETRY_AFTER_SECS: u64 = 2;
 
 /// A spent budget: retry after this many seconds. Becomes a 429 JSON error or a
 /// 429 page (`crate::error`), both with `Retry-After`.
@@ -70,7 +84,9 @@ impl Limits {
             status_polls: per_minute(settings.status_polls_per_ip_per_minute),
             registrations: per_minute(settings.registrations_per_ip_per_minute),
             native_sign_ins: per_minute(settings.native_sign_ins_per_ip_per_minute),
-            pending_per_browser: u64::from(settings.pending_operations_per_browser),
+            pending: PendingCaps::new(settings),
+            long_polls: (settings.concurrent_long_polls > 0)
+                .then(|| Semaphore::new(settings.concurrent_long_polls as usize)),
         }
     }
 
@@ -107,7 +123,7 @@ impl Limits {
         let (Some(limiter), Some(ip)) = (limiter, limiter.as_ref().and(client_ip(req))) else {
             return Ok(());
         };
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&client_network(ip)).map_err(|not_until| {
             metrics::counter!("signin_rate_limited_total", "budget" => budget.label()).increment(1);
             RateLimited::until(not_until)
         })
@@ -117,7 +133,7 @@ impl Limits {
     pub fn check_login(&self, ip: Option<IpAddr>, email: &str) -> Result<(), RateLimited> {
         if let Some(ip) = ip {
             self.login_per_ip
-                .check_key(&ip)
+                .check_key(&client_network(ip))
                 .map_err(RateLimited::until)?;
         }
         self.login_per_account
@@ -125,6 +141,29 @@ impl Limits {
             .map_err(RateLimited::until)
     }
 }
+
+impl Limits {
+    /// A slot to hold a status request open while it waits; `None` when all
+    /// `limits.concurrent_long_polls` are taken (then answer at once). Freed on drop.
+    pub fn hold_long_poll(&self) -> Option<LongPollSlot<'_>> {
+        match &self.long_polls {
+            None => Some(LongPollSlot(None)),
+            Some(slots) => slots.try_acquire().ok().map(|p| LongPollSlot(Some(p))),
+        }
+    }
+
+    /// How many long-poll slots are free; `None` when uncapped.
+    pub fn long_poll_slots_free(&self) -> Option<usize> {
+        self.long_polls.as_ref().map(Semaphore::available_permits)
+    }
+}
+
+/// A held long-poll slot.
+#[derive(Debug)]
+pub struct LongPollSlot<'a>(
+    // Held for its drop, which frees the slot.
+    #[allow(dead_code)] Option<SemaphorePermit<'a>>,
+);
 
 impl IpBudget {
     fn label(self) -> &'static str {

@@ -75,7 +75,12 @@ impl ApiResponse for ApiError {
             (409, "Conflicts with the current state"),
             (410, "Already consumed"),
             (429, "Too many attempts; see Retry-After"),
-            (503, "A dependency is unavailable"),
+            (
+                503,
+                "A dependency is unavailable (`database_unavailable`, `queue_unavailable`), or the \
+                 server is too busy to take the request now (`busy`: every password-hashing slot \
+                 is taken, or the sign-in queue is full); retry after Retry-After",
+            ),
         ];
         MetaResponses {
             responses: statuses

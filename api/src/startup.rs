@@ -99,6 +99,10 @@ impl Application {
             pool: db.pool.clone(),
             tokens: TokenIssuer::new(&settings, &keys),
             limits: Arc::new(Limits::new(&settings.limits)),
+            hashing: worker::passwords::Hashing::new(
+                settings.limits.password_hashing_concurrency(),
+                worker::passwords::SLOT_WAIT,
+            ),
             settings,
             providers,
             jobs,

@@ -35,4 +35,6 @@ pub struct AppState {
     pub audit: worker::audit::AuditLog,
     /// Per-IP and per-account request budgets.
     pub limits: Arc<Limits>,
+    /// Password hashing, a bounded number at once.
+    pub hashing: worker::passwords::Hashing,
 }

@@ -63,6 +63,10 @@ pub struct Model {
     /// SHA-256 (hex) of the `state` a browser callback claimed; unique, so one state
     /// makes one operation however often its callback arrives. `None` for others.
     pub state_hash: Option<String>,
+    /// The client address that started it: the IPv4 address, or the IPv6 /64
+    /// (`2001:db8:1:2::/64`). Counts pending operations per address, whatever
+    /// cookies the client keeps. `None` without an address.
+    pub client_key: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -282,6 +282,22 @@ await test('pollOperation: 410 already_redeemed and 404 are thrown, timeout stop
   assert.ok(polls <= 4, `polls ${polls} (no hot loop)`);
 });
 
+await test('pollOperation: a pending answer with Retry-After (no room to wait) is asked again after it', async () => {
+  const server = fakeServer();
+  const client = new SigninClient({ fetch: server.fetch });
+  const times = [];
+  server.routes['GET /api/operations/busy'] = () => {
+    times.push(Date.now());
+    // Answers at once, as a server whose long-poll slots are all taken does.
+    return times.length < 3
+      ? json(200, { status: 'pending' }, { 'Retry-After': '2' })
+      : json(200, { status: 'ok', tokens: server.issue() });
+  };
+  await client.pollOperation('/api/operations/busy', 's');
+  const gaps = [times[1] - times[0], times[2] - times[1]];
+  assert.ok(gaps.every((g) => g >= 1900 && g <= 2600), `gaps ${gaps}`);
+});
+
 await test('429 from login yields SigninError with retryAfter', async () => {
   const server = fakeServer();
   const client = new SigninClient({ fetch: server.fetch });

@@ -55,6 +55,8 @@ pub struct NewOperation {
     pub link: Option<LinkTo>,
     /// For a browser callback: SHA-256 of the `state` it claims (unique).
     pub state_hash: Option<String>,
+    /// The client address that starts it (see `async_operation.client_key`).
+    pub client_key: Option<String>,
 }
 
 /// What [`claim_state`] found.
@@ -128,6 +130,7 @@ pub async fn create_pending(db: &impl ConnectionTrait, new: NewOperation) -> Res
         exchange_started_at: Set(None),
         token_response: Set(None),
         state_hash: Set(new.state_hash),
+        client_key: Set(new.client_key),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -158,6 +161,46 @@ pub async fn count_pending_for(
         .filter(Column::Status.eq(OperationStatus::Pending))
         .count(db)
         .await
+}
+
+/// How many operations started from `client_key` are still pending (an index
+/// range: `idx_async_operation_client_key`).
+pub async fn count_pending_from(db: &impl ConnectionTrait, client_key: &str) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    AsyncOperation::find()
+        .filter(Column::ClientKey.eq(client_key))
+        .filter(Column::Status.eq(OperationStatus::Pending))
+        .count(db)
+        .await
+}
+
+/// How many operations are pending in all, counting no further than `limit`: the
+/// inner `LIMIT` stops the scan of `idx_async_operation_status_created` there, so
+/// the cost is bounded by `limit` however full the queue is, and the table itself
+/// is never read.
+pub async fn count_pending_up_to(db: &impl ConnectionTrait, limit: u64) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let placeholder = match backend {
+        sea_orm::DatabaseBackend::Postgres => "$1",
+        _ => "?",
+    };
+    // The status is a literal so SQLite plans the index scan up front.
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM async_operation WHERE status = '{}' \
+         LIMIT {placeholder}) AS capped",
+        OperationStatus::Pending.as_str()
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [limit.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("COUNT(*) returned no row".into()))?;
+    let count: i64 = row.try_get_by_index(0)?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Loads one operation by id.

@@ -1,6 +1,9 @@
 //! Password hashing and policy. Argon2id with OWASP's parameters (19 MiB, 2
-//! passes, 1 lane); a minimum length; and zxcvbn, whose bundled lists of common
+//! passes, 1 lane), at most `limits.password_hashing_concurrency` at once
+//! ([`Hashing`]); a minimum length; and zxcvbn, whose bundled lists of common
 //! passwords, names and words turn away anything easy to guess.
+
+use std::{sync::Arc, time::Duration};
 
 use argon2::{
     Algorithm, Argon2, Params, Version,
@@ -65,18 +68,67 @@ pub fn verify(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// [`hash`] on the blocking pool, so request threads keep serving.
-pub async fn hash_off_thread(password: String) -> String {
-    tokio::task::spawn_blocking(move || hash(&password))
-        .await
-        .expect("hashing does not panic")
+/// How long a request waits for a hashing slot before it is answered [`Busy`].
+pub const SLOT_WAIT: Duration = Duration::from_millis(1500);
+
+/// Every hashing slot was taken for [`SLOT_WAIT`]: answer 503 `busy` and let the
+/// client retry (nothing was read or written yet).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("password hashing is busy")]
+pub struct Busy;
+
+/// Runs [`hash`] and [`verify`] on the blocking pool, a bounded number at once.
+/// Each takes a core and 19 MiB for about 50 ms, and the blocking pool would run
+/// up to 512 of them: a login flood would take every core and gigabytes of memory.
+/// With one slot per core the flood waits here instead, briefly, then gets [`Busy`].
+#[derive(Debug, Clone)]
+pub struct Hashing {
+    slots: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
 }
 
-/// [`verify`] on the blocking pool.
-pub async fn verify_off_thread(password: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || verify(&password, &phc))
+impl Hashing {
+    /// `concurrency` hashes at once (at least 1); a request waits up to `wait` for one.
+    pub fn new(concurrency: usize, wait: Duration) -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            wait,
+        }
+    }
+
+    /// [`hash`] in a slot.
+    pub async fn hash(&self, password: String) -> Result<String, Busy> {
+        self.run(move || hash(&password)).await
+    }
+
+    /// [`verify`] in a slot. The caller verifies against [`dummy_hash`] for an
+    /// unknown email, through here too, so both take the same time and the same slot.
+    pub async fn verify(&self, password: String, phc: String) -> Result<bool, Busy> {
+        self.run(move || verify(&password, &phc)).await
+    }
+
+    /// Takes a slot without hashing, as a request in flight would; tests hold one
+    /// to show what a full pool answers. `None` when every slot is taken.
+    pub fn try_hold(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let slot = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        tokio::task::spawn_blocking(move || {
+            // Held until the hash is done, even if the request is dropped meanwhile.
+            let _slot = slot;
+            work()
+        })
         .await
-        .unwrap_or(false)
+        .map_err(|_| Busy)
+    }
 }
 
 /// A hash of a random password, verified against when the email is unknown, so an
@@ -98,6 +150,33 @@ mod tests {
         assert!(!verify("correct horse battery stapler", &phc));
         assert!(!verify("x", "not a hash"));
         assert_ne!(phc, hash("correct horse battery staple"), "salted");
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_answers_busy_after_a_short_wait_and_then_serves_again() {
+        let hashing = Hashing::new(1, Duration::from_millis(100));
+        let held = hashing.try_hold().expect("the only slot is free");
+        assert!(hashing.try_hold().is_none(), "the pool is full");
+        let started = std::time::Instant::now();
+        let busy = hashing.verify("x".into(), "not a hash".into()).await;
+        assert!(busy.is_err(), "a full pool refuses");
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "after waiting"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "not for long");
+        drop(held);
+        let phc = hashing
+            .hash("violet-lantern-harbor-42".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            hashing
+                .verify("violet-lantern-harbor-42".into(), phc)
+                .await
+                .ok(),
+            Some(true)
+        );
     }
 
     #[test]

@@ -106,6 +106,12 @@ pub async fn start(plan: &Plan<'_>) -> anyhow::Result<Deployment> {
             "SIGNIN_LIMITS__STATUS_POLLS_PER_IP_PER_MINUTE".into(),
             "0".into(),
         ),
+        // Each virtual browser keeps a sign-in pending: more than 20 of them from
+        // one address would meet the per-address cap.
+        (
+            "SIGNIN_LIMITS__PENDING_OPERATIONS_PER_IP".into(),
+            "0".into(),
+        ),
     ];
     let launch = |role: String, exe: PathBuf, extra: Vec<(String, String)>| {
         launch(&dir, &role, exe, &env, extra, plan.log).map(|process| Spawned { role, process })

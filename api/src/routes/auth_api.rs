@@ -140,7 +140,7 @@ impl AuthApi {
         passwords::check_policy(&body.password, &context)
             .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
         let password = body.password;
-        let hash = passwords::hash_off_thread(password).await;
+        let hash = state.hashing.hash(password).await?;
         let trim = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         match accounts::register_password_user(&state.db, &email, hash, trim(body.first_name), trim(body.last_name)).await? {
             Registered::Created(user) => {
@@ -178,7 +178,7 @@ impl AuthApi {
             .and_then(|u| u.password_hash.clone())
             .unwrap_or_else(|| passwords::dummy_hash().to_owned());
         let password = body.password;
-        let matches = passwords::verify_off_thread(password, hash).await;
+        let matches = state.hashing.verify(password, hash).await?;
         match user {
             Some(user) if matches => {
                 tracing::info!(user.id = %user.id, "password sign-in");
@@ -336,6 +336,14 @@ impl AuthApi {
                 ));
             }
         }
+        // The client address's and the queue's pending caps (a poll secret is new
+        // each time, so there is no per-browser cap here).
+        let client_key = client_ip(req).map(crate::limits::client_key);
+        state
+            .limits
+            .pending
+            .admit(&state.reader, None, client_key.as_deref())
+            .await?;
         let poll_secret = crypto::random_token(32);
         let redeemer_hash = crypto::sha256_hex(&poll_secret);
         let new = NewOperation {
@@ -345,9 +353,13 @@ impl AuthApi {
             next_path: None,
             link,
             state_hash: None,
+            client_key,
         };
         let operation = match state.jobs.start(&state.writer, new, job).await? {
-            Started::Queued(operation) => operation,
+            Started::Queued(operation) => {
+                state.limits.pending.started();
+                operation
+            }
             Started::Unqueued(_) => {
                 let (code, message) = operations::QUEUE_UNAVAILABLE;
                 return Err(ApiError::Unavailable {

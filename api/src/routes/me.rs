@@ -164,7 +164,7 @@ impl MeApi {
                 .check_login(client_ip(req), &format!("user:{}", user.id))?;
             let given = body.0.current_password.clone().unwrap_or_default();
             let existing = existing.clone();
-            if !passwords::verify_off_thread(given, existing).await {
+            if !state.hashing.verify(given, existing).await? {
                 let event = audit::Event::new(EventKind::PasswordFailure)
                     .user(user.id)
                     .session(current.session_id)
@@ -184,7 +184,7 @@ impl MeApi {
         passwords::check_policy(&body.0.password, &context)
             .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
         let password = body.0.password;
-        let hash = passwords::hash_off_thread(password).await;
+        let hash = state.hashing.hash(password).await?;
         accounts::set_password(&state.db, user.id, hash).await?;
         // Whoever else held a session (with the old password, perhaps) is out.
         let ended =

@@ -4,7 +4,7 @@
 use entity::async_operation::{Model as Operation, OperationStatus};
 use poem::{Request, web::Data};
 use poem_openapi::{
-    Object, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Header, Path, Query},
     payload::Json,
 };
@@ -31,6 +31,18 @@ pub struct OperationResult {
     pub tokens: Option<TokenPair>,
 }
 
+/// A status answer.
+#[derive(ApiResponse)]
+pub enum OperationResponse {
+    /// Where the sign-in stands. With `Retry-After`, the server could not hold this
+    /// request open (too many waiting): ask again after that many seconds.
+    #[oai(status = 200)]
+    Status(
+        Json<OperationResult>,
+        #[oai(header = "Retry-After")] Option<u64>,
+    ),
+}
+
 /// Native sign-in operations.
 pub struct OperationsApi;
 
@@ -52,7 +64,7 @@ impl OperationsApi {
         secret: Header<Option<String>>,
         /// Seconds to wait for the status to leave `pending` (at most 30).
         wait: Query<Option<u64>>,
-    ) -> Result<Json<OperationResult>, ApiError> {
+    ) -> Result<OperationResponse, ApiError> {
         state.limits.check(IpBudget::StatusPoll, req)?;
         let not_found = || ApiError::NotFound("No such operation for this poll secret.");
         let secret = secret
@@ -60,13 +72,16 @@ impl OperationsApi {
             .filter(|s| !s.is_empty() && s.len() <= 128)
             .ok_or_else(not_found)?;
         let redeemer = crypto::sha256_hex(&secret);
-        let operation = long_poll(state, wait_duration(wait.0), || async {
+        let polled = long_poll(state, wait_duration(wait.0), || async {
             operations::find_for_browser(&state.reader, &redeemer, Some(id.0)).await
         })
-        .await?
-        .filter(|op| op.kind == operations::KIND_NATIVE)
-        .ok_or_else(not_found)?;
-        result(state, req, &redeemer, operation).await.map(Json)
+        .await?;
+        let operation = polled
+            .operation
+            .filter(|op| op.kind == operations::KIND_NATIVE)
+            .ok_or_else(not_found)?;
+        let result = result(state, req, &redeemer, operation).await?;
+        Ok(OperationResponse::Status(Json(result), polled.retry_after))
     }
 }
 

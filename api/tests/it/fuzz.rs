@@ -52,7 +52,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// The app with the per-IP budgets off (the properties would only see 429s) and
-/// room for many pending operations per browser.
+/// room for many pending operations per browser and per address.
 async fn fuzz_app(options: Options) -> TestApp {
     let limits = json!({"limits": {
         "sign_in_starts_per_ip_per_minute": 0,
@@ -60,6 +60,7 @@ async fn fuzz_app(options: Options) -> TestApp {
         "status_polls_per_ip_per_minute": 0,
         "native_sign_ins_per_ip_per_minute": 0,
         "pending_operations_per_browser": 100_000,
+        "pending_operations_per_ip": 0,
     }});
     let mut overrides = options.overrides.clone();
     crate::helpers::merge(&mut overrides, limits);

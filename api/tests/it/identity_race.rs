@@ -56,6 +56,7 @@ async fn two_runs_for_one_new_subject_make_one_user_and_one_link_on_postgres() {
                 next_path: None,
                 link: None,
                 state_hash: None,
+                client_key: None,
             },
         )
         .await

@@ -11,6 +11,7 @@ mod fuzz;
 mod helpers;
 mod identity_race;
 mod leaks;
+mod limits;
 mod link_reauth;
 mod linking;
 mod login;

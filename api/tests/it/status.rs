@@ -120,6 +120,7 @@ async fn the_sweeper_ends_operations_whose_job_never_ran() {
             next_path: None,
             link: None,
             state_hash: None,
+            client_key: None,
         },
     )
     .await

@@ -237,6 +237,7 @@ impl Harness {
                 next_path: None,
                 link: None,
                 state_hash: None,
+                client_key: None,
             },
         )
         .await

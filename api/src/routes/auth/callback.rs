@@ -21,7 +21,7 @@ use crate::{
     assets,
     browser::{self, MAX_STATE_LEN},
     error::PageError,
-    limits::IpBudget,
+    limits::{self, IpBudget},
     routes::QueryParams,
     state::AppState,
 };
@@ -152,14 +152,20 @@ async fn handle(
         return Err(PageError::BadState);
     };
 
-    // One browser cannot pile up sign-ins (each one is a job and provider calls).
-    let pending = operations::count_pending_for(&state.reader, redeemer_hash).await?;
-    if pending >= state.limits.pending_per_browser {
+    // No browser, client address or queue piles up sign-ins (each one is a job and
+    // provider calls); a repeated callback still follows the operation it made.
+    let client_key = limits::client_ip(req).map(limits::client_key);
+    let admitted = state
+        .limits
+        .pending
+        .admit(&state.reader, Some(redeemer_hash), client_key.as_deref())
+        .await;
+    if let Err(refused) = admitted {
         if let Some(operation) = claimed.existing(state).await? {
             return Ok(to_preloader(operation.id));
         }
-        tracing::warn!(pending, "too many pending sign-ins in this browser");
-        return Err(PageError::TooManyRequests { retry_after: 5 });
+        tracing::warn!(%refused, "sign-in refused");
+        return Err(refused.into());
     }
     let new = NewOperation {
         kind: operations::KIND_BROWSER,
@@ -168,6 +174,7 @@ async fn handle(
         next_path: attempt.next,
         link: attempt.link,
         state_hash: Some(state_hash.clone()),
+        client_key,
     };
     let job = SignInJob {
         operation_id: Uuid::nil(),
@@ -181,7 +188,10 @@ async fn handle(
         client: crate::session::Client::of(req).for_job(),
     };
     let operation = match state.jobs.start(&state.writer, new, job).await? {
-        Started::Queued(operation) => operation,
+        Started::Queued(operation) => {
+            state.limits.pending.started();
+            operation
+        }
         Started::Existing(operation) => {
             // A concurrent copy of this callback got there first; it queued the job.
             tracing::info!(operation.id = %operation.id, "callback submitted twice; following its operation");

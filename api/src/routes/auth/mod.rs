@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 use worker::operations;
 
-use crate::{browser, state::AppState};
+use crate::{browser, limits::LONG_POLL_RETRY_AFTER_SECS, state::AppState};
 
 /// This browser's operation: `id` when given and bound here, else its latest.
 /// `None` without a browser key, or when nothing matches.
@@ -51,18 +51,30 @@ pub(crate) fn wait_duration(wait: Option<u64>) -> Duration {
     Duration::from_secs(wait.unwrap_or(0)).min(MAX_WAIT)
 }
 
-/// Loads the operation until it leaves `pending` or `wait` passes. `None` when
-/// `load` finds nothing.
+/// What a long poll found.
+pub(crate) struct Polled {
+    /// `None` when `load` found nothing.
+    pub operation: Option<Operation>,
+    /// Set when the request should have waited but every long-poll slot was taken,
+    /// so it answered at once: the client should ask again after this many seconds
+    /// (`Retry-After`), not at once.
+    pub retry_after: Option<u64>,
+}
+
+/// Loads the operation until it leaves `pending` or `wait` passes. Waiting holds
+/// one of `limits.concurrent_long_polls` slots; with none free, the current status
+/// is the answer (nothing is lost: the client asks again after `retry_after`).
 pub(crate) async fn long_poll<F, Fut, E>(
     state: &AppState,
     wait: Duration,
     mut load: F,
-) -> Result<Option<Operation>, E>
+) -> Result<Polled, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<Operation>, E>>,
 {
     let deadline = Instant::now() + wait;
+    let mut slot = None;
     loop {
         // Listen before reading, so a finish between the read and the wait wakes us.
         let mut finishes = state.events.subscribe();
@@ -70,10 +82,25 @@ where
         let remaining = deadline.saturating_duration_since(Instant::now());
         match operation {
             Some(op) if op.status == OperationStatus::Pending && !remaining.is_zero() => {
+                if slot.is_none() {
+                    slot = state.limits.hold_long_poll();
+                    if slot.is_none() {
+                        metrics::counter!("signin_long_polls_refused_total").increment(1);
+                        return Ok(Polled {
+                            operation: Some(op),
+                            retry_after: Some(LONG_POLL_RETRY_AFTER_SECS),
+                        });
+                    }
+                }
                 let _ =
                     tokio::time::timeout(remaining.min(RECHECK), finishes.wait_for(op.id)).await;
             }
-            other => return Ok(other),
+            operation => {
+                return Ok(Polled {
+                    operation,
+                    retry_after: None,
+                });
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use entity::async_operation::{Model as Operation, OperationStatus};
 use poem::{Request, http::Uri, web::Data};
-use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 use worker::operations;
 
 use super::{browser_operation, long_poll, parse_operation_id, wait_duration};
@@ -23,6 +23,15 @@ pub struct StatusBody {
     /// where to start the same sign-in again. The preloader follows it once.
     #[oai(skip_serializing_if_is_none)]
     pub restart_url: Option<String>,
+}
+
+/// A status answer.
+#[derive(ApiResponse)]
+pub enum StatusResponse {
+    /// Where the sign-in stands. With `Retry-After`, the server could not hold this
+    /// request open (too many waiting): ask again after that many seconds.
+    #[oai(status = 200)]
+    Status(Json<StatusBody>, #[oai(header = "Retry-After")] Option<u64>),
 }
 
 /// The browser flow's status endpoint.
@@ -47,7 +56,7 @@ impl StatusApi {
         /// A specific operation of this browser.
         #[oai(name = "operation")]
         _operation: Query<Option<String>>,
-    ) -> Result<Json<StatusBody>, ApiError> {
+    ) -> Result<StatusResponse, ApiError> {
         state.limits.check(IpBudget::StatusPoll, req)?;
         // Read strictly (no repeated or oversized parameters) from the raw query.
         let params = QueryParams::parse(uri, &[("wait", 8), ("operation", 64)])
@@ -66,16 +75,18 @@ impl StatusApi {
         // follows that one, so a plain poll costs one read.
         let first = current(state, jar, id).await?;
         let wait = wait_duration(wait);
-        let operation = if first.status != OperationStatus::Pending || wait.is_zero() {
-            first
-        } else {
-            long_poll(state, wait, || async {
-                current(state, jar, Some(first.id)).await.map(Some)
-            })
-            .await?
-            .unwrap_or(first)
-        };
-        Ok(Json(body(&operation)))
+        if first.status != OperationStatus::Pending || wait.is_zero() {
+            return Ok(StatusResponse::Status(Json(body(&first)), None));
+        }
+        let polled = long_poll(state, wait, || async {
+            current(state, jar, Some(first.id)).await.map(Some)
+        })
+        .await?;
+        let operation = polled.operation.unwrap_or(first);
+        Ok(StatusResponse::Status(
+            Json(body(&operation)),
+            polled.retry_after,
+        ))
     }
 }
 

@@ -73,6 +73,7 @@ pub fn operation(
         exchange_started_at: Set(None),
         token_response: Set(None),
         state_hash: Set(None),
+        client_key: Set(None),
         created_at: Set(updated_at - Duration::seconds(5)),
         updated_at: Set(updated_at),
     }
