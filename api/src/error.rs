@@ -47,6 +47,9 @@ pub enum ApiError {
     /// A dependency (the job queue) is down (503).
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// The request body is over the limit (413).
+    #[error("request body too large")]
+    PayloadTooLarge,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -91,6 +94,12 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+/// Whether `path` is a JSON route, whose errors are `{"error":{"code","message"}}`
+/// (the others are pages).
+pub fn is_json_route(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/auth/status"
+}
+
 /// Whether a database error means the database cannot be reached (503), not a bug.
 pub fn is_outage(error: &sea_orm::DbErr) -> bool {
     use sea_orm::{DbErr, RuntimeErr};
@@ -120,12 +129,20 @@ impl ResponseError for ApiError {
             Self::Gone { .. } => StatusCode::GONE,
             Self::CrossSite | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn as_response(&self) -> Response {
         let (code, message) = match self {
+            Self::PayloadTooLarge => (
+                "payload_too_large",
+                format!(
+                    "The request body is larger than {} KiB.",
+                    crate::body_limit::MAX_BODY / 1024
+                ),
+            ),
             Self::CrossSite => (
                 "cross_site_request",
                 "This change must come from this site's own pages.".to_owned(),
@@ -211,6 +228,9 @@ pub enum PageError {
     /// Too many requests from this address; retry after this many seconds.
     #[error("too many requests")]
     TooManyRequests { retry_after: u64 },
+    /// The request body is over the limit (413).
+    #[error("request body too large")]
+    PayloadTooLarge,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -233,12 +253,17 @@ impl ResponseError for PageError {
             Self::ProviderUnavailable | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSite => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn as_response(&self) -> Response {
         let (title, message) = match self {
+            Self::PayloadTooLarge => (
+                "Request too large",
+                "The form sent more data than this site accepts. Go back and try again.",
+            ),
             Self::BadState => (
                 "This sign-in link is not valid",
                 "The sign-in could not be matched to this browser (it may have expired or been started elsewhere). Please start again.",

@@ -204,7 +204,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
 /// including the ones poem and poem-openapi produce themselves (a body that does
 /// not parse, an unknown path, a wrong method), and are never cached.
 async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<poem::Response> {
-    let is_json_route = req.uri().path().starts_with("/api/") || req.uri().path() == "/auth/status";
+    let is_json_route = crate::error::is_json_route(req.uri().path());
     let response = match next.call(req).await {
         Ok(response) => response.into_response(),
         Err(error) => error.into_response(),
