@@ -1,6 +1,6 @@
 //! Keys derived from `secret_key`, random tokens and hashing. The secret itself is
-//! loaded here too: configured, or a development key generated and saved beside the
-//! SQLite file (with a warning).
+//! loaded here too: configured, or, only when `public_url` is plain http, a
+//! development key generated and saved beside the SQLite file (with a warning).
 
 use std::path::PathBuf;
 
@@ -84,6 +84,15 @@ impl Keys {
     fn load_current(settings: &Settings) -> anyhow::Result<Self> {
         if let Some(secret) = &settings.secret_key {
             return Ok(Self::derive(secret));
+        }
+        // A generated key is for trying it out on this machine: one left in a file
+        // beside the database (or committed with it) signs every session.
+        if settings.is_https() {
+            bail!(
+                "secret_key: required when public_url is https; a generated development key is \
+                 only for local http. Set secret_key (or SIGNIN_SECRET_KEY) to at least 32 \
+                 random characters, shared by api and every worker"
+            );
         }
         let Some(path) = dev_key_path(&settings.database_url) else {
             if settings.is_postgres() {
@@ -241,6 +250,36 @@ mod tests {
                 .open_token(&sealed)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_generated_key_is_refused_when_public_url_is_https() {
+        use figment::{Figment, providers::Serialized};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("signin.db");
+        let settings = |public_url: &str| {
+            Settings::from_figment(Figment::from(Serialized::defaults(serde_json::json!({
+                "public_url": public_url,
+                "database_url": format!("sqlite://{}?mode=rwc", db.display()),
+            }))))
+            .unwrap()
+        };
+        let secret_file = dir.path().join("signin.db.secret");
+        // The precondition: on loopback http a development key is generated and saved.
+        Keys::load(&settings("http://127.0.0.1:8080")).unwrap();
+        assert!(secret_file.exists());
+        std::fs::remove_file(&secret_file).unwrap();
+        let err = Keys::load(&settings("https://signin.example.com")).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("secret_key") && message.contains("SIGNIN_SECRET_KEY"), "{message}");
+        assert!(!secret_file.exists(), "nothing is generated");
+        // A key saved earlier is refused as well.
+        std::fs::write(&secret_file, "s".repeat(48)).unwrap();
+        assert!(Keys::load(&settings("https://signin.example.com")).is_err());
+        // A configured key is what https needs.
+        let mut configured = settings("https://signin.example.com");
+        configured.secret_key = Some(SecretString::from("k".repeat(40)));
+        Keys::load(&configured).unwrap();
     }
 
     #[test]
