@@ -260,8 +260,9 @@ pub struct ProviderSettings {
     pub client_id: Option<String>,
     #[serde(default, deserialize_with = "secret_string_or_number")]
     pub client_secret: Option<SecretString>,
-    /// OIDC issuer; discovery at `{issuer}/.well-known/openid-configuration`.
-    pub issuer: Option<Url>,
+    /// OIDC issuer; discovery at `{issuer}/.well-known/openid-configuration`. Kept
+    /// as written (a trailing `/` matters: it is part of the issuer identifier).
+    pub issuer: Option<openidconnect::IssuerUrl>,
     /// Requested scopes, as a list or a space-separated string.
     #[serde(default, deserialize_with = "scopes")]
     pub scopes: Option<Vec<String>>,

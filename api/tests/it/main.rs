@@ -10,6 +10,7 @@ mod flow;
 mod fuzz;
 mod helpers;
 mod identity_race;
+mod issuer;
 mod leaks;
 mod linking;
 mod login;

@@ -43,6 +43,8 @@ pub struct Options {
     pub mock_config: Value,
     /// The mock's discovery promises `iss` in authorization responses (RFC 9207).
     pub mock_sends_iss: bool,
+    /// The mock's issuer ends in `/`, as Auth0's does.
+    pub mock_issuer_slash: bool,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             mock_name: "mock",
             mock_config: json!({"kind": "oidc", "display_name": "Mock ID"}),
             mock_sends_iss: false,
+            mock_issuer_slash: false,
         }
     }
 }
@@ -126,7 +129,8 @@ pub async fn spawn_app_without_worker_on(backend: Backend) -> Option<TestApp> {
 /// `SIGNIN_TEST_POSTGRES_URL` is not set.
 pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
     worker::telemetry::init_for_test();
-    let provider = MockProvider::start_with(options.mock_sends_iss).await;
+    let provider =
+        MockProvider::start_with(options.mock_sends_iss, options.mock_issuer_slash).await;
     let storage = Storage::create(options.backend).await?;
     let mut config = json!({
         "listen": "127.0.0.1:0",
@@ -145,7 +149,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
     let mock_config = options
         .mock_config
         .to_string()
-        .replace("{mock}", &provider.issuer());
+        .replace("{mock}", &provider.server.uri());
     merge(
         &mut mock,
         serde_json::from_str(&mock_config).expect("mock_config is JSON"),
