@@ -13,6 +13,7 @@ mod m20250401_000007_create_auth_event;
 mod m20250402_000008_create_used_id_token;
 mod m20251129_000009_add_exchange_progress;
 mod m20251129_000010_add_state_claim;
+mod m20261129_000012_unique_password_email;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250402_000008_create_used_id_token::Migration),
             Box::new(m20251129_000009_add_exchange_progress::Migration),
             Box::new(m20251129_000010_add_state_claim::Migration),
+            Box::new(m20261129_000012_unique_password_email::Migration),
         ]
     }
 }

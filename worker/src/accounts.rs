@@ -230,7 +230,8 @@ async fn create_user(txn: &DatabaseTransaction, profile: &Profile) -> Result<Uui
 
 /// Fills the user's profile from the provider: names and avatar the provider gives
 /// replace the stored ones, except fields the user set locally; an email is adopted
-/// when the user has none or it is the same address now verified.
+/// when the user has none (and no password: a password user's email is their sign-in
+/// name, unique among password users) or it is the same address now verified.
 async fn refresh_profile(
     txn: &DatabaseTransaction,
     user_id: Uuid,
@@ -274,7 +275,7 @@ async fn refresh_profile(
         &profile.avatar_url,
         "avatar_url",
     );
-    if user.email.is_none() && profile.email.is_some() {
+    if user.email.is_none() && profile.email.is_some() && user.password_hash.is_none() {
         active.email = Set(profile.email.clone());
         active.email_verified = Set(profile.email_verified);
         changed = true;
@@ -406,7 +407,9 @@ pub enum Registered {
 }
 
 /// Creates a password user. The email is not verified by registration, so social
-/// sign-ins never link to this user through it.
+/// sign-ins never link to this user through it. A concurrent registration of the
+/// same email (PostgreSQL's READ COMMITTED lets both pass the check) meets the unique
+/// index on the password users' emails: `EmailInUse` as well.
 pub async fn register_password_user(
     db: &DatabaseConnection,
     email: &str,
@@ -444,9 +447,31 @@ pub async fn register_password_user(
         updated_at: Set(now),
     }
     .insert(&txn)
-    .await?;
+    .await;
+    let user = match user {
+        Err(error) if is_password_email_taken(&error) => return Ok(Registered::EmailInUse),
+        other => other?,
+    };
     txn.commit().await?;
     Ok(Registered::Created(user))
+}
+
+/// The unique index on the password users' emails refused a row: another user
+/// already signs in with a password as this email.
+fn is_password_email_taken(error: &DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// How setting a password ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordSet {
+    Set,
+    /// Another user already signs in with a password as this user's email (two
+    /// social users may share an unverified address; only one may add a password).
+    EmailInUse,
 }
 
 /// The user who signs in with a password as `email`, if any.
@@ -466,8 +491,8 @@ pub async fn set_password(
     db: &DatabaseConnection,
     user_id: Uuid,
     password_hash: String,
-) -> Result<(), DbErr> {
-    UserProfile::update_many()
+) -> Result<PasswordSet, DbErr> {
+    let updated = UserProfile::update_many()
         .col_expr(
             user_profile::Column::PasswordHash,
             sea_orm::sea_query::Expr::value(password_hash),
@@ -478,8 +503,12 @@ pub async fn set_password(
         )
         .filter(user_profile::Column::Id.eq(user_id))
         .exec(db)
-        .await?;
-    Ok(())
+        .await;
+    match updated {
+        Err(error) if is_password_email_taken(&error) => Ok(PasswordSet::EmailInUse),
+        Err(error) => Err(error),
+        Ok(_) => Ok(PasswordSet::Set),
+    }
 }
 
 /// A cheap sanity check of an email address (one `@`, a dotted domain, no spaces or

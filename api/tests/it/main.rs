@@ -17,6 +17,7 @@ mod login;
 mod me;
 mod metrics;
 mod outage;
+mod password_email;
 mod presets;
 /// The worker's proptest configuration, shared by path (it is test-only there).
 #[path = "../../../worker/src/proptest_config.rs"]
