@@ -13,8 +13,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+mod metrics;
 mod retention;
 mod sizing;
+pub use metrics::MetricsSettings;
 pub use retention::RetentionSettings;
 pub use sizing::{DEFAULT_CONCURRENCY, DatabaseSettings, Process, WorkerSettings};
 
@@ -68,6 +70,9 @@ pub struct Settings {
     /// The audit log (`auth_event`).
     #[serde(default)]
     pub audit: AuditSettings,
+    /// `api`'s metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     /// How long finished operations, ended sessions and spent refresh tokens stay.
     #[serde(default)]
     pub retention: RetentionSettings,

@@ -70,6 +70,8 @@ pub struct Browser {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// `http://` and the metrics listener's address (`metrics.listen`).
+    pub metrics_address: String,
     pub db: DatabaseConnection,
     pub state: AppState,
     pub settings: Arc<Settings>,
@@ -139,6 +141,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
         "secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "operation_timeout": "30s",
         "worker": {"embedded": options.embedded_worker, "concurrency": 2},
+        "metrics": {"listen": "127.0.0.1:0"},
         "providers": {},
     });
     let mut mock = json!({
@@ -164,6 +167,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
         .expect("valid test settings");
     let app = Application::build(settings).await.expect("the app builds");
     let port = app.port;
+    let metrics_address = format!("http://{}", app.metrics_addr);
     let state = app.state.clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run(async move {
@@ -174,6 +178,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
         browser: Browser::new(&address),
         address,
         port,
+        metrics_address,
         db: state.db.clone(),
         settings: state.settings.clone(),
         state,
