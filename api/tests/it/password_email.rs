@@ -3,6 +3,8 @@
 //! violation is a 409 `email_in_use`, never a 500. Social users may still share an
 //! unverified address; only one of them can add a password.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use entity::{prelude::UserProfile, user_profile};
 use futures::future::join_all;
@@ -11,7 +13,9 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
 };
 use serde_json::{Value, json};
+use tokio::sync::Barrier;
 use uuid::Uuid;
+use worker::accounts::{self, Registered};
 
 use crate::helpers::{
     Backend, Browser, Options, TestApp, assert_to_preloader, register, spawn_app, spawn_app_with,
@@ -66,8 +70,10 @@ async fn concurrent_registrations_of_one_email_make_one_user(backend: Backend) {
     let Some(app) = app_on(backend).await else {
         return;
     };
+    // Through the route: one account, the others 409 (the hashing before the
+    // insert spreads these out)…
     let email = "race@example.com";
-    let answers = join_all((0..8).map(|_| register(&app, email))).await;
+    let answers = join_all((0..4).map(|_| register(&app, email))).await;
     let mut created = 0;
     for answer in answers {
         match answer.status() {
@@ -80,6 +86,30 @@ async fn concurrent_registrations_of_one_email_make_one_user(backend: Backend) {
         }
     }
     assert_eq!(created, 1);
+    assert_eq!(users_with_email(&app, email).await, 1);
+    // …and the registration step itself, lined up so that the checks and inserts
+    // overlap: exactly one user, every other one `EmailInUse`, no error.
+    let email = "lined-up@example.com";
+    let barrier = Arc::new(Barrier::new(16));
+    let runs = (0..16).map(|_| {
+        let (db, barrier) = (app.db.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            accounts::register_password_user(&db, email, "hash".into(), None, None).await
+        })
+    });
+    let outcomes: Vec<_> = join_all(runs).await.into_iter().map(Result::unwrap).collect();
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Registered::Created(_))))
+        .count();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(Registered::Created(_) | Registered::EmailInUse))),
+        "{outcomes:?}"
+    );
+    assert_eq!(created, 1, "{outcomes:?}");
     assert_eq!(users_with_email(&app, email).await, 1);
 }
 
