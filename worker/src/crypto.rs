@@ -271,7 +271,10 @@ mod tests {
         std::fs::remove_file(&secret_file).unwrap();
         let err = Keys::load(&settings("https://signin.example.com")).unwrap_err();
         let message = format!("{err:#}");
-        assert!(message.contains("secret_key") && message.contains("SIGNIN_SECRET_KEY"), "{message}");
+        assert!(
+            message.contains("secret_key") && message.contains("SIGNIN_SECRET_KEY"),
+            "{message}"
+        );
         assert!(!secret_file.exists(), "nothing is generated");
         // A key saved earlier is refused as well.
         std::fs::write(&secret_file, "s".repeat(48)).unwrap();

@@ -145,7 +145,9 @@ impl MetricsListener {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("{key}: cannot serve metrics on {addr}"))?;
-        let addr = listener.local_addr().context("the metrics listener has no address")?;
+        let addr = listener
+            .local_addr()
+            .context("the metrics listener has no address")?;
         tracing::info!(%addr, "metrics at /metrics");
         Ok(Self { listener, addr })
     }
@@ -173,7 +175,8 @@ impl MetricsListener {
                     let (db, pool) = (db.clone(), pool.clone());
                     async move { Ok::<_, Infallible>(answer(&request, &db, &pool).await) }
                 });
-                let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let connection =
+                    http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "metrics connection ended");
                 }
@@ -202,7 +205,9 @@ async fn answer(
 /// The raw pool behind `db`, for the job-table count.
 fn raw_pool(db: &DatabaseConnection) -> DbPool {
     match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => DbPool::Postgres(db.get_postgres_connection_pool().clone()),
+        sea_orm::DatabaseBackend::Postgres => {
+            DbPool::Postgres(db.get_postgres_connection_pool().clone())
+        }
         _ => DbPool::Sqlite(db.get_sqlite_connection_pool().clone()),
     }
 }

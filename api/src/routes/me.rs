@@ -191,10 +191,13 @@ impl MeApi {
             .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
         let password = body.0.password;
         let hash = passwords::hash_off_thread(password).await;
-        if accounts::set_password(&state.db, user.id, hash).await? == accounts::PasswordSet::EmailInUse {
+        if accounts::set_password(&state.db, user.id, hash).await?
+            == accounts::PasswordSet::EmailInUse
+        {
             return Err(ApiError::Conflict {
                 code: "email_in_use",
-                message: "Another account already signs in with a password as this email.".to_owned(),
+                message: "Another account already signs in with a password as this email."
+                    .to_owned(),
             });
         }
         // Whoever else held a session (with the old password, perhaps) is out.

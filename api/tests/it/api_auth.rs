@@ -756,7 +756,8 @@ async fn a_native_code_exchange_without_a_nonce_is_400_and_queues_nothing() {
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(app.count(entity::prelude::AsyncOperation).await, 1);
 
-    let without = json!({"code": "c-2", "code_verifier": "v".repeat(50), "redirect_uri": APP_REDIRECT});
+    let without =
+        json!({"code": "c-2", "code_verifier": "v".repeat(50), "redirect_uri": APP_REDIRECT});
     let (status, body, location) = start_native(&app, &without).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "nonce_required", "{body}");

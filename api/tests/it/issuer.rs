@@ -36,7 +36,9 @@ async fn sign_in_with_iss(app: &TestApp, sub: &str, iss: &str) -> Value {
         .given_token_ok(&code, &app.provider.id_token(&claims))
         .await;
     app.provider
-        .given_userinfo(json!({"sub": sub, "email": format!("{sub}@example.com"), "email_verified": true}))
+        .given_userinfo(
+            json!({"sub": sub, "email": format!("{sub}@example.com"), "email_verified": true}),
+        )
         .await;
     let issuer = app.provider.issuer();
     let callback = app

@@ -98,7 +98,11 @@ async fn concurrent_registrations_of_one_email_make_one_user(backend: Backend) {
             accounts::register_password_user(&db, email, "hash".into(), None, None).await
         })
     });
-    let outcomes: Vec<_> = join_all(runs).await.into_iter().map(Result::unwrap).collect();
+    let outcomes: Vec<_> = join_all(runs)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let created = outcomes
         .iter()
         .filter(|o| matches!(o, Ok(Registered::Created(_))))
@@ -171,7 +175,10 @@ async fn sign_in_unverified(app: &TestApp, browser: &Browser, sub: &str, email: 
             .await,
     );
     assert_eq!(browser.wait_for_status("").await["status"], "ok");
-    assert_eq!(browser.get_success("").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        browser.get_success("").await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 async fn add_password(browser: &Browser) -> reqwest::Response {
@@ -228,12 +235,17 @@ async fn the_migration_names_existing_duplicates(backend: Backend) {
     let second = insert_password_user(&app, "Dup@Example.com").await;
     insert_password_user(&app, "single@example.com").await;
 
-    let error = <migration::Migrator as migration::MigratorTrait>::up(&app.db, None).await.unwrap_err();
+    let error = <migration::Migrator as migration::MigratorTrait>::up(&app.db, None)
+        .await
+        .unwrap_err();
     let message = error.to_string();
     assert!(message.contains(&first.to_string()), "{message}");
     assert!(message.contains(&second.to_string()), "{message}");
     assert!(message.contains("password_hash = NULL"), "{message}");
-    assert!(!message.contains("dup@example.com"), "no emails in the message");
+    assert!(
+        !message.contains("dup@example.com"),
+        "no emails in the message"
+    );
 
     // Resolved as the message says, the migration runs and the index holds.
     UserProfile::update_many()
@@ -245,7 +257,9 @@ async fn the_migration_names_existing_duplicates(backend: Backend) {
         .exec(&app.db)
         .await
         .unwrap();
-    <migration::Migrator as migration::MigratorTrait>::up(&app.db, None).await.unwrap();
+    <migration::Migrator as migration::MigratorTrait>::up(&app.db, None)
+        .await
+        .unwrap();
     let now = Utc::now();
     let again = UserProfile::insert(user_profile::ActiveModel {
         id: Set(Uuid::new_v4()),

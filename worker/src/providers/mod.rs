@@ -202,7 +202,10 @@ impl Provider {
     pub async fn issuer(&self) -> Option<String> {
         match self.endpoints().await {
             Ok(endpoints) => endpoints.issuer.clone(),
-            Err(_) => self.configured_issuer.as_ref().map(|i| i.as_str().to_owned()),
+            Err(_) => self
+                .configured_issuer
+                .as_ref()
+                .map(|i| i.as_str().to_owned()),
         }
     }
 
@@ -575,7 +578,10 @@ impl Provider {
         Ok(Endpoints {
             issuer: match &metadata {
                 Some(m) => Some(m.issuer.clone()),
-                None => self.configured_issuer.as_ref().map(|i| i.as_str().to_owned()),
+                None => self
+                    .configured_issuer
+                    .as_ref()
+                    .map(|i| i.as_str().to_owned()),
             },
             authorize_url: pick(
                 &o.authorize_url,
