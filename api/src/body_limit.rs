@@ -1,5 +1,6 @@
-//! The request-body bound of every route: bodies over [`MAX_BODY`] get 413, whether
-//! or not they declare a length, and the connection is closed after it. Smaller
+//! The request-body bound of every route: bodies over [`MAX_BODY`] get 413 (the JSON
+//! error `payload_too_large` on JSON routes, the error page elsewhere), whether or
+//! not they declare a length, and the connection is closed after it. Smaller
 //! bodies are read whole before the route runs, so no route can leave one unread. What the
 //! client already sent is read and dropped first (up to [`MAX_DRAIN`], for at most
 //! [`DRAIN_TIME`]): closing a socket with unread data resets it, and the client can
@@ -8,7 +9,9 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use poem::{Endpoint, IntoResponse, http::StatusCode};
+use poem::{Endpoint, IntoResponse, error::ResponseError};
+
+use crate::error::{ApiError, PageError, is_json_route};
 
 /// The largest body any route takes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -22,16 +25,17 @@ pub async fn limit_body<E: Endpoint>(
     next: E,
     mut req: poem::Request,
 ) -> poem::Result<poem::Response> {
+    let json = is_json_route(req.uri().path());
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     match declared {
-        Some(n) if n > MAX_DRAIN => return Ok(too_large()),
+        Some(n) if n > MAX_DRAIN => return Ok(too_large(json)),
         Some(n) if n > MAX_BODY => {
             drain(req.take_body().into_bytes_stream(), 0).await;
-            return Ok(too_large());
+            return Ok(too_large(json));
         }
         Some(0) => {}
         None if req.method() == poem::http::Method::GET
@@ -41,7 +45,7 @@ pub async fn limit_body<E: Endpoint>(
         // response that did not say so, and the client's next request on it is lost.
         _ => match read_within_limit(req.take_body()).await {
             Some(bytes) => req.set_body(bytes),
-            None => return Ok(too_large()),
+            None => return Ok(too_large(json)),
         },
     }
     next.call(req).await.map(IntoResponse::into_response)
@@ -80,8 +84,16 @@ where
     .await;
 }
 
-fn too_large() -> poem::Response {
-    StatusCode::PAYLOAD_TOO_LARGE
-        .with_header(poem::http::header::CONNECTION, "close")
-        .into_response()
+/// The 413 in the shape its route promises, closing the connection.
+fn too_large(json: bool) -> poem::Response {
+    let mut response = if json {
+        ApiError::PayloadTooLarge.as_response()
+    } else {
+        PageError::PayloadTooLarge.as_response()
+    };
+    response.headers_mut().insert(
+        poem::http::header::CONNECTION,
+        poem::http::HeaderValue::from_static("close"),
+    );
+    response
 }

@@ -55,6 +55,9 @@ pub enum ApiError {
         message: &'static str,
         retry_after: u64,
     },
+    /// The request body is over the limit (413).
+    #[error("request body too large")]
+    PayloadTooLarge,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -99,6 +102,12 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+/// Whether `path` is a JSON route, whose errors are `{"error":{"code","message"}}`
+/// (the others are pages).
+pub fn is_json_route(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/auth/status"
+}
+
 /// Whether a database error means the database cannot be reached (503), not a bug.
 pub fn is_outage(error: &sea_orm::DbErr) -> bool {
     use sea_orm::{DbErr, RuntimeErr};
@@ -129,6 +138,7 @@ impl ResponseError for ApiError {
             Self::CrossSite | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +146,13 @@ impl ResponseError for ApiError {
     fn as_response(&self) -> Response {
         let (code, message) = match self {
             Self::Busy { message, .. } => ("busy", (*message).to_owned()),
+            Self::PayloadTooLarge => (
+                "payload_too_large",
+                format!(
+                    "The request body is larger than {} KiB.",
+                    crate::body_limit::MAX_BODY / 1024
+                ),
+            ),
             Self::CrossSite => (
                 "cross_site_request",
                 "This change must come from this site's own pages.".to_owned(),
@@ -227,6 +244,9 @@ pub enum PageError {
     /// The sign-in queue is full (503); retry after this many seconds.
     #[error("busy")]
     Busy { retry_after: u64 },
+    /// The request body is over the limit (413).
+    #[error("request body too large")]
+    PayloadTooLarge,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -250,6 +270,7 @@ impl ResponseError for PageError {
             Self::CrossSite | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -263,6 +284,10 @@ impl ResponseError for PageError {
             Self::Busy { .. } => (
                 "Too many sign-ins right now",
                 "So many sign-ins are in progress that we cannot take yours right now. Please wait a few seconds and try again.",
+            ),
+            Self::PayloadTooLarge => (
+                "Request too large",
+                "The form sent more data than this site accepts. Go back and try again.",
             ),
             Self::BadState => (
                 "This sign-in link is not valid",

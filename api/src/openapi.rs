@@ -64,7 +64,7 @@ pub enum NoContent {
 
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
-        let statuses: [(u16, &'static str); 8] = [
+        let statuses: [(u16, &'static str); 9] = [
             (400, "Malformed request"),
             (401, "Missing, invalid or expired credentials"),
             (
@@ -74,6 +74,7 @@ impl ApiResponse for ApiError {
             (404, "No such resource (or not yours)"),
             (409, "Conflicts with the current state"),
             (410, "Already consumed"),
+            (413, "The request body is over 64 KiB (`payload_too_large`)"),
             (429, "Too many attempts; see Retry-After"),
             (
                 503,

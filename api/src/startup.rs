@@ -19,6 +19,7 @@ use worker::{
     crypto::Keys,
     db::Database,
     jobs::JobQueue,
+    metrics::MetricsListener,
     operations::OperationEvents,
     providers::{ProviderRegistry, presets},
 };
@@ -37,8 +38,11 @@ use crate::{
 pub struct Application {
     /// The port actually bound (`listen` may say 0).
     pub port: u16,
+    /// Where `/metrics` is served (`metrics.listen`, which may say port 0).
+    pub metrics_addr: std::net::SocketAddr,
     pub state: AppState,
     acceptor: TcpAcceptor,
+    metrics: MetricsListener,
 }
 
 impl Application {
@@ -75,7 +79,7 @@ impl Application {
             ))
         });
         let jobs = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
-        let _ = worker::metrics::handle();
+        let metrics = MetricsListener::bind(settings.metrics.listen, "metrics.listen").await?;
         let events = OperationEvents::default();
         // Finishes by other processes (separate workers) wake long polls at once.
         match &db.pool {
@@ -112,8 +116,10 @@ impl Application {
         };
         Ok(Self {
             port,
+            metrics_addr: metrics.addr,
             state,
             acceptor,
+            metrics,
         })
     }
 
@@ -125,6 +131,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
         let state = self.state.clone();
+        tokio::spawn(self.metrics.serve(state.reader.clone(), shutdown.clone()));
         // Limiter maps forget addresses whose budgets refilled.
         let limits = state.limits.clone();
         tokio::spawn(async move {
@@ -173,7 +180,6 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/favicon.ico", get(assets::favicon))
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
-        .at("/metrics", get(routes::health::metrics))
         .at("/api/openapi.json", api.spec_endpoint())
         .nest("/api/docs", api.swagger_ui())
         .at("/auth/:provider/login", get(auth::login::login))
@@ -208,7 +214,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
 /// including the ones poem and poem-openapi produce themselves (a body that does
 /// not parse, an unknown path, a wrong method), and are never cached.
 async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<poem::Response> {
-    let is_json_route = req.uri().path().starts_with("/api/") || req.uri().path() == "/auth/status";
+    let is_json_route = crate::error::is_json_route(req.uri().path());
     let response = match next.call(req).await {
         Ok(response) => response.into_response(),
         Err(error) => error.into_response(),
@@ -356,7 +362,6 @@ fn route_label(path: &str) -> &'static str {
         ["demo-provider", "userinfo"] => "/demo-provider/userinfo",
         ["healthz"] => "/healthz",
         ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
         _ => "other",
     }
 }

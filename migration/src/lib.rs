@@ -14,6 +14,7 @@ mod m20250402_000008_create_used_id_token;
 mod m20251129_000009_add_exchange_progress;
 mod m20251129_000010_add_state_claim;
 mod m20261129_000011_add_client_key;
+mod m20261129_000012_unique_password_email;
 mod m20261129_000013_add_link_session;
 
 /// Every migration, oldest first.
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20251129_000009_add_exchange_progress::Migration),
             Box::new(m20251129_000010_add_state_claim::Migration),
             Box::new(m20261129_000011_add_client_key::Migration),
+            Box::new(m20261129_000012_unique_password_email::Migration),
             Box::new(m20261129_000013_add_link_session::Migration),
         ]
     }

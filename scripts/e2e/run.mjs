@@ -92,6 +92,8 @@ async function startApi(bin) {
     );
     Object.assign(env, {
       SIGNIN_LISTEN: `127.0.0.1:${port}`,
+      // Metrics have a listener of their own; any free port, not the default 9090.
+      SIGNIN_METRICS__LISTEN: '127.0.0.1:0',
       SIGNIN_PUBLIC_URL: base,
       SIGNIN_DATABASE_URL: `sqlite://${path.join(workDir, 'signin.db')}?mode=rwc`,
       SIGNIN_SECRET_KEY: randomBytes(32).toString('hex'),

@@ -90,6 +90,7 @@ wait_for "$OP/.well-known/openid-configuration" 20 || fail "the OP did not start
 echo "== starting the api on $API (binary: $API_BIN, work dir: $WORK_DIR)"
 (cd "$WORK_DIR" && \
   SIGNIN_LISTEN="127.0.0.1:$API_PORT" \
+  SIGNIN_METRICS__LISTEN="127.0.0.1:0" \
   SIGNIN_PUBLIC_URL="$API" \
   SIGNIN_DATABASE_URL="sqlite://$WORK_DIR/signin.db?mode=rwc" \
   SIGNIN_PROVIDERS__CORP__KIND=oidc \

@@ -17,6 +17,12 @@ use uuid::Uuid;
 
 use crate::{linking::LinkTo, operations, providers::Profile, writer::WriteConn};
 
+mod password_users;
+pub use password_users::{
+    PasswordSet, Registered, find_password_user, is_plausible_email, register_password_user,
+    set_password,
+};
+
 /// Provider tokens, already encrypted for storage.
 #[derive(Debug, Default, Clone)]
 pub struct SealedTokens {
@@ -250,7 +256,8 @@ async fn create_user(txn: &DatabaseTransaction, profile: &Profile) -> Result<Uui
 
 /// Fills the user's profile from the provider: names and avatar the provider gives
 /// replace the stored ones, except fields the user set locally; an email is adopted
-/// when the user has none or it is the same address now verified.
+/// when the user has none (and no password: a password user's email is their sign-in
+/// name, unique among password users) or it is the same address now verified.
 async fn refresh_profile(
     txn: &DatabaseTransaction,
     user_id: Uuid,
@@ -294,7 +301,7 @@ async fn refresh_profile(
         &profile.avatar_url,
         "avatar_url",
     );
-    if user.email.is_none() && profile.email.is_some() {
+    if user.email.is_none() && profile.email.is_some() && user.password_hash.is_none() {
         active.email = Set(profile.email.clone());
         active.email_verified = Set(profile.email_verified);
         changed = true;
@@ -414,107 +421,4 @@ pub async fn edit_profile(
     active.locked_fields = Set(locked.join(","));
     active.updated_at = Set(Utc::now());
     Ok(Some(active.update(db).await?))
-}
-
-/// A new password account, or why not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Registered {
-    Created(user_profile::Model),
-    /// Some user already has this email (sign in with that provider and set a
-    /// password from the account instead).
-    EmailInUse,
-}
-
-/// Creates a password user. The email is not verified by registration, so social
-/// sign-ins never link to this user through it.
-pub async fn register_password_user(
-    db: &DatabaseConnection,
-    email: &str,
-    password_hash: String,
-    first_name: Option<String>,
-    last_name: Option<String>,
-) -> Result<Registered, DbErr> {
-    let txn = db.begin_with_options(crate::writer::immediate()).await?;
-    let email = email.trim().to_lowercase();
-    if UserProfile::find()
-        .filter(user_profile::Column::Email.eq(email.as_str()))
-        .one(&txn)
-        .await?
-        .is_some()
-    {
-        return Ok(Registered::EmailInUse);
-    }
-    let now = Utc::now();
-    let display_name = match (&first_name, &last_name) {
-        (Some(f), Some(l)) => Some(format!("{f} {l}")),
-        (Some(f), None) => Some(f.clone()),
-        _ => None,
-    };
-    let user = user_profile::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        email: Set(Some(email)),
-        email_verified: Set(false),
-        first_name: Set(first_name),
-        last_name: Set(last_name),
-        display_name: Set(display_name),
-        avatar_url: Set(None),
-        locked_fields: Set(String::new()),
-        password_hash: Set(Some(password_hash)),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    txn.commit().await?;
-    Ok(Registered::Created(user))
-}
-
-/// The user who signs in with a password as `email`, if any.
-pub async fn find_password_user(
-    db: &DatabaseConnection,
-    email: &str,
-) -> Result<Option<user_profile::Model>, DbErr> {
-    UserProfile::find()
-        .filter(user_profile::Column::Email.eq(email.trim().to_lowercase()))
-        .filter(user_profile::Column::PasswordHash.is_not_null())
-        .one(db)
-        .await
-}
-
-/// Sets (or replaces) the user's password hash.
-pub async fn set_password(
-    db: &DatabaseConnection,
-    user_id: Uuid,
-    password_hash: String,
-) -> Result<(), DbErr> {
-    UserProfile::update_many()
-        .col_expr(
-            user_profile::Column::PasswordHash,
-            sea_orm::sea_query::Expr::value(password_hash),
-        )
-        .col_expr(
-            user_profile::Column::UpdatedAt,
-            sea_orm::sea_query::Expr::value(Utc::now()),
-        )
-        .filter(user_profile::Column::Id.eq(user_id))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// A cheap sanity check of an email address (one `@`, a dotted domain, no spaces or
-/// control characters, at most 254 bytes). Real verification is the provider's job.
-pub fn is_plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    email.len() <= 254
-        && !local.is_empty()
-        && domain.contains('.')
-        && !domain.contains('@')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
 }

@@ -13,8 +13,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+mod metrics;
 mod retention;
 mod sizing;
+pub use metrics::MetricsSettings;
 pub use retention::RetentionSettings;
 pub use sizing::{DEFAULT_CONCURRENCY, DatabaseSettings, Process, WorkerSettings};
 
@@ -68,6 +70,9 @@ pub struct Settings {
     /// The audit log (`auth_event`).
     #[serde(default)]
     pub audit: AuditSettings,
+    /// `api`'s metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     /// How long finished operations, ended sessions and spent refresh tokens stay.
     #[serde(default)]
     pub retention: RetentionSettings,
@@ -287,8 +292,9 @@ pub struct ProviderSettings {
     pub client_id: Option<String>,
     #[serde(default, deserialize_with = "secret_string_or_number")]
     pub client_secret: Option<SecretString>,
-    /// OIDC issuer; discovery at `{issuer}/.well-known/openid-configuration`.
-    pub issuer: Option<Url>,
+    /// OIDC issuer; discovery at `{issuer}/.well-known/openid-configuration`. Kept
+    /// as written (a trailing `/` matters: it is part of the issuer identifier).
+    pub issuer: Option<openidconnect::IssuerUrl>,
     /// Requested scopes, as a list or a space-separated string.
     #[serde(default, deserialize_with = "scopes")]
     pub scopes: Option<Vec<String>>,

@@ -1,21 +1,17 @@
-//! Keys derived from `secret_key`, random tokens and hashing. The secret itself is
-//! loaded here too: configured, or a development key generated and saved beside the
-//! SQLite file (with a warning).
-
-use std::path::PathBuf;
+//! Keys derived from `secret_key`, random tokens and hashing. Where the secret
+//! itself comes from is [`secret_key`].
 
 use aes_gcm::{
     Aes256Gcm, KeyInit,
     aead::{Aead, AeadCore, OsRng},
 };
-use anyhow::{Context, bail};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::config::Settings;
+mod secret_key;
 
 /// Keys for every purpose, each derived from `secret_key` with its own label so that
 /// no two purposes share key material.
@@ -79,80 +75,6 @@ impl Keys {
             .open(sealed)
             .or_else(|| self.previous_tokens.iter().find_map(|k| k.open(sealed)))
     }
-
-    /// The configured secret, or the saved development one (generated on first use).
-    pub fn load(settings: &Settings) -> anyhow::Result<Self> {
-        Ok(Self::load_current(settings)?.with_previous(&settings.previous_secret_keys))
-    }
-
-    fn load_current(settings: &Settings) -> anyhow::Result<Self> {
-        if let Some(secret) = &settings.secret_key {
-            return Ok(Self::derive(secret));
-        }
-        let Some(path) = dev_key_path(&settings.database_url) else {
-            if settings.is_postgres() {
-                bail!("secret_key: required when database_url is postgres (set SIGNIN_SECRET_KEY)");
-            }
-            tracing::warn!(
-                "no secret_key configured and the database is in memory: using a random key; sessions end at restart"
-            );
-            return Ok(Self::derive(&SecretString::from(random_token(32))));
-        };
-        let secret = match std::fs::read_to_string(&path) {
-            Ok(saved) => saved.trim().to_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let fresh = random_token(48);
-                match write_private(&path, &fresh) {
-                    Ok(()) => fresh,
-                    // Another process (a worker starting beside the api) won the race.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                        std::fs::read_to_string(&path)
-                            .with_context(|| format!("reading {}", path.display()))?
-                            .trim()
-                            .to_owned()
-                    }
-                    Err(e) => {
-                        return Err(e).with_context(|| {
-                            format!("saving a development secret_key to {}", path.display())
-                        });
-                    }
-                }
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        if secret.len() < 32 {
-            bail!(
-                "secret_key: the saved development key in {} is too short",
-                path.display()
-            );
-        }
-        tracing::warn!(
-            path = %path.display(),
-            "no secret_key configured: using a generated development key; set secret_key in production"
-        );
-        Ok(Self::derive(&SecretString::from(secret)))
-    }
-}
-
-/// Where the development secret lives for a SQLite URL: `<db file>.secret`.
-fn dev_key_path(database_url: &str) -> Option<PathBuf> {
-    let rest = database_url.strip_prefix("sqlite:")?;
-    let path = rest.trim_start_matches("//").split('?').next()?;
-    if path.is_empty() || path == ":memory:" || path.starts_with(":memory") {
-        return None;
-    }
-    Some(PathBuf::from(format!("{path}.secret")))
-}
-
-fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())
 }
 
 fn derive_key(secret: &[u8], label: &str) -> [u8; 32] {
@@ -253,16 +175,6 @@ mod tests {
                 .open_token(&sealed)
                 .is_none()
         );
-    }
-
-    #[test]
-    fn dev_key_sits_beside_the_sqlite_file() {
-        assert_eq!(
-            dev_key_path("sqlite://data/signin.db?mode=rwc").unwrap(),
-            PathBuf::from("data/signin.db.secret")
-        );
-        assert!(dev_key_path("sqlite::memory:").is_none());
-        assert!(dev_key_path("postgres://localhost/x").is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use worker::{
     crypto::Keys,
     db::Database,
     jobs::JobQueue,
+    metrics::MetricsListener,
     operations::OperationEvents,
     providers::ProviderRegistry,
     shutdown, telemetry,
@@ -36,11 +37,10 @@ async fn main() -> anyhow::Result<()> {
     let providers =
         Arc::new(ProviderRegistry::from_settings(&settings).context("configuring providers")?);
     providers.warm_up();
-    worker::metrics::serve_for_worker(
-        settings.worker.metrics_listen,
-        db.conn.clone(),
-        db.pool.clone(),
-    )?;
+    let metrics =
+        MetricsListener::bind(settings.worker.metrics_listen, "worker.metrics_listen").await?;
+    // Ends with the process.
+    tokio::spawn(metrics.serve(db.reader.clone(), std::future::pending()));
     let queue = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
     queue.watch_pushes_of_other_processes(&db);
     let state = WorkerState {

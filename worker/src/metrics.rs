@@ -1,6 +1,7 @@
 //! Prometheus metrics of both binaries, recorded with the `metrics` facade. The
-//! recorder is process-wide; `api` renders it at `/metrics`, a `worker` process
-//! serves it on `worker.metrics_listen`.
+//! recorder is process-wide; each binary serves it at `/metrics` on a listener of
+//! its own ([`MetricsListener`]): `metrics.listen` for `api`, `worker.metrics_listen`
+//! for a `worker`.
 //!
 //! | metric | labels |
 //! | --- | --- |
@@ -15,7 +16,19 @@
 //! | `signin_queue_depth`, `signin_pending_operations`, `signin_oldest_pending_operation_age_seconds` | — |
 //! | `signin_rows_swept_total` (rows deleted by [`crate::sweep`]) | `table` (`async_operation`, `session`, `refresh_token`) |
 
-use std::{sync::OnceLock, time::Duration};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::OnceLock, time::Duration};
+
+use anyhow::Context;
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Bytes, Incoming},
+    header::CONTENT_TYPE,
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
 
 use chrono::Utc;
 use entity::async_operation::{self, Entity as AsyncOperation, OperationStatus};
@@ -115,29 +128,86 @@ async fn refresh_queue_gauges(db: &DatabaseConnection, pool: &DbPool) -> Result<
     Ok(())
 }
 
-/// For a `worker` process: installs the recorder with its own small HTTP listener
-/// serving `/metrics` on `addr`, and refreshes the queue gauges every 5 s.
-pub fn serve_for_worker(
-    addr: std::net::SocketAddr,
-    db: DatabaseConnection,
-    pool: DbPool,
-) -> anyhow::Result<()> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)?
-        .install()
-        .map_err(|e| {
-            anyhow::anyhow!("worker.metrics_listen: cannot serve metrics on {addr}: {e}")
-        })?;
-    tracing::info!(%addr, "worker metrics at /metrics");
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+/// The `/metrics` listener of either binary (`metrics.listen` for `api`,
+/// `worker.metrics_listen` for a `worker`), kept off the public port: only
+/// operators' scrapers reach it, and only their scrapes cost the database reads
+/// behind the queue gauges.
+pub struct MetricsListener {
+    listener: TcpListener,
+    /// The address bound (the setting may say port 0).
+    pub addr: SocketAddr,
+}
+
+impl MetricsListener {
+    /// Installs the recorder and binds `addr`; `key` names the setting in errors.
+    pub async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<Self> {
+        let _ = handle();
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("{key}: cannot serve metrics on {addr}"))?;
+        let addr = listener
+            .local_addr()
+            .context("the metrics listener has no address")?;
+        tracing::info!(%addr, "metrics at /metrics");
+        Ok(Self { listener, addr })
+    }
+
+    /// Answers `GET /metrics` (anything else 404) until `shutdown`, refreshing the
+    /// queue gauges from `db` (a reader) on each scrape.
+    pub async fn serve(self, db: DatabaseConnection, shutdown: impl Future<Output = ()>) {
+        let pool = raw_pool(&db);
+        tokio::pin!(shutdown);
         loop {
-            tick.tick().await;
-            if let Err(error) = refresh_queue_gauges(&db, &pool).await {
-                tracing::debug!(%error, "could not refresh queue gauges");
-            }
+            let stream = tokio::select! {
+                () = &mut shutdown => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "metrics listener: cannot accept");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let (db, pool) = (db.clone(), pool.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (db, pool) = (db.clone(), pool.clone());
+                    async move { Ok::<_, Infallible>(answer(&request, &db, &pool).await) }
+                });
+                let connection =
+                    http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "metrics connection ended");
+                }
+            });
         }
-    });
-    Ok(())
+    }
+}
+
+async fn answer(
+    request: &Request<Incoming>,
+    db: &DatabaseConnection,
+    pool: &DbPool,
+) -> Response<Full<Bytes>> {
+    let response = if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        Response::builder()
+            .header(CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(render(db, pool).await)))
+    } else {
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::default())
+    };
+    response.expect("a static status and header make a valid response")
+}
+
+/// The raw pool behind `db`, for the job-table count.
+fn raw_pool(db: &DatabaseConnection) -> DbPool {
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            DbPool::Postgres(db.get_postgres_connection_pool().clone())
+        }
+        _ => DbPool::Sqlite(db.get_sqlite_connection_pool().clone()),
+    }
 }

@@ -72,6 +72,8 @@ pub async fn start(plan: &Plan<'_>) -> anyhow::Result<Deployment> {
     let env: Vec<(String, String)> = vec![
         // Port 0: the api binds a free port itself and logs it (no port race).
         ("SIGNIN_LISTEN".into(), "127.0.0.1:0".into()),
+        // The api's metrics listener too (workers use worker.metrics_listen).
+        ("SIGNIN_METRICS__LISTEN".into(), "127.0.0.1:0".into()),
         ("SIGNIN_PUBLIC_URL".into(), "http://127.0.0.1:0".into()),
         ("SIGNIN_DATABASE_URL".into(), database_url),
         (

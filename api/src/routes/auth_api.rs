@@ -258,7 +258,10 @@ impl AuthApi {
     }
 
     /// Native social sign-in through the job queue: answers 202 at once; poll the
-    /// operation for the tokens.
+    /// operation for the tokens. 400 `invalid_request` for any other shape of body,
+    /// `invalid_redirect_uri` for a redirect URI not in `native_redirect_uris`,
+    /// `unsupported_grant` for an ID token to a provider without them, and
+    /// `nonce_required` for an OpenID Connect provider's code sent without its nonce.
     #[oai(
         path = "/api/auth/:provider/token",
         method = "post",
@@ -312,6 +315,14 @@ impl AuthApi {
                     return Err(ApiError::bad_request(
                         "invalid_redirect_uri",
                         "This redirect_uri is not registered for native sign-in.",
+                    ));
+                }
+                // The ID token must carry the nonce the app sent to the provider;
+                // without it the job could only fail, after queueing.
+                if provider.is_oidc() && nonce.is_none() {
+                    return Err(ApiError::bad_request(
+                        "nonce_required",
+                        "Send the nonce your app put in the authorization request with the code.",
                     ));
                 }
                 job.code = code;

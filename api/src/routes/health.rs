@@ -1,5 +1,7 @@
-//! Operator endpoints: `/healthz` (the process is alive), `/readyz` (the database
-//! answers and its migrations are current) and `/metrics` (Prometheus).
+//! Operator endpoints on the public listener: `/healthz` (the process is alive) and
+//! `/readyz` (the database answers and its migrations are current). They say what
+//! is wrong in a word; the details go to the log. `/metrics` is on a listener of
+//! its own (`worker::metrics::MetricsListener`).
 
 use migration::{Migrator, MigratorTrait};
 use poem::{
@@ -21,15 +23,25 @@ pub async fn healthz() -> Response {
 }
 
 /// `GET /readyz` — 200 when the database answers and no migration is pending;
-/// 503 with the reason otherwise.
+/// 503 with a generic reason otherwise (the database's own error text, which can
+/// name hosts, users and tables, goes to the log only).
 #[handler]
 pub async fn readyz(Data(state): Data<&AppState>) -> Response {
     let problem = match state.db.execute_unprepared("SELECT 1").await {
-        Err(error) => Some(format!("database unreachable: {error}")),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the database does not answer");
+            Some("database unavailable")
+        }
         Ok(_) => match Migrator::get_pending_migrations(&state.db).await {
             Ok(pending) if pending.is_empty() => None,
-            Ok(pending) => Some(format!("{} migrations pending", pending.len())),
-            Err(error) => Some(format!("cannot read migrations: {error}")),
+            Ok(pending) => {
+                tracing::warn!(pending = pending.len(), "not ready: migrations pending");
+                Some("migrations pending")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "not ready: cannot read the applied migrations");
+                Some("database unavailable")
+            }
         },
     };
     let (status, body) = match problem {
@@ -42,14 +54,5 @@ pub async fn readyz(Data(state): Data<&AppState>) -> Response {
     Json(body)
         .with_status(status)
         .with_header(header::CACHE_CONTROL, "no-store")
-        .into_response()
-}
-
-/// `GET /metrics` — the Prometheus text exposition.
-#[handler]
-pub async fn metrics(Data(state): Data<&AppState>) -> Response {
-    worker::metrics::render(&state.db, &state.pool)
-        .await
-        .with_content_type("text/plain; version=0.0.4")
         .into_response()
 }

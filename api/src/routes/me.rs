@@ -138,7 +138,8 @@ impl MeApi {
         me_json(state, user).await
     }
 
-    /// Sets or changes the password (a social user may add one).
+    /// Sets or changes the password (a social user may add one). 409 `email_in_use`
+    /// when another user already signs in with a password as this user's email.
     #[oai(
         path = "/api/me/password",
         method = "put",
@@ -185,7 +186,15 @@ impl MeApi {
             .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
         let password = body.0.password;
         let hash = state.hashing.hash(password).await?;
-        accounts::set_password(&state.db, user.id, hash).await?;
+        if accounts::set_password(&state.db, user.id, hash).await?
+            == accounts::PasswordSet::EmailInUse
+        {
+            return Err(ApiError::Conflict {
+                code: "email_in_use",
+                message: "Another account already signs in with a password as this email."
+                    .to_owned(),
+            });
+        }
         // Whoever else held a session (with the old password, perhaps) is out.
         let ended =
             session::revoke_other_sessions(state, user.id, current.session_id, &Client::of(req))

@@ -789,3 +789,22 @@ async fn a_native_exchange_whose_job_cannot_be_queued_gets_503_and_ends_its_oper
         Some("queue_unavailable")
     );
 }
+
+#[tokio::test]
+async fn a_native_code_exchange_without_a_nonce_is_400_and_queues_nothing() {
+    let app = native_app().await;
+    // The precondition: the same request with its nonce is accepted.
+    let with_nonce = json!({"code": "c-1", "code_verifier": "v".repeat(50), "redirect_uri": APP_REDIRECT, "nonce": "n-1"});
+    let (status, _, _) = start_native(&app, &with_nonce).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(app.count(entity::prelude::AsyncOperation).await, 1);
+
+    let without =
+        json!({"code": "c-2", "code_verifier": "v".repeat(50), "redirect_uri": APP_REDIRECT});
+    let (status, body, location) = start_native(&app, &without).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "nonce_required", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(location.is_none());
+    assert_eq!(app.count(entity::prelude::AsyncOperation).await, 1);
+}

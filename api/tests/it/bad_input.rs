@@ -151,3 +151,39 @@ async fn oversized_bodies_and_unknown_routes_are_4xx() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_in_its_routes_error_shape_and_closes_the_connection() {
+    let app = spawn_app().await;
+    let url = format!("{}/api/auth/register", app.address);
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 200_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.headers()["connection"], "close");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    // A browser route answers with the error page instead.
+    let page = app
+        .client
+        .post(format!("{}/auth/logout", app.address))
+        .body(vec![b'a'; 200_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(page.headers()["connection"], "close");
+    assert!(page.text().await.unwrap().contains("Request too large"));
+}

@@ -10,6 +10,7 @@ mod flow;
 mod fuzz;
 mod helpers;
 mod identity_race;
+mod issuer;
 mod leaks;
 mod limits;
 mod link_reauth;
@@ -18,6 +19,7 @@ mod login;
 mod me;
 mod metrics;
 mod outage;
+mod password_email;
 mod presets;
 /// The worker's proptest configuration, shared by path (it is test-only there).
 #[path = "../../../worker/src/proptest_config.rs"]

@@ -1,4 +1,5 @@
-//! Operator endpoints: `/metrics` moves by the right amounts, `/healthz`, `/readyz`.
+//! Operator endpoints: `/metrics` (on its own listener) moves by the right amounts,
+//! `/healthz`, `/readyz`.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -20,8 +21,11 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The exposition from the metrics listener.
 pub async fn metrics(app: &TestApp) -> String {
-    let response = app.get("/metrics").await;
+    let response = reqwest::get(format!("{}/metrics", app.metrics_address))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.text().await.unwrap()
 }
@@ -113,6 +117,52 @@ async fn metrics_count_sign_ins_jobs_and_requests() {
     assert!(after.contains("signin_pending_operations"));
     // Codes and tokens never appear in the exposition.
     assert!(!after.contains("metered-0") && !after.contains("mock-access-token"));
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener_and_not_on_the_public_one() {
+    let app = spawn_app().await;
+    // The precondition: the two listeners are distinct.
+    assert_ne!(app.metrics_address, app.address);
+    let scraped = reqwest::get(format!("{}/metrics", app.metrics_address))
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(
+        scraped.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("signin_queue_depth"), "{text}");
+    assert!(text.contains("signin_pending_operations"), "{text}");
+    // Nothing else there, and no metrics on the public listener.
+    let other = reqwest::get(format!("{}/readyz", app.metrics_address))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn readyz_with_a_broken_database_gives_a_generic_reason() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    // The applied-migrations table can no longer be read: the database answers
+    // `SELECT 1` but errors on the migration check, with its own error text.
+    app.db
+        .execute_unprepared("ALTER TABLE seaql_migrations RENAME COLUMN version TO renamed")
+        .await
+        .unwrap();
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"status": "unavailable", "reason": "database unavailable"})
+    );
 }
 
 #[tokio::test]

@@ -83,6 +83,7 @@ async fn the_database_going_away_gives_503_and_recovers_without_a_restart() {
     url.set_port(Some(proxy.addr.port())).unwrap();
     let settings_json = json!({
         "listen": "127.0.0.1:0", "public_url": "http://127.0.0.1:0", "database_url": url.to_string(),
+        "metrics": {"listen": "127.0.0.1:0"},
         "secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "providers": {"mock": {"kind": "oidc", "issuer": app.provider.issuer(), "client_id": "client-123", "client_secret": "secret-456"}},
     });

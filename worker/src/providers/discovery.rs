@@ -19,7 +19,8 @@ use super::{ProviderError, http::ProviderHttp};
 /// The parts of the discovery document we use.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Metadata {
-    pub issuer: Url,
+    /// As the provider writes it: ID tokens and RFC 9207 `iss` must equal it exactly.
+    pub issuer: String,
     pub authorization_endpoint: Url,
     pub token_endpoint: Url,
     pub userinfo_endpoint: Option<Url>,
@@ -33,8 +34,14 @@ pub struct Metadata {
     pub authorization_response_iss_parameter_supported: bool,
 }
 
-/// Fetches and checks the discovery document: its `issuer` must be ours exactly.
-pub async fn discover(http: &ProviderHttp, issuer: &Url) -> Result<Metadata, ProviderError> {
+/// Fetches and checks the discovery document: its `issuer` must be ours, give or take
+/// a trailing `/` (operators write `https://tenant.auth0.com` for Auth0's
+/// `https://tenant.auth0.com/`). From then on the issuer is the discovered one, as
+/// written, and compared exactly.
+pub async fn discover(
+    http: &ProviderHttp,
+    issuer: &openidconnect::IssuerUrl,
+) -> Result<Metadata, ProviderError> {
     let base = issuer.as_str().trim_end_matches('/');
     let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
         .map_err(|e| ProviderError::Discovery(e.to_string()))?;
@@ -47,7 +54,7 @@ pub async fn discover(http: &ProviderHttp, issuer: &Url) -> Result<Metadata, Pro
     }
     let metadata: Metadata = serde_json::from_slice(response.body())
         .map_err(|e| ProviderError::Discovery(format!("invalid discovery document: {e}")))?;
-    if metadata.issuer.as_str().trim_end_matches('/') != base {
+    if metadata.issuer.trim_end_matches('/') != base {
         return Err(ProviderError::Discovery(format!(
             "discovery document names issuer {} instead of {base}",
             metadata.issuer

@@ -130,7 +130,9 @@ fn token_error(
 /// Endpoints after overrides and discovery.
 #[derive(Debug)]
 struct Endpoints {
-    issuer: Option<Url>,
+    /// The discovered issuer as the provider writes it, else the configured one as
+    /// the operator wrote it: compared exactly with `iss`.
+    issuer: Option<String>,
     authorize_url: Url,
     token_url: Url,
     userinfo_url: Option<Url>,
@@ -151,7 +153,9 @@ pub struct Provider {
     pub display_name: String,
     pub client_id: String,
     client_secret: Option<SecretString>,
-    pub issuer: Option<Url>,
+    /// As configured (or the preset's); see [`Provider::issuer`] for the one `iss`
+    /// is compared with.
+    pub configured_issuer: Option<IssuerUrl>,
     pub scopes: Vec<String>,
     pub redirect_uri: String,
     /// Google: the only Workspace domain accepted.
@@ -190,6 +194,19 @@ impl Provider {
     /// (`response_mode=form_post`): Apple, when it is asked for name or email.
     pub fn uses_form_post(&self) -> bool {
         self.kind == ProviderKind::Apple
+    }
+
+    /// The issuer `iss` must equal, character for character (RFC 9207 §2.4, OIDC
+    /// Core 3.1.3.7): the discovered one as the provider writes it, else the
+    /// configured one as written.
+    pub async fn issuer(&self) -> Option<String> {
+        match self.endpoints().await {
+            Ok(endpoints) => endpoints.issuer.clone(),
+            Err(_) => self
+                .configured_issuer
+                .as_ref()
+                .map(|i| i.as_str().to_owned()),
+        }
     }
 
     /// Whether the provider announced (RFC 9207) that every authorization response
@@ -295,13 +312,14 @@ impl Provider {
         ProviderError,
     > {
         let endpoints = self.endpoints().await?;
-        let issuer = endpoints
-            .issuer
-            .clone()
-            .unwrap_or_else(|| endpoints.authorize_url.clone());
+        let issuer = match &endpoints.issuer {
+            Some(issuer) => IssuerUrl::new(issuer.clone())
+                .map_err(|e| ProviderError::Discovery(format!("invalid issuer: {e}")))?,
+            None => IssuerUrl::from_url(endpoints.authorize_url.clone()),
+        };
         let mut client = CoreClient::new(
             ClientId::new(self.client_id.clone()),
-            IssuerUrl::from_url(issuer),
+            issuer,
             CoreJsonWebKeySet::default(),
         )
         .set_auth_uri(AuthUrl::from_url(endpoints.authorize_url.clone()))
@@ -524,7 +542,7 @@ impl Provider {
 
     async fn resolve_endpoints(&self) -> Result<Endpoints, ProviderError> {
         let o = &self.overrides;
-        let metadata = match (&self.issuer, self.is_oidc()) {
+        let metadata = match (&self.configured_issuer, self.is_oidc()) {
             (Some(issuer), true)
                 if o.authorize_url.is_none() || o.token_url.is_none() || o.jwks_url.is_none() =>
             {
@@ -558,7 +576,13 @@ impl Provider {
             AuthType::BasicAuth
         };
         Ok(Endpoints {
-            issuer: self.issuer.clone(),
+            issuer: match &metadata {
+                Some(m) => Some(m.issuer.clone()),
+                None => self
+                    .configured_issuer
+                    .as_ref()
+                    .map(|i| i.as_str().to_owned()),
+            },
             authorize_url: pick(
                 &o.authorize_url,
                 metadata.as_ref().map(|m| &m.authorization_endpoint),
@@ -635,7 +659,7 @@ impl ProviderRegistry {
                 kind,
                 client_id,
                 client_secret,
-                issuer: config.issuer.clone().or(preset.issuer),
+                configured_issuer: config.issuer.clone().or(preset.issuer),
                 scopes: config
                     .scopes
                     .clone()

@@ -77,14 +77,15 @@ pub(super) fn raw_claims(id_token: &CoreIdToken) -> serde_json::Value {
 fn check(
     provider: &Provider,
     endpoints: &Endpoints,
-    issuer: &url::Url,
+    issuer: &str,
     keys: &CoreJsonWebKeySet,
     id_token: &CoreIdToken,
     expected: &Expected<'_>,
 ) -> Result<Profile, ClaimsVerificationError> {
     check_header(id_token)?;
     let client_id = ClientId::new(expected.client_id.to_owned());
-    let issuer = IssuerUrl::new(issuer.as_str().trim_end_matches('/').to_owned())
+    // Exactly as the provider writes it: `iss` is compared by simple string equality.
+    let issuer = IssuerUrl::new(issuer.to_owned())
         .map_err(|e| ClaimsVerificationError::Other(e.to_string()))?;
     let verifier = match &provider.client_secret {
         Some(secret) => CoreIdTokenVerifier::new_confidential_client(

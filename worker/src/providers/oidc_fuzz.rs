@@ -84,11 +84,10 @@ fn parse_and_check(raw: &str, algs: &[String], hashed: bool) -> Result<Profile, 
         accept_hashed_nonce: hashed,
         other_azp: &[],
     };
-    let issuer = ISSUER.parse().unwrap();
     check(
         provider,
         &endpoints(algs),
-        &issuer,
+        ISSUER,
         &fixture.keys,
         &token,
         &expected,

@@ -10,7 +10,7 @@ use crate::config::ProviderKind;
 pub struct Preset {
     pub display_name: Option<&'static str>,
     pub scopes: &'static [&'static str],
-    pub issuer: Option<Url>,
+    pub issuer: Option<openidconnect::IssuerUrl>,
     pub authorize_url: Option<Url>,
     pub token_url: Option<Url>,
     pub userinfo_url: Option<Url>,
@@ -27,11 +27,13 @@ const FACEBOOK_GRAPH: &str = "v19.0";
 /// The preset of `kind`; the demo provider lives under `public_base`.
 pub fn preset(kind: ProviderKind, public_base: &str) -> Preset {
     let url = |s: &str| Some(Url::parse(s).expect("preset URLs are valid"));
+    let issuer =
+        |s: &str| Some(openidconnect::IssuerUrl::new(s.to_owned()).expect("preset URLs are valid"));
     match kind {
         ProviderKind::Google => Preset {
             display_name: Some("Google"),
             scopes: &["openid", "email", "profile"],
-            issuer: url("https://accounts.google.com"),
+            issuer: issuer("https://accounts.google.com"),
             ..Preset::default()
         },
         // Sign in with Apple publishes no discovery-driven userinfo: the ID token and
@@ -39,7 +41,7 @@ pub fn preset(kind: ProviderKind, public_base: &str) -> Preset {
         ProviderKind::Apple => Preset {
             display_name: Some("Apple"),
             scopes: &["name", "email"],
-            issuer: url("https://appleid.apple.com"),
+            issuer: issuer("https://appleid.apple.com"),
             authorize_url: url("https://appleid.apple.com/auth/authorize"),
             token_url: url("https://appleid.apple.com/auth/token"),
             jwks_url: url("https://appleid.apple.com/auth/keys"),

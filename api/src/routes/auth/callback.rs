@@ -128,10 +128,10 @@ async fn handle(
     };
     // RFC 9207: a provider that names itself must be the one this attempt went to,
     // and one that promised to name itself must have done so.
-    match (params.get("iss"), &provider.issuer) {
-        (Some(iss), Some(expected))
-            if iss.trim_end_matches('/') != expected.as_str().trim_end_matches('/') =>
-        {
+    // Simple string comparison (RFC 9207 §2.4): `https://a.example/` is not
+    // `https://a.example`.
+    match (params.get("iss"), provider.issuer().await) {
+        (Some(iss), Some(expected)) if iss != expected.as_str() => {
             tracing::warn!("authorization response from another issuer (mix-up?)");
             return Err(PageError::BadState);
         }

@@ -17,14 +17,21 @@ pub struct MockProvider {
     pub server: MockServer,
     /// Discovery announces RFC 9207 `iss` in authorization responses.
     sends_iss: bool,
+    /// The issuer ends in `/` (as Auth0's does): in discovery and in ID tokens.
+    issuer_slash: bool,
 }
 
 impl MockProvider {
     /// Starts the server with discovery and the JWKS mounted; `sends_iss` sets
-    /// discovery's `authorization_response_iss_parameter_supported`.
-    pub async fn start_with(sends_iss: bool) -> Self {
+    /// discovery's `authorization_response_iss_parameter_supported`, and
+    /// `issuer_slash` makes the issuer end in `/`.
+    pub async fn start_with(sends_iss: bool, issuer_slash: bool) -> Self {
         let server = MockServer::start().await;
-        let provider = Self { server, sends_iss };
+        let provider = Self {
+            server,
+            sends_iss,
+            issuer_slash,
+        };
         provider
             .mount_discovery_and_jwks(include_str!("../fixtures/jwks.json"))
             .await;
@@ -43,7 +50,7 @@ impl MockProvider {
         Mock::given(method("GET"))
             .and(path("/.well-known/openid-configuration"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "issuer": uri,
+                "issuer": self.issuer(),
                 "authorization_endpoint": format!("{uri}/authorize"),
                 "token_endpoint": format!("{uri}/token"),
                 "userinfo_endpoint": format!("{uri}/userinfo"),
@@ -66,9 +73,11 @@ impl MockProvider {
             .await;
     }
 
-    /// The issuer URL (no trailing slash).
+    /// The issuer URL: the server's base URL, with a trailing slash only when
+    /// started with `issuer_slash`.
     pub fn issuer(&self) -> String {
-        self.server.uri()
+        let slash = if self.issuer_slash { "/" } else { "" };
+        format!("{}{slash}", self.server.uri())
     }
 
     /// Claims of a valid ID token for `sub` carrying `nonce`.

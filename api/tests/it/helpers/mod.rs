@@ -43,6 +43,8 @@ pub struct Options {
     pub mock_config: Value,
     /// The mock's discovery promises `iss` in authorization responses (RFC 9207).
     pub mock_sends_iss: bool,
+    /// The mock's issuer ends in `/`, as Auth0's does.
+    pub mock_issuer_slash: bool,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             mock_name: "mock",
             mock_config: json!({"kind": "oidc", "display_name": "Mock ID"}),
             mock_sends_iss: false,
+            mock_issuer_slash: false,
         }
     }
 }
@@ -85,6 +88,8 @@ pub struct Browser {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// `http://` and the metrics listener's address (`metrics.listen`).
+    pub metrics_address: String,
     pub db: DatabaseConnection,
     pub state: AppState,
     pub settings: Arc<Settings>,
@@ -144,7 +149,8 @@ pub async fn spawn_app_without_worker_on(backend: Backend) -> Option<TestApp> {
 /// `SIGNIN_TEST_POSTGRES_URL` is not set.
 pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
     worker::telemetry::init_for_test();
-    let provider = MockProvider::start_with(options.mock_sends_iss).await;
+    let provider =
+        MockProvider::start_with(options.mock_sends_iss, options.mock_issuer_slash).await;
     let storage = Storage::create(options.backend).await?;
     let mut config = json!({
         "listen": "127.0.0.1:0",
@@ -153,6 +159,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
         "secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "operation_timeout": "30s",
         "worker": {"embedded": options.embedded_worker, "concurrency": 2},
+        "metrics": {"listen": "127.0.0.1:0"},
         "providers": {},
     });
     let mut mock = json!({
@@ -163,7 +170,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
     let mock_config = options
         .mock_config
         .to_string()
-        .replace("{mock}", &provider.issuer());
+        .replace("{mock}", &provider.server.uri());
     merge(
         &mut mock,
         serde_json::from_str(&mock_config).expect("mock_config is JSON"),
@@ -178,6 +185,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
         .expect("valid test settings");
     let app = Application::build(settings).await.expect("the app builds");
     let port = app.port;
+    let metrics_address = format!("http://{}", app.metrics_addr);
     let state = app.state.clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run(async move {
@@ -188,6 +196,7 @@ pub async fn spawn_app_with(options: Options) -> Option<TestApp> {
         browser: Browser::new(&address),
         address,
         port,
+        metrics_address,
         db: state.db.clone(),
         settings: state.settings.clone(),
         state,
