@@ -74,28 +74,28 @@ pub enum Claim {
 /// the same state gets the first one's operation, never a second row (and so never
 /// a second job for the same code).
 pub async fn claim_state(db: &impl ConnectionTrait, new: NewOperation) -> Result<Claim, DbErr> {
-    let state_hash = new.state_hash.clone();
+    let Some(state_hash) = new.state_hash.clone() else {
+        return create_pending(db, new).await.map(Claim::New);
+    };
     let redeemer_hash = new.redeemer_hash.clone();
-    match create_pending(db, new).await {
-        Ok(model) => Ok(Claim::New(model)),
-        Err(error)
-            if matches!(
-                error.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            ) =>
-        {
-            let Some(state_hash) = state_hash else {
-                return Err(error);
-            };
-            Ok(
-                match find_by_state(db, &state_hash, &redeemer_hash).await? {
-                    Some(model) => Claim::Existing(model),
-                    None => Claim::Foreign,
-                },
-            )
-        }
-        Err(error) => Err(error),
+    // `ON CONFLICT DO NOTHING`, not a caught unique violation: in a PostgreSQL
+    // transaction a failed statement would abort the rest of the write.
+    let inserted = AsyncOperation::insert(pending_row(new))
+        .on_conflict_do_nothing_on([Column::StateHash])
+        .exec_with_returning_many(db)
+        .await?;
+    // A conflict returns no row (`exec_with_returning` would call that an error).
+    if let sea_orm::TryInsertResult::Inserted(mut rows) = inserted
+        && let Some(model) = rows.pop()
+    {
+        return Ok(Claim::New(model));
     }
+    Ok(
+        match find_by_state(db, &state_hash, &redeemer_hash).await? {
+            Some(model) => Claim::Existing(model),
+            None => Claim::Foreign,
+        },
+    )
 }
 
 /// The operation that claimed `state_hash`, if it is bound to `redeemer_hash`.
@@ -113,8 +113,15 @@ pub async fn find_by_state(
 
 /// Records a new pending operation.
 pub async fn create_pending(db: &impl ConnectionTrait, new: NewOperation) -> Result<Model, DbErr> {
+    AsyncOperation::insert(pending_row(new))
+        .exec_with_returning(db)
+        .await
+}
+
+/// The row of a new pending operation.
+fn pending_row(new: NewOperation) -> async_operation::ActiveModel {
     let now = Utc::now();
-    let model = async_operation::ActiveModel {
+    async_operation::ActiveModel {
         id: Set(Uuid::new_v4()),
         status: Set(OperationStatus::Pending),
         provider: Set(new.provider),
@@ -133,8 +140,7 @@ pub async fn create_pending(db: &impl ConnectionTrait, new: NewOperation) -> Res
         client_key: Set(new.client_key),
         created_at: Set(now),
         updated_at: Set(now),
-    };
-    AsyncOperation::insert(model).exec_with_returning(db).await
+    }
 }
 
 /// The operation `id` if this browser may see it, else this browser's latest one.
