@@ -260,7 +260,7 @@ pub async fn mark_error(
 pub const REDEEM_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Marks `id` redeemed if it is `ok` (within [`REDEEM_WINDOW`]), unredeemed and
-/// bound to this browser; returns it then. Atomic: of two concurrent redemptions
+/// bound to this browser; returns it and its user then. Atomic: of two concurrent redemptions
 /// exactly one gets `Some`. A link whose asking session has ended (see
 /// [`LinkTo::session_is_live`]; sessions older than `session_max_lifetime` count as
 /// ended) is spent but yields nothing: it must not mint a session.
@@ -269,7 +269,7 @@ pub async fn redeem(
     id: Uuid,
     redeemer_hash: &str,
     session_max_lifetime: Duration,
-) -> Result<Option<Model>, DbErr> {
+) -> Result<Option<(Model, Uuid)>, DbErr> {
     let now = Utc::now();
     // One statement (`RETURNING`): on SQLite each statement waits its turn for the
     // single writer connection.
@@ -283,7 +283,11 @@ pub async fn redeem(
         .filter(Column::UpdatedAt.gt(now - REDEEM_WINDOW))
         .exec_with_returning(db)
         .await?;
-    let Some(operation) = result.into_iter().next() else {
+    let Some((operation, user_id)) = result
+        .into_iter()
+        .next()
+        .and_then(|operation| operation.user_id.map(|user_id| (operation, user_id)))
+    else {
         return Ok(None);
     };
     if let Some(link) = LinkTo::of(&operation)
@@ -292,7 +296,7 @@ pub async fn redeem(
         tracing::warn!(operation.id = %id, "link redeemed after its session ended: refused");
         return Ok(None);
     }
-    Ok(Some(operation))
+    Ok(Some((operation, user_id)))
 }
 
 /// Whether a pending operation has outlived `timeout`.

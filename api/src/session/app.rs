@@ -52,12 +52,9 @@ pub async fn redeem_into_api_session(
         .writer
         .run(move |db| {
             Box::pin(async move {
-                let Some(operation) =
+                let Some((_, user_id)) =
                     operations::redeem(db, operation_id, &redeemer_hash, max_lifetime).await?
                 else {
-                    return Ok(None);
-                };
-                let Some(user_id) = operation.user_id else {
                     return Ok(None);
                 };
                 let (session_id, refresh) =

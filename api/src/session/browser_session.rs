@@ -34,12 +34,9 @@ pub async fn redeem_into_browser_session(
         .writer
         .run(move |db| {
             Box::pin(async move {
-                let Some(operation) =
+                let Some((operation, user_id)) =
                     operations::redeem(db, operation_id, &redeemer_hash, max_lifetime).await?
                 else {
-                    return Ok(None);
-                };
-                let Some(user_id) = operation.user_id else {
                     return Ok(None);
                 };
                 let (_, token) =

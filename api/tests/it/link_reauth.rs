@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Options, TestApp, app_client, register, rows::set_on_all, spawn_app_with,
+    Options, TestApp, app_client, poll_operation, register, rows::set_on_all, spawn_app_with,
     workers::InProcessWorker,
 };
 
@@ -27,20 +27,6 @@ async fn start_link(app: &TestApp, access: &str, sub: &str) -> reqwest::Response
         .post(format!("{}/api/auth/mock/token", app.address))
         .bearer_auth(access)
         .json(&json!({"id_token": id_token, "nonce": "link-nonce", "link": true}))
-        .send()
-        .await
-        .unwrap()
-}
-
-/// `GET /api/operations/{id}` once, waiting up to 5 s.
-async fn poll(app: &TestApp, started: &Value) -> reqwest::Response {
-    app_client()
-        .get(format!(
-            "{}/api/operations/{}?wait=5",
-            app.address,
-            started["operation_id"].as_str().unwrap()
-        ))
-        .header("x-poll-secret", started["poll_secret"].as_str().unwrap())
         .send()
         .await
         .unwrap()
@@ -122,7 +108,7 @@ async fn a_link_whose_session_ended_before_its_job_ran_links_nothing() {
     revoke_every_session(&app, access).await;
 
     let _worker = InProcessWorker::start(&app.settings);
-    let done: Value = poll(&app, &started).await.json().await.unwrap();
+    let done: Value = poll_operation(&app, &started).await.json().await.unwrap();
     assert_eq!(done["status"], "error", "{done}");
     assert_eq!(done["error"]["code"], "link_session_ended");
     assert_eq!(app.count(SocialAccount).await, 0, "nothing was linked");
@@ -149,7 +135,7 @@ async fn a_link_that_finished_after_its_session_ended_is_not_redeemed() {
     revoke_every_session(&app, access).await;
     let sessions = app.count(Session).await;
 
-    let redeemed = poll(&app, &started).await;
+    let redeemed = poll_operation(&app, &started).await;
     assert_eq!(redeemed.status(), StatusCode::GONE);
     assert_eq!(app.count(Session).await, sessions, "no session was minted");
 }

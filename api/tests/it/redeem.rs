@@ -8,8 +8,8 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Options, TestApp, app_client, assert_to_preloader, location, rows::set_on_all, spawn_app,
-    spawn_app_with,
+    Options, TestApp, app_client, assert_to_preloader, location, poll_operation, rows::set_on_all,
+    spawn_app, spawn_app_with,
 };
 
 /// Runs `browser`'s sign-in up to `ok` on the status endpoint, without redeeming.
@@ -109,16 +109,6 @@ async fn an_app_redeem_that_cannot_start_its_session_leaves_the_operation_redeem
         .json()
         .await
         .unwrap();
-    let poll = || {
-        app_client()
-            .get(format!(
-                "{}/api/operations/{}?wait=5",
-                app.address,
-                started["operation_id"].as_str().unwrap()
-            ))
-            .header("x-poll-secret", started["poll_secret"].as_str().unwrap())
-            .send()
-    };
     // Sessions cannot be written for now.
     app.db
         .execute_unprepared(
@@ -127,17 +117,20 @@ async fn an_app_redeem_that_cannot_start_its_session_leaves_the_operation_redeem
         )
         .await
         .unwrap();
-    let failed = poll().await.unwrap();
+    let failed = poll_operation(&app, &started).await;
     assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
     app.db
         .execute_unprepared("DROP TRIGGER no_sessions")
         .await
         .unwrap();
     // The redemption rolled back with the session: the tokens still come, once.
-    let delivered = poll().await.unwrap();
+    let delivered = poll_operation(&app, &started).await;
     assert_eq!(delivered.status(), StatusCode::OK);
     let body: Value = delivered.json().await.unwrap();
     assert_eq!(body["status"], "ok", "{body}");
     assert!(body["tokens"]["access_token"].is_string());
-    assert_eq!(poll().await.unwrap().status(), StatusCode::GONE);
+    assert_eq!(
+        poll_operation(&app, &started).await.status(),
+        StatusCode::GONE
+    );
 }

@@ -537,6 +537,24 @@ pub async fn register(app: &TestApp, email: &str) -> Response {
         .expect("request sent")
 }
 
+/// `GET /api/operations/{id}?wait=5` for the operation `started` (the answer of a
+/// native exchange), with its poll secret.
+pub async fn poll_operation(app: &TestApp, started: &Value) -> Response {
+    app_client()
+        .get(format!(
+            "{}/api/operations/{}?wait=5",
+            app.address,
+            started["operation_id"].as_str().expect("an operation id")
+        ))
+        .header(
+            "x-poll-secret",
+            started["poll_secret"].as_str().expect("a poll secret"),
+        )
+        .send()
+        .await
+        .expect("request sent")
+}
+
 /// `GET path` with a bearer token.
 pub async fn get_with_bearer(app: &TestApp, path: &str, access_token: &str) -> Response {
     app_client()
