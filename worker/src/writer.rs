@@ -25,6 +25,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
 };
+use tracing::Instrument;
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
@@ -67,7 +68,11 @@ impl Writer {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let transactions = Arc::new(AtomicU64::new(0));
-        tokio::spawn(own(conn, rx, transactions.clone()));
+        // The span names the owner's statements in the log (`signin_bench
+        // --count-statements` counts them).
+        tokio::spawn(
+            own(conn, rx, transactions.clone()).instrument(tracing::info_span!("sqlite_writer")),
+        );
         Self::Owned(tx, transactions)
     }
 

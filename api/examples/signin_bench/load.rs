@@ -23,13 +23,14 @@ struct Samples {
     first_error: Option<String>,
 }
 
-/// `--clients` browsers signing in for `--seconds`; prints what it measured.
+/// `--clients` browsers signing in for `--seconds`; prints what it measured and
+/// returns how many sign-ins completed.
 pub async fn sign_ins(
     base: &Url,
     provider: &str,
     args: &Args,
     watched: &[Watched],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let samples = Arc::new(Mutex::new(Samples::default()));
     let cpu_before = cpu::sample(watched);
     let machine_before = cpu::machine();
@@ -126,7 +127,7 @@ pub async fn sign_ins(
         s.errors,
         done + s.errors
     );
-    Ok(())
+    Ok(done)
 }
 
 /// CPU milliseconds per sign-in of each watched process, and of the product's

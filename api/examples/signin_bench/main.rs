@@ -16,7 +16,9 @@
 //!   latency, then `api` (and `--workers N` separate `worker` processes) from the
 //!   benchmark's own target directory on the product's defaults and default log
 //!   level (`--log` overrides it; `SIGNIN_*` variables in the environment override
-//!   settings), runs the load, and reports their peak RSS too.
+//!   settings), runs the load, and reports their peak RSS too. With
+//!   `--count-statements` it also logs every SQL statement and prints how many a
+//!   sign-in cost, in total and on the SQLite writer, by kind (`statements.rs`).
 //!
 //! ```text
 //! cargo build --release -p api -p worker --examples
@@ -31,6 +33,7 @@ mod flow;
 mod load;
 mod mock_oidc;
 mod spawn;
+mod statements;
 
 use std::{sync::Arc, time::Duration};
 
@@ -69,6 +72,11 @@ struct Args {
     /// With `--spawn`: `RUST_LOG` for the processes (default: the product's, `info`).
     #[arg(long)]
     log: Option<String>,
+    /// With `--spawn`: also log every SQL statement and print the statements per
+    /// sign-in (in total, on the SQLite writer, by kind). The logging costs CPU, so
+    /// take CPU figures from a run without it.
+    #[arg(long, requires = "spawn")]
+    count_statements: bool,
     /// Also report the CPU of this process tree, `name=PID` (repeatable).
     #[arg(long = "watch", value_parser = parse_watch)]
     watch: Vec<Watched>,
@@ -111,12 +119,15 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_millis(args.userinfo_latency_ms),
             )
             .await?;
+            let counting_log = args
+                .count_statements
+                .then(|| statements::log_filter(args.log.as_deref()));
             let deployment = spawn::start(&spawn::Plan {
                 backend,
                 workers: args.workers,
                 issuer: &issuer,
                 postgres_url: &args.postgres_url,
-                log: args.log.as_deref(),
+                log: counting_log.as_deref().or(args.log.as_deref()),
             })
             .await?;
             (deployment.base.clone(), "mock", Some(deployment))
@@ -129,10 +140,19 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_default();
     watched.extend(args.watch.iter().cloned());
     watched.push(Watched::process("benchmark", std::process::id()));
+    let mark = match (&deployment, args.count_statements) {
+        (Some(deployment), true) => Some(statements::Mark::now(&deployment.logs)?),
+        _ => None,
+    };
     let result = if args.status_load {
         status_load(&base, provider, &args).await
     } else {
-        load::sign_ins(&base, provider, &args, &watched).await
+        load::sign_ins(&base, provider, &args, &watched)
+            .await
+            .and_then(|sign_ins| match &mark {
+                Some(mark) => mark.report(sign_ins),
+                None => Ok(()),
+            })
     };
     if let Some(deployment) = deployment {
         for child in &deployment.children {
