@@ -71,18 +71,19 @@ impl StatusApi {
             ApiError::bad_request("invalid_operation", "`operation` must be an operation id.")
         })?;
         let jar = req.cookie();
-        // The first read picks the operation; waiting (only while it is pending)
-        // follows that one, so a plain poll costs one read.
-        let first = current(state, jar, id).await?;
-        let wait = wait_duration(wait);
-        if first.status != OperationStatus::Pending || wait.is_zero() {
-            return Ok(StatusResponse::Status(Json(body(&first)), None));
-        }
-        let polled = long_poll(state, wait, || async {
-            current(state, jar, Some(first.id)).await.map(Some)
+        // The first read picks the operation, and is also the long poll's first
+        // look at it; waiting (only while it is pending) follows that one. A poll
+        // costs one read, plus one per wake-up.
+        let chosen = std::sync::OnceLock::new();
+        let polled = long_poll(state, wait_duration(wait), || async {
+            let operation = current(state, jar, chosen.get().copied().or(id)).await?;
+            let _ = chosen.set(operation.id);
+            Ok::<_, ApiError>(Some(operation))
         })
         .await?;
-        let operation = polled.operation.unwrap_or(first);
+        let operation = polled
+            .operation
+            .ok_or(ApiError::NotFound("No sign-in is in progress in this browser."))?;
         Ok(StatusResponse::Status(
             Json(body(&operation)),
             polled.retry_after,

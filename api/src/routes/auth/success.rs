@@ -35,22 +35,30 @@ pub async fn success(
     let Ok(id) = parse_operation_id(params.get("operation")) else {
         return failed(String::new());
     };
-    let Some(operation) = browser_operation(state, jar, id).await? else {
+    let Some(key) = browser::browser_key(jar, &state.settings) else {
         return failed("?reason=no_operation".to_owned());
     };
-    tracing::Span::current().record("operation.id", tracing::field::display(operation.id));
-    let key = browser::browser_key(jar, &state.settings).ok_or(PageError::BadState)?;
+    // The preloader names its operation, and the redemption checks it belongs to
+    // this browser; only a bare `/auth/success` needs a read to find the latest.
+    let operation_id = match id {
+        Some(id) => id,
+        None => match browser_operation(state, jar, None).await? {
+            Some(operation) => operation.id,
+            None => return failed("?reason=no_operation".to_owned()),
+        },
+    };
+    tracing::Span::current().record("operation.id", tracing::field::display(operation_id));
     let Some((redeemed, user_id)) = session::redeem_into_browser_session(
         state,
         jar,
-        operation.id,
+        operation_id,
         browser::redeemer_hash(&key),
         Client::of(req),
     )
     .await?
     else {
-        tracing::info!("operation not redeemable (pending, failed or already used)");
-        return failed(format!("?operation={}", operation.id));
+        tracing::info!("operation not redeemable (unknown here, pending, failed or already used)");
+        return failed(format!("?operation={operation_id}"));
     };
     tracing::Span::current().record("user.id", tracing::field::display(user_id));
     tracing::info!("signed in");
