@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Options, TestApp, app_client, poll_operation, register, rows::set_on_all, spawn_app_with,
-    workers::InProcessWorker,
+    Options, TestApp, app_client, operation_status, poll_operation, register, rows::set_on_all,
+    spawn_app_with, wait_until_finished, workers::InProcessWorker,
 };
 
 /// A password user's fresh tokens.
@@ -40,20 +40,6 @@ async fn revoke_every_session(app: &TestApp, access: &str) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-}
-
-/// The operation's status in the database, without redeeming it.
-async fn status_of(app: &TestApp, started: &Value) -> String {
-    use sea_orm::EntityTrait;
-    let id: uuid::Uuid = started["operation_id"].as_str().unwrap().parse().unwrap();
-    AsyncOperation::find_by_id(id)
-        .one(&app.db)
-        .await
-        .unwrap()
-        .unwrap()
-        .status
-        .as_str()
-        .to_owned()
 }
 
 #[tokio::test]
@@ -104,7 +90,7 @@ async fn a_link_whose_session_ended_before_its_job_ran_links_nothing() {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let started: Value = response.json().await.unwrap();
     // No worker yet: the job waits while the owner ends every session.
-    assert_eq!(status_of(&app, &started).await, "pending");
+    assert_eq!(operation_status(&app, &started).await, "pending");
     revoke_every_session(&app, access).await;
 
     let _worker = InProcessWorker::start(&app.settings);
@@ -123,15 +109,7 @@ async fn a_link_that_finished_after_its_session_ended_is_not_redeemed() {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let started: Value = response.json().await.unwrap();
     // Wait for the worker to finish it, without redeeming it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while status_of(&app, &started).await == "pending" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the link never finished"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(status_of(&app, &started).await, "ok");
+    assert_eq!(wait_until_finished(&app, &started).await, "ok");
     revoke_every_session(&app, access).await;
     let sessions = app.count(Session).await;
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Options, TestApp, app_client, assert_to_preloader, location, poll_operation, rows::set_on_all,
-    spawn_app, spawn_app_with,
+    spawn_app, spawn_app_with, wait_until_finished,
 };
 
 /// Runs `browser`'s sign-in up to `ok` on the status endpoint, without redeeming.
@@ -109,6 +109,7 @@ async fn an_app_redeem_that_cannot_start_its_session_leaves_the_operation_redeem
         .json()
         .await
         .unwrap();
+    assert_eq!(wait_until_finished(&app, &started).await, "ok");
     // Sessions cannot be written for now.
     app.db
         .execute_unprepared(

@@ -81,9 +81,9 @@ impl StatusApi {
             Ok::<_, ApiError>(Some(operation))
         })
         .await?;
-        let operation = polled
-            .operation
-            .ok_or(ApiError::NotFound("No sign-in is in progress in this browser."))?;
+        let operation = polled.operation.ok_or(ApiError::NotFound(
+            "No sign-in is in progress in this browser.",
+        ))?;
         Ok(StatusResponse::Status(
             Json(body(&operation)),
             polled.retry_after,

@@ -555,6 +555,40 @@ pub async fn poll_operation(app: &TestApp, started: &Value) -> Response {
         .expect("request sent")
 }
 
+/// The status of the operation `started` (a native exchange's answer), read from
+/// the database: nothing is redeemed.
+pub async fn operation_status(app: &TestApp, started: &Value) -> String {
+    let id: Uuid = started["operation_id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("an operation id");
+    entity::prelude::AsyncOperation::find_by_id(id)
+        .one(&app.db)
+        .await
+        .expect("read")
+        .expect("the operation exists")
+        .status
+        .as_str()
+        .to_owned()
+}
+
+/// Waits (at most 20 s) until the operation `started` leaves `pending`, without
+/// redeeming it; returns its status.
+pub async fn wait_until_finished(app: &TestApp, started: &Value) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = operation_status(app, started).await;
+        if status != "pending" {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operation never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// `GET path` with a bearer token.
 pub async fn get_with_bearer(app: &TestApp, path: &str, access_token: &str) -> Response {
     app_client()
