@@ -32,10 +32,13 @@ pub struct SealedTokens {
 }
 
 /// How a sign-in ended in the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The operation is now `ok` for this user.
-    SignedIn { user_id: Uuid },
+    /// The operation is now `ok` for this user; `finished` is its row as committed.
+    SignedIn {
+        user_id: Uuid,
+        finished: Box<entity::async_operation::Model>,
+    },
     /// The operation had already left `pending` (a second run, or it timed out):
     /// nothing was written.
     AlreadyFinished,
@@ -100,12 +103,15 @@ pub async fn sign_in(
             }
             Some(Ok(user_id)) => user_id,
         };
-        if !operations::mark_ok(&txn, operation_id, user_id).await? {
+        let Some(finished) = operations::mark_ok(&txn, operation_id, user_id).await? else {
             txn.rollback().await?;
             return Ok(Outcome::AlreadyFinished);
-        }
+        };
         txn.commit().await?;
-        return Ok(Outcome::SignedIn { user_id });
+        return Ok(Outcome::SignedIn {
+            user_id,
+            finished: Box::new(finished),
+        });
     }
     Err(DbErr::Custom("social account kept conflicting".to_owned()))
 }

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use entity::async_operation::{Column, Entity as AsyncOperation, OperationStatus};
+use entity::async_operation::{Column, Entity as AsyncOperation, Model, OperationStatus};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
     sqlx::{self, SqlitePool},
@@ -31,10 +31,11 @@ pub struct OperationEvents {
     waited: Arc<Mutex<HashMap<Uuid, usize>>>,
 }
 
-/// What a waiter hears: one operation finished, or "re-check whatever you wait on".
-#[derive(Clone, Copy, Debug)]
+/// What a waiter hears: one operation finished (with its committed row, when the
+/// finishing process has it), or "re-check whatever you wait on".
+#[derive(Clone, Debug)]
 enum Finished {
-    One(Uuid),
+    One(Uuid, Option<Arc<Model>>),
     Any,
 }
 
@@ -51,9 +52,17 @@ impl Default for OperationEvents {
 }
 
 impl OperationEvents {
-    /// Tells the waiters on `id` that it finished.
+    /// Tells the waiters on `id` that it finished; they read it again.
     pub fn finished(&self, id: Uuid) {
-        let _ = self.sender.send(Finished::One(id));
+        let _ = self.sender.send(Finished::One(id, None));
+    }
+
+    /// Tells the waiters on `operation` that it finished as it is here (its row as
+    /// committed): they answer from it without reading the database again.
+    pub fn finished_as(&self, operation: Model) {
+        let _ = self
+            .sender
+            .send(Finished::One(operation.id, Some(Arc::new(operation))));
     }
 
     /// Tells every waiter to re-check (operations expired in bulk, or a lost
@@ -90,15 +99,17 @@ pub struct FinishWatch {
 }
 
 impl FinishWatch {
-    /// Resolves when `id` finishes (or everyone is told to re-check). Never resolves
-    /// otherwise: bound it with a timeout. While it waits, `id` is in
+    /// Resolves when `id` finishes (or everyone is told to re-check), with its row
+    /// when the finisher sent it (`None`: read it again). Never resolves otherwise:
+    /// bound it with a timeout. While it waits, `id` is in
     /// [`OperationEvents::waited_on`].
-    pub async fn wait_for(&mut self, id: Uuid) {
+    pub async fn wait_for(&mut self, id: Uuid) -> Option<Arc<Model>> {
         let _waiting = Waiting::new(&self.waited, id);
         loop {
             match self.receiver.recv().await {
-                Ok(Finished::One(done)) if done != id => {}
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Ok(Finished::One(done, _)) if done != id => {}
+                Ok(Finished::One(_, finished)) => return finished,
+                Ok(Finished::Any) | Err(broadcast::error::RecvError::Lagged(_)) => return None,
                 Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
             }
         }
@@ -227,4 +238,64 @@ pub fn listen_for_finishes(pool: sea_orm::sqlx::PgPool, events: OperationEvents)
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use entity::async_operation::{Model, OperationStatus};
+    use uuid::Uuid;
+
+    use super::OperationEvents;
+
+    fn finished_row(id: Uuid) -> Model {
+        let now = Utc::now();
+        Model {
+            id,
+            status: OperationStatus::Ok,
+            provider: "mock".into(),
+            user_id: Some(Uuid::new_v4()),
+            error_code: None,
+            error_message: None,
+            redeemer_hash: "h".into(),
+            kind: "browser".into(),
+            next_path: None,
+            link_user_id: None,
+            link_session_id: None,
+            redeemed_at: None,
+            exchange_started_at: None,
+            token_response: None,
+            state_hash: None,
+            client_key: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_finished_row_when_the_finisher_sends_it() {
+        let events = OperationEvents::default();
+        let (waited, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let bound = Duration::from_secs(5);
+
+        // Another operation's finish does not end the wait; its own, with the row, does.
+        let mut watch = events.subscribe();
+        events.finished_as(finished_row(other));
+        events.finished_as(finished_row(waited));
+        let row = tokio::time::timeout(bound, watch.wait_for(waited))
+            .await
+            .expect("woken")
+            .expect("with the row");
+        assert_eq!((row.id, row.status), (waited, OperationStatus::Ok));
+
+        // A finish heard from elsewhere (only the id) means: read it again.
+        let mut watch = events.subscribe();
+        events.finished(waited);
+        let row = tokio::time::timeout(bound, watch.wait_for(waited))
+            .await
+            .expect("woken");
+        assert!(row.is_none());
+    }
 }

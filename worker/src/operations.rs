@@ -214,21 +214,27 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, 
     AsyncOperation::find_by_id(id).one(db).await
 }
 
-/// Moves a pending operation to `ok` with its user. False if it was no longer pending.
-pub async fn mark_ok(db: &impl ConnectionTrait, id: Uuid, user_id: Uuid) -> Result<bool, DbErr> {
-    let result = AsyncOperation::update_many()
+/// Moves a pending operation to `ok` with its user; returns the finished row
+/// (`RETURNING`, no second read), or `None` if it was no longer pending.
+pub async fn mark_ok(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<Model>, DbErr> {
+    let finished = AsyncOperation::update_many()
         .col_expr(Column::Status, Expr::value(OperationStatus::Ok.as_str()))
         .col_expr(Column::UserId, Expr::value(user_id))
         .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(OperationStatus::Pending))
-        .exec(db)
-        .await?;
-    if result.rows_affected == 1 {
+        .exec_with_returning(db)
+        .await?
+        .pop();
+    if finished.is_some() {
         announce(db, id).await?;
     }
-    Ok(result.rows_affected == 1)
+    Ok(finished)
 }
 
 /// Moves a pending operation to `error`. False if it was no longer pending.

@@ -100,7 +100,7 @@ async fn two_runs_for_one_new_subject_make_one_user_and_one_link_on_postgres() {
     let mut users = Vec::new();
     for run in runs {
         match run.await.unwrap() {
-            Outcome::SignedIn { user_id } => users.push(user_id),
+            Outcome::SignedIn { user_id, .. } => users.push(user_id),
             other => panic!("ended {other:?}"),
         }
     }

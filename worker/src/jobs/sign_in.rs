@@ -262,7 +262,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
     )
     .await?
     {
-        Outcome::SignedIn { user_id } => {
+        Outcome::SignedIn { user_id, finished } => {
             record_operation_duration(&operation, "ok");
             let kind = if operation.link_user_id.is_some() {
                 EventKind::Linked
@@ -273,7 +273,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
                 .audit
                 .record(job.audit(audit::Event::new(kind)).user(user_id));
             tracing::info!(user.id = %user_id, linked = operation.link_user_id.is_some(), "signed in");
-            state.events.finished(job.operation_id);
+            state.events.finished_as(*finished);
         }
         Outcome::AlreadyFinished => tracing::info!("operation finished elsewhere meanwhile"),
         Outcome::AccountInUse => return Err(SignInError::AccountInUse),

@@ -92,8 +92,15 @@ where
                         });
                     }
                 }
-                let _ =
-                    tokio::time::timeout(remaining.min(RECHECK), finishes.wait_for(op.id)).await;
+                // The embedded worker sends the finished row: answer from it.
+                if let Ok(Some(finished)) =
+                    tokio::time::timeout(remaining.min(RECHECK), finishes.wait_for(op.id)).await
+                {
+                    return Ok(Polled {
+                        operation: Some(Operation::clone(&finished)),
+                        retry_after: None,
+                    });
+                }
             }
             operation => {
                 return Ok(Polled {
