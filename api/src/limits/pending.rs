@@ -55,16 +55,21 @@ impl PendingCaps {
         }
     }
 
-    /// Whether one more operation may start, for the browser `redeemer_hash` (none
-    /// for a native exchange: its poll secret is new each time) from the client
-    /// address `client_key`. The queue-wide cap is checked first: it costs no query
-    /// most of the time, so a flood is shed before it reaches the database.
+    /// Whether one more operation may start for the client of `req`, from the
+    /// browser `redeemer_hash` (none for a native exchange: its poll secret is new
+    /// each time). Returns the client's address key, which the new operation stores
+    /// so that the per-address cap can count it. The queue-wide cap is checked
+    /// first: it costs no query most of the time, so a flood is shed before it
+    /// reaches the database. An admitted operation counts towards that cap at once;
+    /// one that then does not start (a repeated callback) is forgotten at the next
+    /// refresh, within a second.
     pub async fn admit(
         &self,
         reader: &DatabaseConnection,
+        req: &poem::Request,
         redeemer_hash: Option<&str>,
-        client_key: Option<&str>,
-    ) -> Result<(), Refused> {
+    ) -> Result<Option<String>, Refused> {
+        let client_key = super::client_ip(req).map(super::client_key);
         if self.total > 0 && self.gauge.count(reader, self.total).await? >= self.total {
             metrics::counter!("signin_pending_cap_total", "cap" => "total").increment(1);
             return Err(Refused::Full);
@@ -75,20 +80,15 @@ impl PendingCaps {
                 return Err(Refused::Browser);
             }
         }
-        if let (true, Some(client_key)) = (self.per_client > 0, client_key) {
+        if let (true, Some(client_key)) = (self.per_client > 0, &client_key) {
             let pending = operations::count_pending_from(reader, client_key).await?;
             if pending >= self.per_client {
                 metrics::counter!("signin_pending_cap_total", "cap" => "client").increment(1);
                 return Err(Refused::Client);
             }
         }
-        Ok(())
-    }
-
-    /// An operation was started: it counts towards the queue-wide cap at once, not
-    /// only from the next refresh.
-    pub fn started(&self) {
         self.gauge.add_one();
+        Ok(client_key)
     }
 }
 

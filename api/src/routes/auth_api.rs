@@ -349,12 +349,7 @@ impl AuthApi {
         }
         // The client address's and the queue's pending caps (a poll secret is new
         // each time, so there is no per-browser cap here).
-        let client_key = client_ip(req).map(crate::limits::client_key);
-        state
-            .limits
-            .pending
-            .admit(&state.reader, None, client_key.as_deref())
-            .await?;
+        let client_key = state.limits.pending.admit(&state.reader, req, None).await?;
         let poll_secret = crypto::random_token(32);
         let redeemer_hash = crypto::sha256_hex(&poll_secret);
         let new = NewOperation {
@@ -367,10 +362,7 @@ impl AuthApi {
             client_key,
         };
         let operation = match state.jobs.start(&state.writer, new, job).await? {
-            Started::Queued(operation) => {
-                state.limits.pending.started();
-                operation
-            }
+            Started::Queued(operation) => operation,
             Started::Unqueued(_) => {
                 let (code, message) = operations::QUEUE_UNAVAILABLE;
                 return Err(ApiError::Unavailable {

@@ -21,7 +21,7 @@ use crate::{
     assets,
     browser::{self, MAX_STATE_LEN},
     error::PageError,
-    limits::{self, IpBudget},
+    limits::IpBudget,
     routes::QueryParams,
     state::AppState,
 };
@@ -154,19 +154,21 @@ async fn handle(
 
     // No browser, client address or queue piles up sign-ins (each one is a job and
     // provider calls); a repeated callback still follows the operation it made.
-    let client_key = limits::client_ip(req).map(limits::client_key);
-    let admitted = state
+    let client_key = match state
         .limits
         .pending
-        .admit(&state.reader, Some(redeemer_hash), client_key.as_deref())
-        .await;
-    if let Err(refused) = admitted {
-        if let Some(operation) = claimed.existing(state).await? {
-            return Ok(to_preloader(operation.id));
+        .admit(&state.reader, req, Some(redeemer_hash))
+        .await
+    {
+        Ok(client_key) => client_key,
+        Err(refused) => {
+            if let Some(operation) = claimed.existing(state).await? {
+                return Ok(to_preloader(operation.id));
+            }
+            tracing::warn!(%refused, "sign-in refused");
+            return Err(refused.into());
         }
-        tracing::warn!(%refused, "sign-in refused");
-        return Err(refused.into());
-    }
+    };
     let new = NewOperation {
         kind: operations::KIND_BROWSER,
         provider: provider.name.clone(),
@@ -188,10 +190,7 @@ async fn handle(
         client: crate::session::Client::of(req).for_job(),
     };
     let operation = match state.jobs.start(&state.writer, new, job).await? {
-        Started::Queued(operation) => {
-            state.limits.pending.started();
-            operation
-        }
+        Started::Queued(operation) => operation,
         Started::Existing(operation) => {
             // A concurrent copy of this callback got there first; it queued the job.
             tracing::info!(operation.id = %operation.id, "callback submitted twice; following its operation");
