@@ -154,6 +154,9 @@ impl Application {
                 Some(Duration::from_secs(10)),
             )
             .map(|r| r.context("the http server failed"));
+        // Both run as tasks of the runtime: awaited from `main`, they would run on
+        // its thread, beside the runtime's workers, and every job with them.
+        let server = tokio::spawn(server).map(|run| run.context("the http server panicked")?);
         if !state.settings.worker.embedded {
             return server.await;
         }

@@ -10,8 +10,8 @@ use entity::{
     user_profile::{self, Entity as UserProfile},
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
-    DbErr, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -118,7 +118,7 @@ pub async fn sign_in(
 
 /// `None` when a concurrent transaction inserted the same (provider, subject).
 async fn find_link_or_create(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     provider: &str,
     profile: &Profile,
     tokens: &SealedTokens,
@@ -150,7 +150,7 @@ async fn find_link_or_create(
 /// Attaches (provider, subject) to `user_id`: `Ok` when it is now linked to them,
 /// `Err(AccountInUse)` when it belongs to someone else, `None` on a concurrent insert.
 async fn link_to_user(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     user_id: Uuid,
     provider: &str,
     profile: &Profile,
@@ -179,7 +179,7 @@ async fn link_to_user(
 
 /// Inserts the account; false when a concurrent run inserted (provider, subject) first.
 async fn insert_account(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     user_id: Uuid,
     provider: &str,
     profile: &Profile,
@@ -227,7 +227,7 @@ pub async fn find_account(
 /// Only a verified address on both sides links accounts: linking on an unverified
 /// one would let anyone who registers the address elsewhere take the account over.
 async fn find_user_by_verified_email(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     profile: &Profile,
 ) -> Result<Option<user_profile::Model>, DbErr> {
     match (&profile.email, profile.email_verified) {
@@ -242,7 +242,7 @@ async fn find_user_by_verified_email(
     }
 }
 
-async fn create_user(txn: &DatabaseTransaction, profile: &Profile) -> Result<Uuid, DbErr> {
+async fn create_user(txn: &impl ConnectionTrait, profile: &Profile) -> Result<Uuid, DbErr> {
     let now = Utc::now();
     let user = user_profile::ActiveModel {
         id: Set(Uuid::new_v4()),
@@ -265,7 +265,7 @@ async fn create_user(txn: &DatabaseTransaction, profile: &Profile) -> Result<Uui
 /// when the user has none (and no password: a password user's email is their sign-in
 /// name, unique among password users) or it is the same address now verified.
 async fn refresh_profile(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     user_id: Uuid,
     profile: &Profile,
 ) -> Result<(), DbErr> {

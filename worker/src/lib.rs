@@ -26,6 +26,7 @@ pub mod writer;
 
 use std::{future::Future, sync::Arc};
 
+use anyhow::Context;
 use futures::FutureExt;
 
 /// What a sign-in job needs; registered with the apalis worker as `Data`.
@@ -55,5 +56,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let shutdown = shutdown.boxed().shared();
     jobs::spawn_sweeper(state.clone(), queue.clone(), shutdown.clone());
-    queue.run_worker(state, shutdown).await
+    // A task of the runtime: awaited from `main`, the worker and every job it drives
+    // would run on `main`'s own thread, beside the runtime's workers.
+    tokio::spawn(async move { queue.run_worker(state, shutdown).await })
+        .await
+        .context("the worker panicked")?
 }

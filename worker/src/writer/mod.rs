@@ -8,14 +8,17 @@
 //! runs them back to back in one `BEGIN IMMEDIATE` transaction, each in its own
 //! savepoint (a failing write is rolled back alone), then commits once and answers
 //! them all (group commit). A write's result reaches its caller only after the
-//! commit, so nothing is acknowledged before it is durable. On PostgreSQL, which
-//! takes concurrent writers, a write runs on the pool as before.
+//! commit, so nothing is acknowledged before it is durable. The owner keeps the
+//! connection checked out across batches while writes keep coming ([`held`]). On
+//! PostgreSQL, which takes concurrent writers, a write runs on the pool as before.
 //!
 //! A write is a closure of database statements only: it must not wait for anything
 //! else (a provider, a timer, a lock), or every write queued behind it waits too.
 //! Nor may a write be started while holding a transaction on the writer connection
 //! itself (`Database::conn`): on SQLite the owner would wait for that connection
 //! while its holder waits for the owner.
+
+mod held;
 
 use std::{
     future::Future,
@@ -30,23 +33,37 @@ use tracing::Instrument;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
     QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    sqlx::SqlitePool,
 };
 use tokio::sync::{mpsc, oneshot};
 
+use held::{Held, Savepoint};
+
 /// The most writes one transaction takes; more wait for the next.
 const MAX_BATCH: usize = 128;
+/// The most batches the owner runs in a row before it lends the writer connection
+/// to the job queue, which takes its jobs through the same connection.
+const HOLD_BATCHES: usize = 4;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Hands a write's result to its caller once the batch's commit is known.
 type Deliver = Box<dyn FnOnce(Option<&DbErr>) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Deliver> + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c Held) -> BoxFuture<'c, Deliver> + Send>;
 
-/// Where a write's statements run: inside its transaction (a savepoint of the
-/// batch on SQLite, a transaction of its own on PostgreSQL), or straight on a pool.
-/// Queries take it like any sea-orm connection.
+/// Where a write's statements run: in the owner's batch on SQLite, in a
+/// transaction of its own on PostgreSQL, or straight on a pool. Queries take it like
+/// any sea-orm connection.
 pub enum WriteConn<'a> {
+    Held(&'a Held),
     Batch(&'a DatabaseTransaction),
     Pool(&'a DatabaseConnection),
+}
+
+/// A transaction inside a write ([`WriteConn::begin`]): committed or rolled back by
+/// its holder; one dropped without either is rolled back.
+pub enum WriteTxn<'a> {
+    Savepoint(Savepoint<'a>),
+    Transaction(DatabaseTransaction),
 }
 
 /// Runs writes; cheap to clone.
@@ -70,8 +87,9 @@ impl Writer {
         let transactions = Arc::new(AtomicU64::new(0));
         // The span names the owner's statements in the log (`signin_bench
         // --count-statements` counts them).
+        let pool = conn.get_sqlite_connection_pool().clone();
         tokio::spawn(
-            own(conn, rx, transactions.clone()).instrument(tracing::info_span!("sqlite_writer")),
+            own(pool, rx, transactions.clone()).instrument(tracing::info_span!("sqlite_writer")),
         );
         Self::Owned(tx, transactions)
     }
@@ -108,9 +126,9 @@ impl Writer {
             Self::Owned(sender, _) => sender,
         };
         let (reply, answer) = oneshot::channel::<Result<T, DbErr>>();
-        let job: Job = Box::new(move |batch| {
+        let job: Job = Box::new(move |held| {
             Box::pin(async move {
-                let result = in_savepoint(batch, write).await;
+                let result = in_savepoint(held, write).await;
                 Box::new(move |commit_error: Option<&DbErr>| {
                     let result = match (result, commit_error) {
                         (Ok(_), Some(error)) => Err(DbErr::Custom(format!(
@@ -131,14 +149,14 @@ impl Writer {
     }
 }
 
-async fn in_savepoint<T, F>(batch: &DatabaseTransaction, write: F) -> Result<T, DbErr>
+async fn in_savepoint<T, F>(held: &Held, write: F) -> Result<T, DbErr>
 where
     F: for<'c> FnOnce(&'c WriteConn<'c>) -> BoxFuture<'c, Result<T, DbErr>>,
 {
-    let savepoint = batch.begin().await?;
-    let result = write(&WriteConn::Batch(&savepoint)).await;
+    let savepoint = held.savepoint().await?;
+    let result = write(&WriteConn::Held(held)).await;
     match result {
-        Ok(value) => savepoint.commit().await.map(|()| value),
+        Ok(value) => savepoint.release().await.map(|()| value),
         Err(error) => {
             savepoint.rollback().await?;
             Err(error)
@@ -146,37 +164,69 @@ where
     }
 }
 
-/// The owner of the SQLite writer: one transaction per batch of queued writes.
+/// The owner of the SQLite writer: one transaction per batch of queued writes. It
+/// keeps the connection checked out while writes keep coming (see [`held`]), and
+/// gives it back after [`HOLD_BATCHES`] batches in a row or when the queue is empty.
 async fn own(
-    conn: DatabaseConnection,
+    pool: SqlitePool,
     mut queue: mpsc::UnboundedReceiver<Job>,
     transactions: Arc<AtomicU64>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        metrics::histogram!("signin_db_write_batch_size").record(batch.len() as f64);
-        let txn = match conn.begin_with_options(immediate()).await {
-            Ok(txn) => txn,
+    loop {
+        if batch.is_empty() && queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let held = match pool.acquire().await {
+            Ok(conn) => Held::new(conn),
             Err(error) => {
                 // Dropping the jobs tells their callers; the next batch tries again.
-                tracing::error!(%error, writes = batch.len(), "could not begin a write transaction");
+                tracing::error!(%error, writes = batch.len(), "could not take the writer connection");
                 batch.clear();
                 continue;
             }
         };
-        let mut deliveries = Vec::with_capacity(batch.len());
-        for job in batch.drain(..) {
-            deliveries.push(job(&txn).await);
-        }
-        let commit_error = txn.commit().await.err();
-        transactions.fetch_add(1, Ordering::Relaxed);
-        if let Some(error) = &commit_error {
-            tracing::error!(%error, writes = deliveries.len(), "a write transaction did not commit");
-        }
-        for deliver in deliveries {
-            deliver(commit_error.as_ref());
+        for _ in 0..HOLD_BATCHES {
+            let clean = run_batch(&held, &mut batch).await;
+            transactions.fetch_add(1, Ordering::Relaxed);
+            if !clean {
+                // Dropped mid-transaction, the connection is closed, not reused.
+                break;
+            }
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
         }
     }
+}
+
+/// Runs `batch` (emptying it) in one transaction on `held` and answers every write.
+/// False when the transaction could be neither committed nor rolled back.
+async fn run_batch(held: &Held, batch: &mut Vec<Job>) -> bool {
+    metrics::histogram!("signin_db_write_batch_size").record(batch.len() as f64);
+    if let Err(error) = held.begin().await {
+        tracing::error!(%error, writes = batch.len(), "could not begin a write transaction");
+        batch.clear();
+        return false;
+    }
+    let mut deliveries = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        deliveries.push(job(held).await);
+    }
+    let commit_error = held.commit().await.err();
+    if let Some(error) = &commit_error {
+        tracing::error!(%error, writes = deliveries.len(), "a write transaction did not commit");
+    }
+    for deliver in deliveries {
+        deliver(commit_error.as_ref());
+    }
+    !held.in_transaction()
 }
 
 /// Takes the write lock at `BEGIN`: a transaction that read first and wrote later
@@ -192,10 +242,27 @@ pub fn immediate() -> TransactionOptions {
 impl WriteConn<'_> {
     /// A transaction inside this write: a savepoint of the write's transaction, or
     /// a transaction of its own straight on a pool.
-    pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+    pub async fn begin(&self) -> Result<WriteTxn<'_>, DbErr> {
+        Ok(match self {
+            Self::Held(held) => WriteTxn::Savepoint(held.savepoint().await?),
+            Self::Batch(txn) => WriteTxn::Transaction(txn.begin().await?),
+            Self::Pool(conn) => WriteTxn::Transaction(conn.begin_with_options(immediate()).await?),
+        })
+    }
+}
+
+impl WriteTxn<'_> {
+    pub async fn commit(self) -> Result<(), DbErr> {
         match self {
-            Self::Batch(txn) => txn.begin().await,
-            Self::Pool(conn) => conn.begin_with_options(immediate()).await,
+            Self::Savepoint(savepoint) => savepoint.release().await,
+            Self::Transaction(txn) => txn.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        match self {
+            Self::Savepoint(savepoint) => savepoint.rollback().await,
+            Self::Transaction(txn) => txn.rollback().await,
         }
     }
 }
@@ -204,30 +271,51 @@ impl WriteConn<'_> {
 macro_rules! on_inner {
     ($self:ident, $conn:ident => $call:expr) => {
         match $self {
+            WriteConn::Held($conn) => $call,
             WriteConn::Batch($conn) => $call,
             WriteConn::Pool($conn) => $call,
         }
     };
 }
 
-#[async_trait::async_trait]
-impl ConnectionTrait for WriteConn<'_> {
-    fn get_database_backend(&self) -> DbBackend {
-        on_inner!(self, c => c.get_database_backend())
-    }
-    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        on_inner!(self, c => c.execute_raw(stmt).await)
-    }
-    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        on_inner!(self, c => c.execute_unprepared(sql).await)
-    }
-    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        on_inner!(self, c => c.query_one_raw(stmt).await)
-    }
-    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        on_inner!(self, c => c.query_all_raw(stmt).await)
-    }
+/// `$call` on whichever connection the transaction runs on.
+macro_rules! on_txn {
+    ($self:ident, $conn:ident => $call:expr) => {
+        match $self {
+            WriteTxn::Savepoint(savepoint) => {
+                let $conn = savepoint.held;
+                $call
+            }
+            WriteTxn::Transaction($conn) => $call,
+        }
+    };
 }
+
+macro_rules! connection_trait {
+    ($type:ident, $on:ident) => {
+        #[async_trait::async_trait]
+        impl ConnectionTrait for $type<'_> {
+            fn get_database_backend(&self) -> DbBackend {
+                $on!(self, c => c.get_database_backend())
+            }
+            async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+                $on!(self, c => c.execute_raw(stmt).await)
+            }
+            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+                $on!(self, c => c.execute_unprepared(sql).await)
+            }
+            async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+                $on!(self, c => c.query_one_raw(stmt).await)
+            }
+            async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+                $on!(self, c => c.query_all_raw(stmt).await)
+            }
+        }
+    };
+}
+
+connection_trait!(WriteConn, on_inner);
+connection_trait!(WriteTxn, on_txn);
 
 #[cfg(test)]
 mod tests {
@@ -327,5 +415,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows(&conn).await, [2]);
+    }
+
+    /// The owner keeps the writer connection while writes keep coming, but lends it
+    /// to others (the job queue takes its jobs through it) every few batches: a
+    /// reader queued behind a stream of writes gets it before the stream ends. More
+    /// writers than a batch holds keep the queue from ever running dry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_steady_stream_of_writes_still_lends_the_connection() {
+        let (writer, conn) = table().await;
+        let writers = 2 * MAX_BATCH as i64;
+        let streams_done = Arc::new(AtomicU64::new(0));
+        let streams: Vec<_> = (0..writers)
+            .map(|stream| {
+                let (writer, done) = (writer.clone(), streams_done.clone());
+                tokio::spawn(async move {
+                    for i in 0..40i64 {
+                        let n = stream * 1000 + i;
+                        writer
+                            .run(move |db| Box::pin(async move { db.execute_raw(insert(n)).await }))
+                            .await
+                            .unwrap();
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        // Let the stream start, then ask for the connection.
+        while writer.transactions() < 2 {
+            tokio::task::yield_now().await;
+        }
+        conn.execute_unprepared("SELECT 1").await.unwrap();
+        let transactions = writer.transactions();
+        assert_eq!(
+            streams_done.load(Ordering::Relaxed),
+            0,
+            "the read waited for the whole stream ({transactions} transactions)"
+        );
+        for stream in streams {
+            stream.await.unwrap();
+        }
+        assert_eq!(rows(&conn).await.len(), writers as usize * 40);
     }
 }
