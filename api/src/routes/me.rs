@@ -281,13 +281,15 @@ async fn me_json(
     state: &AppState,
     user: entity::user_profile::Model,
 ) -> Result<Json<Me>, ApiError> {
+    // The read pool: committed links are visible there, and on SQLite the writer
+    // connection stays with the writes.
     let providers: Vec<String> = SocialAccount::find()
         .select_only()
         .column(social_account::Column::Provider)
         .filter(social_account::Column::UserId.eq(user.id))
         .order_by_asc(social_account::Column::Provider)
         .into_tuple()
-        .all(&state.db)
+        .all(&state.reader)
         .await?;
     Ok(Json(Me {
         id: user.id,
