@@ -9,11 +9,12 @@
 //! are still sea-orm's, run through its sqlx binding.
 
 use std::sync::{
-    Arc,
+    Arc, Mutex as SyncMutex,
     atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement,
     sqlx::{self, Sqlite, pool::PoolConnection},
@@ -22,41 +23,74 @@ use sea_query_sqlx::SqlxValues;
 use tokio::sync::Mutex;
 
 /// The checked-out writer connection; statements run on it one at a time.
+///
+/// Every statement is a round trip to the connection's thread, and a savepoint
+/// around each write doubled the writer's round trips. So a savepoint is not sent
+/// on its own: it goes in front of the next statement (`SAVEPOINT write; INSERT …`,
+/// one round trip), and one that succeeds is never released, since `COMMIT` ends
+/// them all. Names repeat (`write`, and `inner` for a transaction inside a write):
+/// `ROLLBACK TO` finds the latest savepoint of that name, which is always the
+/// write's own.
+///
+/// Several statements in one prepared query is a SQLite-only sqlx behaviour that
+/// sqlx marks deprecated; every write in the test suite goes through it, so an
+/// upgrade that drops it fails there first.
 pub struct Held {
     conn: Mutex<PoolConnection<Sqlite>>,
+    /// Savepoints asked for and not sent yet, in order.
+    pending: SyncMutex<Vec<(u64, &'static str)>>,
+    next_savepoint: AtomicU64,
     /// A transaction is open: if the owner stops halfway, the connection is closed
     /// (which rolls it back) instead of going back to the pool mid-transaction.
     in_transaction: AtomicBool,
-    savepoints: AtomicU64,
+    /// A statement that carried a savepoint failed in a way that leaves unsure
+    /// whether the savepoint was taken: only rolling back the batch is safe.
+    poisoned: AtomicBool,
 }
 
-/// A savepoint on [`Held`]: released or rolled back by its holder. One dropped
+/// A savepoint on [`Held`], released or rolled back by its holder. One dropped
 /// without either is undone with the savepoint or transaction around it.
 pub struct Savepoint<'a> {
     pub(super) held: &'a Held,
-    name: String,
+    seq: u64,
+    name: &'static str,
 }
+
+/// The savepoint around each write, and around a transaction inside one.
+pub const WRITE: &str = "write";
+pub const INNER: &str = "inner";
 
 impl Held {
     pub fn new(conn: PoolConnection<Sqlite>) -> Self {
         Self {
             conn: Mutex::new(conn),
+            pending: SyncMutex::new(Vec::new()),
+            next_savepoint: AtomicU64::new(0),
             in_transaction: AtomicBool::new(false),
-            savepoints: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
         }
     }
 
     /// `BEGIN IMMEDIATE`: takes the write lock at once (see [`super::immediate`]).
     pub async fn begin(&self) -> Result<(), DbErr> {
         self.in_transaction.store(true, Ordering::Relaxed);
-        self.execute_unprepared("BEGIN IMMEDIATE").await.map(drop)
+        self.poisoned.store(false, Ordering::Relaxed);
+        self.run_unprepared("BEGIN IMMEDIATE").await
     }
 
-    /// Commits; on failure rolls back, so the connection is clean either way.
+    /// Commits; on failure, or when the batch is poisoned, rolls back, so the
+    /// connection is clean either way.
     pub async fn commit(&self) -> Result<(), DbErr> {
-        let committed = self.execute_unprepared("COMMIT").await.map(drop);
+        self.pending_savepoints().clear();
+        let committed = if self.poisoned.load(Ordering::Relaxed) {
+            Err(DbErr::Custom(
+                "a savepoint could not be confirmed; the batch was rolled back".into(),
+            ))
+        } else {
+            self.run_unprepared("COMMIT").await
+        };
         if committed.is_err() {
-            self.execute_unprepared("ROLLBACK").await?;
+            self.run_unprepared("ROLLBACK").await?;
         }
         self.in_transaction.store(false, Ordering::Relaxed);
         committed
@@ -67,12 +101,55 @@ impl Held {
         self.in_transaction.load(Ordering::Relaxed)
     }
 
-    pub async fn savepoint(&self) -> Result<Savepoint<'_>, DbErr> {
-        let n = self.savepoints.fetch_add(1, Ordering::Relaxed);
-        let name = format!("write_{n}");
-        self.execute_unprepared(&format!("SAVEPOINT {name}"))
-            .await?;
-        Ok(Savepoint { held: self, name })
+    /// A savepoint, sent with the next statement.
+    pub fn savepoint(&self, name: &'static str) -> Savepoint<'_> {
+        let seq = self.next_savepoint.fetch_add(1, Ordering::Relaxed);
+        self.pending_savepoints().push((seq, name));
+        Savepoint {
+            held: self,
+            seq,
+            name,
+        }
+    }
+
+    fn pending_savepoints(&self) -> std::sync::MutexGuard<'_, Vec<(u64, &'static str)>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `sql` with the pending savepoints in front, and whether there were any.
+    fn with_pending(&self, sql: &str) -> (String, bool) {
+        let mut pending = self.pending_savepoints();
+        let mut full = String::new();
+        for (_, name) in pending.drain(..) {
+            full.push_str("SAVEPOINT ");
+            full.push_str(name);
+            full.push_str("; ");
+        }
+        let carried = !full.is_empty();
+        full.push_str(sql);
+        (full, carried)
+    }
+
+    /// After a statement that carried savepoints failed: unless the statement
+    /// itself was refused (a constraint), the savepoints may not exist.
+    fn check(&self, carried: bool, error: &sqlx::Error) {
+        let refused = error
+            .as_database_error()
+            .is_some_and(|e| !matches!(e.kind(), sqlx::error::ErrorKind::Other));
+        if carried && !refused {
+            self.poisoned.store(true, Ordering::Relaxed);
+        }
+    }
+
+    async fn run_unprepared(&self, sql: &str) -> Result<(), DbErr> {
+        let mut conn = self.conn.lock().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut **conn)
+            .await
+            .map(drop)
+            .map_err(exec_err)
     }
 }
 
@@ -85,20 +162,41 @@ impl Drop for Held {
 }
 
 impl Savepoint<'_> {
-    pub async fn release(self) -> Result<(), DbErr> {
-        let sql = format!("RELEASE {}", self.name);
-        self.held.execute_unprepared(&sql).await.map(drop)
+    /// Keeps what was done since the savepoint (`COMMIT` releases it).
+    pub fn release(self) {
+        self.forget_if_unsent();
     }
 
     pub async fn rollback(self) -> Result<(), DbErr> {
-        let sql = format!("ROLLBACK TO {0}; RELEASE {0}", self.name);
-        self.held.execute_unprepared(&sql).await.map(drop)
+        if self.forget_if_unsent() {
+            return Ok(());
+        }
+        let sql = format!("ROLLBACK TO {}", self.name);
+        let rolled_back = self.held.run_unprepared(&sql).await;
+        if rolled_back.is_err() {
+            self.held.poisoned.store(true, Ordering::Relaxed);
+        }
+        rolled_back
+    }
+
+    /// Drops this savepoint and those after it from the pending ones when it was
+    /// never sent (nothing ran since it). True if it was unsent.
+    fn forget_if_unsent(&self) -> bool {
+        let mut pending = self.held.pending_savepoints();
+        match pending.iter().position(|(seq, _)| *seq == self.seq) {
+            Some(at) => {
+                pending.truncate(at);
+                true
+            }
+            None => false,
+        }
     }
 }
 
-fn bound(stmt: &Statement) -> sqlx::query::Query<'_, Sqlite, SqlxValues> {
+/// `sql` (the statement's, perhaps behind savepoints) with the statement's values.
+fn bound<'q>(sql: &'q str, stmt: &Statement) -> sqlx::query::Query<'q, Sqlite, SqlxValues> {
     let values = stmt.values.clone().unwrap_or(sea_orm::Values(Vec::new()));
-    sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
+    sqlx::query_with(sqlx::AssertSqlSafe(sql), SqlxValues(values))
 }
 
 /// The error shapes sea-orm's own sqlx driver gives, so `DbErr::sql_err` still
@@ -118,33 +216,56 @@ impl ConnectionTrait for Held {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let (sql, carried) = self.with_pending(&stmt.sql);
         let mut conn = self.conn.lock().await;
-        bound(&stmt)
-            .execute(&mut **conn)
-            .await
-            .map(Into::into)
-            .map_err(exec_err)
+        let done = if carried {
+            // SQLite reports the previous statement's change count for a
+            // `SAVEPOINT`, so only the last statement's result counts.
+            #[allow(deprecated)]
+            let results = bound(&sql, &stmt).fetch_many(&mut **conn);
+            results
+                .try_fold(None, |last, step| async move { Ok(step.left().or(last)) })
+                .await
+                .map(Option::unwrap_or_default)
+        } else {
+            bound(&sql, &stmt).execute(&mut **conn).await
+        };
+        done.map(Into::into).map_err(|e| {
+            self.check(carried, &e);
+            exec_err(e)
+        })
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let (sql, carried) = self.with_pending(sql);
         let mut conn = self.conn.lock().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut **conn)
-            .await
-            .map(Into::into)
-            .map_err(exec_err)
+            .await;
+        done.map(Into::into).map_err(|e| {
+            self.check(carried, &e);
+            exec_err(e)
+        })
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let (sql, carried) = self.with_pending(&stmt.sql);
         let mut conn = self.conn.lock().await;
-        let row = bound(&stmt).fetch_optional(&mut **conn).await;
-        row.map(|row| row.map(Into::into)).map_err(query_err)
+        let row = bound(&sql, &stmt).fetch_optional(&mut **conn).await;
+        row.map(|row| row.map(Into::into)).map_err(|e| {
+            self.check(carried, &e);
+            query_err(e)
+        })
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let (sql, carried) = self.with_pending(&stmt.sql);
         let mut conn = self.conn.lock().await;
-        let rows = bound(&stmt).fetch_all(&mut **conn).await;
+        let rows = bound(&sql, &stmt).fetch_all(&mut **conn).await;
         rows.map(|rows| rows.into_iter().map(Into::into).collect())
-            .map_err(query_err)
+            .map_err(|e| {
+                self.check(carried, &e);
+                query_err(e)
+            })
     }
 }

@@ -37,7 +37,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use held::{Held, Savepoint};
+use held::{Held, INNER, Savepoint, WRITE};
 
 /// The most writes one transaction takes; more wait for the next.
 const MAX_BATCH: usize = 128;
@@ -153,10 +153,13 @@ async fn in_savepoint<T, F>(held: &Held, write: F) -> Result<T, DbErr>
 where
     F: for<'c> FnOnce(&'c WriteConn<'c>) -> BoxFuture<'c, Result<T, DbErr>>,
 {
-    let savepoint = held.savepoint().await?;
+    let savepoint = held.savepoint(WRITE);
     let result = write(&WriteConn::Held(held)).await;
     match result {
-        Ok(value) => savepoint.release().await.map(|()| value),
+        Ok(value) => {
+            savepoint.release();
+            Ok(value)
+        }
         Err(error) => {
             savepoint.rollback().await?;
             Err(error)
@@ -244,7 +247,7 @@ impl WriteConn<'_> {
     /// a transaction of its own straight on a pool.
     pub async fn begin(&self) -> Result<WriteTxn<'_>, DbErr> {
         Ok(match self {
-            Self::Held(held) => WriteTxn::Savepoint(held.savepoint().await?),
+            Self::Held(held) => WriteTxn::Savepoint(held.savepoint(INNER)),
             Self::Batch(txn) => WriteTxn::Transaction(txn.begin().await?),
             Self::Pool(conn) => WriteTxn::Transaction(conn.begin_with_options(immediate()).await?),
         })
@@ -254,7 +257,10 @@ impl WriteConn<'_> {
 impl WriteTxn<'_> {
     pub async fn commit(self) -> Result<(), DbErr> {
         match self {
-            Self::Savepoint(savepoint) => savepoint.release().await,
+            Self::Savepoint(savepoint) => {
+                savepoint.release();
+                Ok(())
+            }
             Self::Transaction(txn) => txn.commit().await,
         }
     }
@@ -415,6 +421,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows(&conn).await, [2]);
+    }
+
+    /// A write's savepoint goes to SQLite in front of its first statement, and
+    /// SQLite reports a `SAVEPOINT`'s change count as the previous statement's: the
+    /// count a write sees is still its own statement's.
+    #[tokio::test]
+    async fn a_write_counts_only_the_rows_its_own_statement_changed() {
+        let (writer, _conn) = table().await;
+        let writes = (0..3i64).map(|n| {
+            let writer = writer.clone();
+            async move {
+                writer
+                    .run(move |db| Box::pin(async move { db.execute_raw(insert(n)).await }))
+                    .await
+            }
+        });
+        futures::future::join_all(writes).await;
+        let (inserted, untouched) = writer
+            .run(|db| {
+                Box::pin(async move {
+                    let inserted = db.execute_raw(insert(10)).await?.rows_affected();
+                    let untouched = db
+                        .execute_unprepared("UPDATE t SET n = n WHERE n = 99")
+                        .await?
+                        .rows_affected();
+                    Ok((inserted, untouched))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!((inserted, untouched), (1, 0));
     }
 
     /// The owner keeps the writer connection while writes keep coming, but lends it
