@@ -88,9 +88,20 @@ impl Writer {
         // The span names the owner's statements in the log (`signin_bench
         // --count-statements` counts them).
         let pool = conn.get_sqlite_connection_pool().clone();
-        tokio::spawn(
-            own(pool, rx, transactions.clone()).instrument(tracing::info_span!("sqlite_writer")),
-        );
+        let owner =
+            own(pool, rx, transactions.clone()).instrument(tracing::info_span!("sqlite_writer"));
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(owner),
+                    Err(error) => tracing::error!(%error, "could not start the SQLite writer"),
+                }
+            })
+            .expect("spawning the SQLite writer thread");
         Self::Owned(tx, transactions)
     }
 
