@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use entity::session::{self, Entity as Session};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 use worker::audit::{self, EventKind};
 
@@ -26,15 +26,8 @@ pub async fn revoke_session(
     session_id: Uuid,
     client: &Client,
 ) -> Result<bool, DbErr> {
-    let revoked = Session::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
-        .filter(session::Column::Id.eq(session_id))
-        .filter(session::Column::UserId.eq(user_id))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec_with_returning(&state.db)
-        .await?;
-    record_revoked(state, &revoked, client);
-    Ok(revoked.len() == 1)
+    let only = Condition::all().add(session::Column::Id.eq(session_id));
+    Ok(revoke(state, user_id, only, client).await? == 1)
 }
 
 /// Revokes every session of `user_id` but `keep`; returns how many.
@@ -44,15 +37,8 @@ pub async fn revoke_other_sessions(
     keep: Uuid,
     client: &Client,
 ) -> Result<u64, DbErr> {
-    let revoked = Session::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
-        .filter(session::Column::UserId.eq(user_id))
-        .filter(session::Column::Id.ne(keep))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec_with_returning(&state.db)
-        .await?;
-    record_revoked(state, &revoked, client);
-    Ok(revoked.len() as u64)
+    let only = Condition::all().add(session::Column::Id.ne(keep));
+    revoke(state, user_id, only, client).await
 }
 
 /// Revokes every session of `user_id`; returns how many.
@@ -61,10 +47,22 @@ pub async fn revoke_all_sessions(
     user_id: Uuid,
     client: &Client,
 ) -> Result<u64, DbErr> {
+    revoke(state, user_id, Condition::all(), client).await
+}
+
+/// Revokes `user_id`'s active sessions that match `only`, with an audit event
+/// each; returns how many.
+async fn revoke(
+    state: &AppState,
+    user_id: Uuid,
+    only: Condition,
+    client: &Client,
+) -> Result<u64, DbErr> {
     let revoked = Session::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::RevokedAt.is_null())
+        .filter(only)
         .exec_with_returning(&state.db)
         .await?;
     record_revoked(state, &revoked, client);

@@ -2,8 +2,8 @@
 //!
 //! Returning a connection to a sqlx pool goes through a spawned task, so under load
 //! the owner's next `BEGIN` waited in the runtime's queue for its own connection to
-//! come back: 11 ms of every 24 ms batch (docs/benchmarks.md, "The owner keeps the
-//! writer connection"). Holding the connection across batches needs transactions
+//! come back: 11 ms of every 24 ms batch (docs/benchmarks.md, "the writer connection
+//! kept"). Holding the connection across batches needs transactions
 //! and savepoints as plain statements on it, which sea-orm's own transaction type
 //! cannot do on a connection it did not take from the pool itself; the statements
 //! are still sea-orm's, run through its sqlx binding.
@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement,
-    sqlx::{self, Sqlite, pool::PoolConnection},
+    sqlx::{self, Sqlite, pool::PoolConnection, sqlite::SqliteQueryResult},
 };
 use sea_query_sqlx::SqlxValues;
 use tokio::sync::Mutex;
@@ -199,6 +199,20 @@ fn bound<'q>(sql: &'q str, stmt: &Statement) -> sqlx::query::Query<'q, Sqlite, S
     sqlx::query_with(sqlx::AssertSqlSafe(sql), SqlxValues(values))
 }
 
+/// The result of the last statement in `query`. SQLite reports a `SAVEPOINT`'s
+/// change count as the previous statement's, so a sum over the statements, which
+/// sqlx's `execute` gives, would count rows a carried savepoint did not change.
+async fn last_result<'q>(
+    conn: &mut PoolConnection<Sqlite>,
+    query: impl sqlx::Execute<'q, Sqlite> + 'q,
+) -> Result<SqliteQueryResult, sqlx::Error> {
+    use sqlx::Executor;
+    conn.fetch_many(query)
+        .try_fold(None, |last, step| async move { Ok(step.left().or(last)) })
+        .await
+        .map(Option::unwrap_or_default)
+}
+
 /// The error shapes sea-orm's own sqlx driver gives, so `DbErr::sql_err` still
 /// recognises constraint violations.
 fn exec_err(error: sqlx::Error) -> DbErr {
@@ -218,18 +232,7 @@ impl ConnectionTrait for Held {
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         let (sql, carried) = self.with_pending(&stmt.sql);
         let mut conn = self.conn.lock().await;
-        let done = if carried {
-            // SQLite reports the previous statement's change count for a
-            // `SAVEPOINT`, so only the last statement's result counts.
-            #[allow(deprecated)]
-            let results = bound(&sql, &stmt).fetch_many(&mut **conn);
-            results
-                .try_fold(None, |last, step| async move { Ok(step.left().or(last)) })
-                .await
-                .map(Option::unwrap_or_default)
-        } else {
-            bound(&sql, &stmt).execute(&mut **conn).await
-        };
+        let done = last_result(&mut conn, bound(&sql, &stmt)).await;
         done.map(Into::into).map_err(|e| {
             self.check(carried, &e);
             exec_err(e)
@@ -239,9 +242,7 @@ impl ConnectionTrait for Held {
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         let (sql, carried) = self.with_pending(sql);
         let mut conn = self.conn.lock().await;
-        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut **conn)
-            .await;
+        let done = last_result(&mut conn, sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await;
         done.map(Into::into).map_err(|e| {
             self.check(carried, &e);
             exec_err(e)

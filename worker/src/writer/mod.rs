@@ -4,7 +4,8 @@
 //! hand-over between tasks. Profiled under load, those hand-overs, not SQL, held
 //! the writer (docs/benchmarks.md, "One owner of the SQLite writer").
 //!
-//! So on SQLite one task owns the writer: it takes every write queued meanwhile and
+//! So on SQLite one task, on a thread of its own, owns the writer: it takes every
+//! write queued meanwhile and
 //! runs them back to back in one `BEGIN IMMEDIATE` transaction, each in its own
 //! savepoint (a failing write is rolled back alone), then commits once and answers
 //! them all (group commit). A write's result reaches its caller only after the
@@ -55,7 +56,7 @@ type Job = Box<dyn for<'c> FnOnce(&'c Held) -> BoxFuture<'c, Deliver> + Send>;
 /// any sea-orm connection.
 pub enum WriteConn<'a> {
     Held(&'a Held),
-    Batch(&'a DatabaseTransaction),
+    Transaction(&'a DatabaseTransaction),
     Pool(&'a DatabaseConnection),
 }
 
@@ -77,8 +78,9 @@ pub enum Writer {
 }
 
 impl Writer {
-    /// The writer for `conn`: on SQLite, spawns the task that owns it (the task
-    /// ends when the last clone of the writer is dropped).
+    /// The writer for `conn`: on SQLite, starts the thread whose task owns it (both
+    /// end when the last clone of the writer is dropped). A thread of its own, so
+    /// the owner's wake-ups do not queue behind the runtime's HTTP tasks.
     pub fn new(conn: DatabaseConnection) -> Self {
         if conn.get_database_backend() != DbBackend::Sqlite {
             return Self::Pool(conn);
@@ -126,7 +128,7 @@ impl Writer {
         let sender = match self {
             Self::Pool(conn) => {
                 let txn = conn.begin().await?;
-                return match write(&WriteConn::Batch(&txn)).await {
+                return match write(&WriteConn::Transaction(&txn)).await {
                     Ok(value) => txn.commit().await.map(|()| value),
                     Err(error) => {
                         txn.rollback().await?;
@@ -201,9 +203,9 @@ async fn own(
             }
         };
         for _ in 0..HOLD_BATCHES {
-            let clean = run_batch(&held, &mut batch).await;
+            run_batch(&held, &mut batch).await;
             transactions.fetch_add(1, Ordering::Relaxed);
-            if !clean {
+            if held.in_transaction() {
                 // Dropped mid-transaction, the connection is closed, not reused.
                 break;
             }
@@ -221,13 +223,14 @@ async fn own(
 }
 
 /// Runs `batch` (emptying it) in one transaction on `held` and answers every write.
-/// False when the transaction could be neither committed nor rolled back.
-async fn run_batch(held: &Held, batch: &mut Vec<Job>) -> bool {
+/// Leaves the transaction open only when it could be neither committed nor rolled
+/// back (or not begun).
+async fn run_batch(held: &Held, batch: &mut Vec<Job>) {
     metrics::histogram!("signin_db_write_batch_size").record(batch.len() as f64);
     if let Err(error) = held.begin().await {
         tracing::error!(%error, writes = batch.len(), "could not begin a write transaction");
         batch.clear();
-        return false;
+        return;
     }
     let mut deliveries = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
@@ -240,7 +243,6 @@ async fn run_batch(held: &Held, batch: &mut Vec<Job>) -> bool {
     for deliver in deliveries {
         deliver(commit_error.as_ref());
     }
-    !held.in_transaction()
 }
 
 /// Takes the write lock at `BEGIN`: a transaction that read first and wrote later
@@ -259,7 +261,7 @@ impl WriteConn<'_> {
     pub async fn begin(&self) -> Result<WriteTxn<'_>, DbErr> {
         Ok(match self {
             Self::Held(held) => WriteTxn::Savepoint(held.savepoint(INNER)),
-            Self::Batch(txn) => WriteTxn::Transaction(txn.begin().await?),
+            Self::Transaction(txn) => WriteTxn::Transaction(txn.begin().await?),
             Self::Pool(conn) => WriteTxn::Transaction(conn.begin_with_options(immediate()).await?),
         })
     }
@@ -289,7 +291,7 @@ macro_rules! on_inner {
     ($self:ident, $conn:ident => $call:expr) => {
         match $self {
             WriteConn::Held($conn) => $call,
-            WriteConn::Batch($conn) => $call,
+            WriteConn::Transaction($conn) => $call,
             WriteConn::Pool($conn) => $call,
         }
     };
