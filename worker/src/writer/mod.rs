@@ -467,6 +467,26 @@ mod tests {
         assert_eq!((inserted, untouched), (1, 0));
     }
 
+    /// The same holds for a statement sent unprepared as a write's first.
+    #[tokio::test]
+    async fn an_unprepared_first_statement_counts_only_its_own_rows() {
+        let (writer, _conn) = table().await;
+        writer
+            .run(|db| Box::pin(async move { db.execute_raw(insert(1)).await }))
+            .await
+            .unwrap();
+        let untouched = writer
+            .run(|db| {
+                Box::pin(async move {
+                    db.execute_unprepared("UPDATE t SET n = n WHERE n = 99")
+                        .await
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(untouched.rows_affected(), 0);
+    }
+
     /// The owner keeps the writer connection while writes keep coming, but lends it
     /// to others (the job queue takes its jobs through it) every few batches: a
     /// reader queued behind a stream of writes gets it before the stream ends. More
