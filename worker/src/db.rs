@@ -141,7 +141,11 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-                .pragma("mmap_size", SQLITE_MMAP_BYTES);
+                .pragma("mmap_size", SQLITE_MMAP_BYTES)
+                // The writer's savepoints stay open until its batch commits, so their
+                // journal outgrows SQLite's 64 KiB in-memory spill and would go to a
+                // temporary file, created and unlinked for every batch.
+                .pragma("temp_store", "memory");
             tracing::info!(
                 database = "sqlite",
                 database.writers = 1,
