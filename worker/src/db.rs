@@ -79,9 +79,6 @@ impl MigrationTurn {
 /// Read connections on SQLite, beside the single writer. Measured with
 /// `signin_bench --status-load`: 2 gave 12.7k status polls/s, 4 gave 17.7k, 8 gave 21.6k.
 const SQLITE_READERS: u32 = 8;
-/// Memory-mapped I/O for SQLite reads: pages come from the page cache without a
-/// `read` system call each time another connection's write invalidates them.
-const SQLITE_MMAP_BYTES: &str = "268435456";
 
 /// Held between migrations on PostgreSQL so that `api` and `worker` starting together
 /// do not race (sea-orm takes no lock of its own).
@@ -141,7 +138,10 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-                .pragma("mmap_size", SQLITE_MMAP_BYTES)
+                // No `mmap_size`: mapped pages of the database file count in the
+                // process's RSS and grow with the file (76 MB after 5,700 sign-ins
+                // against 55 MB without), and reading them through `pread` cost no
+                // throughput in `signin_bench` (docs/benchmarks.md, 2026-11-30).
                 // The writer's savepoints stay open until its batch commits, so their
                 // journal outgrows SQLite's 64 KiB in-memory spill and would go to a
                 // temporary file, created and unlinked for every batch.
