@@ -27,6 +27,8 @@ use crate::{
     writer::Writer,
 };
 
+pub mod stable_plans;
+
 /// The raw pool behind the sea-orm connection; apalis storages are built from it.
 #[derive(Clone, Debug)]
 pub enum DbPool {
@@ -90,6 +92,7 @@ async fn sqlite_pool(options: SqliteConnectOptions, size: u32) -> anyhow::Result
         // A connection to a local file does not drop; sqlx's ping before each
         // acquire would be one more round trip to the connection's thread.
         .test_before_acquire(false)
+        .after_connect(|conn, _| Box::pin(stable_plans::enable(conn)))
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
