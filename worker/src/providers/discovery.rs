@@ -9,12 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use openidconnect::core::CoreJsonWebKeySet;
 use serde::Deserialize;
 use tokio::sync::RwLock;
 use url::Url;
 
-use super::{ProviderError, http::ProviderHttp};
+use super::{ProviderError, http::ProviderHttp, jwk::ProviderKeys};
 
 /// The parts of the discovery document we use.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,7 +72,7 @@ const JWKS_FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct CachedKeys {
-    keys: Arc<CoreJsonWebKeySet>,
+    keys: Arc<ProviderKeys>,
     fetched: Instant,
     ttl: Duration,
 }
@@ -92,7 +91,7 @@ impl JwksCache {
         &self,
         http: &ProviderHttp,
         url: &Url,
-    ) -> Result<Arc<CoreJsonWebKeySet>, ProviderError> {
+    ) -> Result<Arc<ProviderKeys>, ProviderError> {
         if let Some(cached) = &*self.cached.read().await {
             if cached.fetched.elapsed() < cached.ttl {
                 return Ok(cached.keys.clone());
@@ -107,7 +106,7 @@ impl JwksCache {
         &self,
         http: &ProviderHttp,
         url: &Url,
-    ) -> Result<Option<Arc<CoreJsonWebKeySet>>, ProviderError> {
+    ) -> Result<Option<Arc<ProviderKeys>>, ProviderError> {
         {
             let mut last = self.last_forced.lock().expect("jwks lock");
             if last.is_some_and(|at| at.elapsed() < JWKS_FORCED_REFRESH_INTERVAL) {
@@ -122,7 +121,7 @@ impl JwksCache {
         &self,
         http: &ProviderHttp,
         url: &Url,
-    ) -> Result<Arc<CoreJsonWebKeySet>, ProviderError> {
+    ) -> Result<Arc<ProviderKeys>, ProviderError> {
         let response = http.get_json(url, None).await?;
         if response.status() != 200 {
             return Err(ProviderError::Discovery(format!(
@@ -130,7 +129,7 @@ impl JwksCache {
                 response.status()
             )));
         }
-        let keys: CoreJsonWebKeySet = serde_json::from_slice(response.body())
+        let keys: ProviderKeys = serde_json::from_slice(response.body())
             .map_err(|e| ProviderError::Discovery(format!("invalid JWKS: {e}")))?;
         let ttl = max_age(response.headers()).map_or(JWKS_DEFAULT_TTL, |age| {
             age.clamp(JWKS_MIN_TTL, JWKS_MAX_TTL)

@@ -5,6 +5,7 @@
 mod apple;
 mod discovery;
 pub mod http;
+mod jwk;
 mod oidc;
 pub mod presets;
 pub mod profile;

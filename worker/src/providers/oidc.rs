@@ -4,12 +4,17 @@
 
 use chrono::{Duration as ChronoDuration, Utc};
 use openidconnect::{
-    ClaimsVerificationError, ClientId, IssuerUrl, Nonce, SignatureVerificationError,
-    core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm},
+    ClaimsVerificationError, ClientId, IdTokenVerifier, IssuerUrl, Nonce,
+    SignatureVerificationError,
+    core::{CoreIdToken, CoreJwsSigningAlgorithm},
 };
 use secrecy::ExposeSecret;
 
-use super::{Endpoints, Profile, Provider, ProviderError, profile};
+use super::{
+    Endpoints, Profile, Provider, ProviderError,
+    jwk::{ProviderKey, ProviderKeys},
+    profile,
+};
 
 /// How far in the future `iat` may be (clock skew between us and the provider).
 const MAX_IAT_SKEW: ChronoDuration = ChronoDuration::seconds(60);
@@ -78,7 +83,7 @@ fn check(
     provider: &Provider,
     endpoints: &Endpoints,
     issuer: &str,
-    keys: &CoreJsonWebKeySet,
+    keys: &ProviderKeys,
     id_token: &CoreIdToken,
     expected: &Expected<'_>,
 ) -> Result<Profile, ClaimsVerificationError> {
@@ -88,13 +93,13 @@ fn check(
     let issuer = IssuerUrl::new(issuer.to_owned())
         .map_err(|e| ClaimsVerificationError::Other(e.to_string()))?;
     let verifier = match &provider.client_secret {
-        Some(secret) => CoreIdTokenVerifier::new_confidential_client(
+        Some(secret) => IdTokenVerifier::<ProviderKey>::new_confidential_client(
             client_id,
             openidconnect::ClientSecret::new(secret.expose_secret().to_owned()),
             issuer,
             keys.clone(),
         ),
-        None => CoreIdTokenVerifier::new_public_client(client_id, issuer, keys.clone()),
+        None => IdTokenVerifier::new_public_client(client_id, issuer, keys.clone()),
     }
     .set_allowed_algs(allowed_algs(&endpoints.signing_algs))
     .set_issue_time_verifier_fn(|iat| {

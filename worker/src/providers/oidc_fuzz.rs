@@ -13,12 +13,12 @@ use proptest::{prelude::*, test_runner::TestCaseError};
 use serde_json::{Map, Value, json};
 
 use chrono::Utc;
-use openidconnect::core::{CoreIdToken, CoreJsonWebKeySet};
+use openidconnect::core::CoreIdToken;
 
 use super::{Expected, MAX_IAT_AGE, MAX_IAT_SKEW, check, raw_claims};
 use crate::{
     config::Settings,
-    providers::{Endpoints, Profile, ProviderRegistry},
+    providers::{Endpoints, Profile, ProviderRegistry, jwk::ProviderKeys},
 };
 
 const ISSUER: &str = "https://issuer.example";
@@ -29,7 +29,7 @@ const KID: &str = "test-key-1";
 
 struct Fixture {
     registry: ProviderRegistry,
-    keys: CoreJsonWebKeySet,
+    keys: ProviderKeys,
     rsa: EncodingKey,
 }
 
