@@ -230,10 +230,19 @@ impl Database {
     }
 }
 
+/// Default settings on a new SQLite file in `dir`.
+#[cfg(test)]
+pub(crate) fn sqlite_file_settings(dir: &std::path::Path) -> Settings {
+    use figment::{Figment, providers::Serialized};
+    let url = format!("sqlite://{}?mode=rwc", dir.join("signin.db").display());
+    Settings::from_figment(Figment::from(Serialized::defaults(
+        serde_json::json!({"database_url": url}),
+    )))
+    .expect("default settings")
+}
+
 #[cfg(test)]
 mod migration_tests {
-    use figment::{Figment, providers::Serialized};
-
     use super::*;
 
     /// `api` and `worker` started together on one SQLite file used to race to record
@@ -243,14 +252,7 @@ mod migration_tests {
     async fn processes_starting_together_on_one_sqlite_file_take_turns_to_migrate() {
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("signin.db").display()
-            );
-            let settings = Settings::from_figment(Figment::from(Serialized::defaults(
-                serde_json::json!({"database_url": url}),
-            )))
-            .unwrap();
+            let settings = sqlite_file_settings(dir.path());
             let api = Database::connect(&settings, Process::Api).await.unwrap();
             let worker = Database::connect(&settings, Process::Worker).await.unwrap();
             let (a, b) = tokio::join!(api.migrate(), worker.migrate());

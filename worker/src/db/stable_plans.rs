@@ -58,12 +58,10 @@ fn config_error(message: &str) -> sqlx::Error {
 
 #[cfg(test)]
 mod tests {
-    use figment::{Figment, providers::Serialized};
-
     use super::*;
     use crate::{
-        config::{Process, Settings},
-        db::{Database, DbPool},
+        config::Process,
+        db::{Database, DbPool, sqlite_file_settings},
     };
 
     /// Every connection the pools open, the writer's and each reader's, plans
@@ -71,14 +69,7 @@ mod tests {
     #[tokio::test]
     async fn every_sqlite_connection_has_the_planner_guarantee() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("signin.db").display()
-        );
-        let settings = Settings::from_figment(Figment::from(Serialized::defaults(
-            serde_json::json!({"database_url": url}),
-        )))
-        .unwrap();
+        let settings = sqlite_file_settings(dir.path());
         let db = Database::connect(&settings, Process::Api).await.unwrap();
         let DbPool::Sqlite(writer) = &db.pool else {
             panic!("not SQLite")
