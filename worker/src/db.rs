@@ -145,7 +145,8 @@ impl Database {
                 // process's RSS and grow with the file (76 MB after 5,700 sign-ins
                 // against 55 MB without), and reading them through `pread` cost no
                 // throughput in `signin_bench` (docs/benchmarks.md, 2026-11-30).
-                // The writer's savepoints stay open until its batch commits, so their
+                //
+                // `temp_store`: the writer's savepoints stay open until its batch commits, so their
                 // journal outgrows SQLite's 64 KiB in-memory spill and would go to a
                 // temporary file, created and unlinked for every batch.
                 .pragma("temp_store", "memory");
