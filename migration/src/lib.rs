@@ -16,6 +16,7 @@ mod m20251129_000010_add_state_claim;
 mod m20261129_000011_add_client_key;
 mod m20261129_000012_unique_password_email;
 mod m20261129_000013_add_link_session;
+mod m20261130_000014_jobs_ack_plan;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000011_add_client_key::Migration),
             Box::new(m20261129_000012_unique_password_email::Migration),
             Box::new(m20261129_000013_add_link_session::Migration),
+            Box::new(m20261130_000014_jobs_ack_plan::Migration),
         ]
     }
 }

@@ -261,4 +261,35 @@ mod migration_tests {
             b.unwrap();
         }
     }
+
+    /// apalis-sqlite's ack (`queries/task/ack.sql` of apalis-sqlite 1.0) reads the
+    /// batch and finds each job by id, on the connection that migrated and on a
+    /// new one: not one scan of every job the worker locked per batch entry.
+    #[tokio::test]
+    async fn the_job_queue_ack_finds_jobs_by_id() {
+        const ACK: &str = "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id, \
+            value ->> 'attempt' AS attempt, value ->> 'result' AS result, \
+            value ->> 'status' AS status FROM json_each(?1)) \
+            UPDATE Jobs SET status = j.status, attempts = j.attempt, last_result = j.result, \
+            done_at = strftime('%s', 'now') FROM j WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2";
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::connect(&sqlite_file_settings(dir.path()), Process::Api)
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let DbPool::Sqlite(writer) = &db.pool else {
+            panic!("not SQLite")
+        };
+        let readers = db.reader.get_sqlite_connection_pool();
+        for (name, pool) in [("the migrating connection", writer), ("a new one", readers)] {
+            let rows = sqlx::query(ACK).fetch_all(pool).await.unwrap();
+            let details: Vec<String> = rows
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                .collect();
+            let plan = details.join(" | ");
+            assert!(plan.contains("(id=?)"), "{name}: {plan}");
+            assert!(!plan.contains("LIdx"), "{name}: {plan}");
+        }
+    }
 }
