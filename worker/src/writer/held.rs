@@ -132,14 +132,22 @@ impl Held {
         (full, carried)
     }
 
-    /// After a statement that carried savepoints failed: unless the statement
-    /// itself was refused (a constraint), the savepoints may not exist.
-    fn check(&self, carried: bool, error: &sqlx::Error) {
-        let refused = error
-            .as_database_error()
-            .is_some_and(|e| !matches!(e.kind(), sqlx::error::ErrorKind::Other));
-        if carried && !refused {
-            self.poisoned.store(true, Ordering::Relaxed);
+    /// Maps a failed statement's error with `shape`, first noting that the batch
+    /// is poisoned when the statement carried savepoints and was not refused by a
+    /// constraint (the savepoints may then not exist).
+    fn failed(
+        &self,
+        carried: bool,
+        shape: fn(sqlx::Error) -> DbErr,
+    ) -> impl FnOnce(sqlx::Error) -> DbErr + '_ {
+        move |error| {
+            let refused = error
+                .as_database_error()
+                .is_some_and(|e| !matches!(e.kind(), sqlx::error::ErrorKind::Other));
+            if carried && !refused {
+                self.poisoned.store(true, Ordering::Relaxed);
+            }
+            shape(error)
         }
     }
 
@@ -233,30 +241,22 @@ impl ConnectionTrait for Held {
         let (sql, carried) = self.with_pending(&stmt.sql);
         let mut conn = self.conn.lock().await;
         let done = last_result(&mut conn, bound(&sql, &stmt)).await;
-        done.map(Into::into).map_err(|e| {
-            self.check(carried, &e);
-            exec_err(e)
-        })
+        done.map(Into::into).map_err(self.failed(carried, exec_err))
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         let (sql, carried) = self.with_pending(sql);
         let mut conn = self.conn.lock().await;
         let done = last_result(&mut conn, sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await;
-        done.map(Into::into).map_err(|e| {
-            self.check(carried, &e);
-            exec_err(e)
-        })
+        done.map(Into::into).map_err(self.failed(carried, exec_err))
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         let (sql, carried) = self.with_pending(&stmt.sql);
         let mut conn = self.conn.lock().await;
         let row = bound(&sql, &stmt).fetch_optional(&mut **conn).await;
-        row.map(|row| row.map(Into::into)).map_err(|e| {
-            self.check(carried, &e);
-            query_err(e)
-        })
+        row.map(|row| row.map(Into::into))
+            .map_err(self.failed(carried, query_err))
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
@@ -264,9 +264,6 @@ impl ConnectionTrait for Held {
         let mut conn = self.conn.lock().await;
         let rows = bound(&sql, &stmt).fetch_all(&mut **conn).await;
         rows.map(|rows| rows.into_iter().map(Into::into).collect())
-            .map_err(|e| {
-                self.check(carried, &e);
-                query_err(e)
-            })
+            .map_err(self.failed(carried, query_err))
     }
 }
