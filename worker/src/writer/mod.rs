@@ -370,30 +370,38 @@ mod tests {
         .collect()
     }
 
+    /// Runs `write(n)` for every `n` of `ns` at once, so that they queue together.
+    async fn all_at_once<T, F>(
+        writer: &Writer,
+        ns: std::ops::Range<i64>,
+        write: impl Fn(i64) -> F,
+    ) -> Vec<Result<T, DbErr>>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c WriteConn<'c>) -> BoxFuture<'c, Result<T, DbErr>> + Send + 'static,
+    {
+        futures::future::join_all(ns.map(|n| writer.run(write(n)))).await
+    }
+
     /// Writes queued together share a transaction, and a write that fails halfway
     /// leaves nothing behind while the writes beside it commit. (On one runtime
     /// thread all 64 are queued before the owner first runs.)
     #[tokio::test]
     async fn writes_queued_together_commit_together_and_a_failing_one_rolls_back_alone() {
         let (writer, conn) = table().await;
-        let writes = (0..64i64).map(|n| {
-            let writer = writer.clone();
-            async move {
-                writer
-                    .run(move |db| {
-                        Box::pin(async move {
-                            db.execute_raw(insert(n)).await?;
-                            if n % 2 == 1 {
-                                // Odd writes insert, then fail (n is already there).
-                                db.execute_raw(insert(n)).await?;
-                            }
-                            Ok(n)
-                        })
-                    })
-                    .await
+        let results = all_at_once(&writer, 0..64, |n| {
+            move |db| {
+                Box::pin(async move {
+                    db.execute_raw(insert(n)).await?;
+                    if n % 2 == 1 {
+                        // Odd writes insert, then fail (n is already there).
+                        db.execute_raw(insert(n)).await?;
+                    }
+                    Ok(n)
+                })
             }
-        });
-        let results = futures::future::join_all(writes).await;
+        })
+        .await;
         for (n, result) in results.iter().enumerate() {
             assert_eq!(result.is_ok(), n % 2 == 0, "write {n}: {result:?}");
         }
@@ -442,15 +450,10 @@ mod tests {
     #[tokio::test]
     async fn a_write_counts_only_the_rows_its_own_statement_changed() {
         let (writer, _conn) = table().await;
-        let writes = (0..3i64).map(|n| {
-            let writer = writer.clone();
-            async move {
-                writer
-                    .run(move |db| Box::pin(async move { db.execute_raw(insert(n)).await }))
-                    .await
-            }
-        });
-        futures::future::join_all(writes).await;
+        all_at_once(&writer, 0..3, |n| {
+            move |db| Box::pin(async move { db.execute_raw(insert(n)).await })
+        })
+        .await;
         let (inserted, untouched) = writer
             .run(|db| {
                 Box::pin(async move {
