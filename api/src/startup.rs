@@ -78,7 +78,10 @@ impl Application {
                 &settings.redirect_uri("demo"),
             ))
         });
-        let jobs = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
+        let mut jobs = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
+        if settings.worker.embedded {
+            jobs = jobs.run_own_jobs_in_process();
+        }
         let metrics = MetricsListener::bind(settings.metrics.listen, "metrics.listen").await?;
         let events = OperationEvents::default();
         // Finishes by other processes (separate workers) wake long polls at once.

@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | `signin_http_requests_total`, `signin_http_request_duration_seconds` | `method`, `route`, `status` |
 //! | `signin_jobs_started_total` | `provider` |
+//! | `signin_jobs_handed_over_total` (jobs run by the process that queued them, see `jobs::handoff`) | `provider` |
 //! | `signin_jobs_finished_total` | `provider`, `outcome` (`ok`/`error`), `code` |
 //! | `signin_jobs_retried_total` | `provider`, `step` |
 //! | `signin_jobs_resumed_total` (re-runs that resumed from a stored token response) | — |

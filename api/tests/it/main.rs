@@ -8,6 +8,7 @@ mod callback;
 mod demo;
 mod flow;
 mod fuzz;
+mod handoff;
 mod helpers;
 mod identity_race;
 mod issuer;

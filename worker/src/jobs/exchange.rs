@@ -44,20 +44,24 @@ const IN_FLIGHT_SLACK: Duration = Duration::from_secs(1);
 const RECHECK: Duration = Duration::from_millis(100);
 
 /// The token response for `job`'s code, with the code presented at most once per
-/// operation (see the module docs).
+/// operation (see the module docs). `marked_for_us`: the callback that handed the
+/// job over in process marked the operation for this run as it wrote it.
 pub(super) async fn exchange(
     state: &WorkerState,
     provider: &Provider,
     job: &SignInJob,
     operation: &Model,
+    marked_for_us: bool,
     deadline: Instant,
 ) -> Result<Exchange, SignInError> {
-    if operation.token_response.is_some() || operation.exchange_started_at.is_some() {
+    if !marked_for_us
+        && (operation.token_response.is_some() || operation.exchange_started_at.is_some())
+    {
         return after_another_run(state, provider, operation.id).await;
     }
     // Discovery first: only the token request itself may leave the code in doubt.
     provider.prepare().await?;
-    if !mark_started(state, operation.id, true).await? {
+    if !marked_for_us && !mark_started(state, operation.id, true).await? {
         return after_another_run(state, provider, operation.id).await;
     }
     let mut attempts = 0;

@@ -3,17 +3,22 @@
 //! that consumes it.
 
 mod exchange;
+mod handoff;
 mod push_watch;
 pub mod sign_in;
 mod sign_in_error;
+mod sweeper;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use apalis::prelude::*;
 use apalis_postgres::{PostgresStorage, Pubsub};
 use apalis_sqlite::SqliteStorage;
-use futures::{FutureExt, channel::mpsc};
+use futures::channel::mpsc;
+use handoff::{Handoff, Reservation};
+
+pub(crate) use sweeper::spawn_sweeper;
 
 use crate::{
     WorkerState,
@@ -21,6 +26,7 @@ use crate::{
     operations::{self, Claim, NewOperation},
     writer::{WriteConn, Writer},
 };
+use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 pub use sign_in::{EXCHANGE_INTERRUPTED, QueuedJob, SignInError, SignInJob};
 
@@ -53,6 +59,22 @@ pub struct JobQueue {
     poll: Option<Duration>,
     /// Seals each job's secrets before it is stored.
     keys: Arc<crate::crypto::Keys>,
+    /// Jobs in flight in this process, whichever way they came.
+    slots: Slots,
+    /// SQLite with the embedded worker: jobs queued here run here; see `handoff`.
+    handoff: Option<Arc<Handoff>>,
+}
+
+/// The `concurrency` slots of one process's jobs: the queue's and the handed-over
+/// ones together run no more than that many at once.
+#[derive(Clone, Debug)]
+pub struct Slots(Arc<tokio::sync::Semaphore>);
+
+impl Slots {
+    async fn take(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // Never closed.
+        self.0.acquire().await.ok()
+    }
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -74,6 +96,16 @@ pub enum Started {
     /// A new operation whose job could not be queued: it is now `error`
     /// (`queue_unavailable`).
     Unqueued(entity::async_operation::Model),
+}
+
+/// What [`JobQueue::push_in`] did with a job.
+enum PushedIn {
+    /// Queued, for whichever worker fetches it first: wake the embedded one.
+    Queued,
+    /// Written held by this process: hand it over once committed.
+    Held(Reservation),
+    /// Nothing (PostgreSQL, or the write failed): push it after the commit.
+    No,
 }
 
 /// Pushing a job failed; the caller marks the operation `error`.
@@ -100,7 +132,21 @@ impl JobQueue {
             concurrency,
             poll: None,
             keys,
+            slots: Slots(Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)))),
+            handoff: None,
         }
+    }
+
+    /// For the worker embedded in `api` on SQLite: a job this process queues runs
+    /// on this process's worker at once, without waiting for the queue to hand it
+    /// out (see `handoff`). Does nothing on PostgreSQL.
+    #[must_use]
+    pub fn run_own_jobs_in_process(mut self) -> Self {
+        if let Storage::Sqlite(_) = self.storage {
+            let holder = format!("{}-in-process", worker_name());
+            self.handoff = Some(Arc::new(Handoff::new(holder, self.slots.0.clone())));
+        }
+        self
     }
 
     /// Enqueues `job`, keyed by its operation so a duplicate push is harmless.
@@ -136,19 +182,24 @@ impl JobQueue {
         mut job: SignInJob,
     ) -> Result<Started, DbErr> {
         let queue = self.clone();
-        let (claim, unqueued) = writer
+        let (claim, job, pushed) = writer
             .run(move |db| {
                 Box::pin(async move {
-                    let claim = operations::claim_state(db, new).await?;
+                    // A job that runs here at once is marked as exchanging with its
+                    // operation: no write of its own before the token request.
+                    let held = queue.handoff.as_ref().and_then(|h| h.reserve());
+                    let marked = (held.is_some() && job.id_token.is_none()).then(Utc::now);
+                    let claim = operations::claim_state(db, new, marked).await?;
                     let Claim::New(operation) = &claim else {
-                        return Ok((claim, None));
+                        return Ok((claim, job, PushedIn::No));
                     };
                     job.operation_id = operation.id;
-                    let queued = queue.push_in(db, &job).await.unwrap_or_else(|error| {
+                    let held = held.map(|slot| slot.for_operation(operation.clone()));
+                    let pushed = queue.push_in(db, &job, held).await.unwrap_or_else(|error| {
                         tracing::warn!(%error, "could not queue the job beside its operation");
-                        false
+                        PushedIn::No
                     });
-                    Ok((claim, (!queued).then_some(job)))
+                    Ok((claim, job, pushed))
                 })
             })
             .await?;
@@ -157,10 +208,17 @@ impl JobQueue {
             Claim::Existing(operation) => return Ok(Started::Existing(operation)),
             Claim::Foreign => return Ok(Started::Foreign),
         };
-        let Some(job) = unqueued else {
-            self.wake();
-            return Ok(Started::Queued(operation));
-        };
+        match pushed {
+            PushedIn::Queued => {
+                self.wake();
+                return Ok(Started::Queued(operation));
+            }
+            PushedIn::Held(reservation) => {
+                reservation.hand(job);
+                return Ok(Started::Queued(operation));
+            }
+            PushedIn::No => {}
+        }
         if let Err(error) = self.push(job).await {
             tracing::error!(%error, operation.id = %operation.id, "could not enqueue the sign-in job");
             let (code, message) = operations::QUEUE_UNAVAILABLE;
@@ -178,31 +236,53 @@ impl JobQueue {
     /// Enqueues `job` as part of the write `db`, so that on SQLite the job commits
     /// with the operation it serves, in the writer's batch (no turn of its own on
     /// the writer connection). The row is the one apalis' own push writes (its
-    /// 1.0 layout; `push_in_writes_what_apalis_reads` checks it). Returns `false`
-    /// on PostgreSQL, where writes do not share a connection: the caller then
-    /// pushes with [`JobQueue::push`]. Call [`JobQueue::wake`] after the commit.
-    pub async fn push_in(&self, db: &WriteConn<'_>, job: &SignInJob) -> Result<bool, DbErr> {
+    /// 1.0 layout; `push_in_writes_what_apalis_reads` checks it), or, when this
+    /// process runs its own jobs and has a slot free, that row as apalis' lock
+    /// leaves it, held by this process (`handoff`). On PostgreSQL, where writes do
+    /// not share a connection, nothing is written: the caller then pushes with
+    /// [`JobQueue::push`].
+    async fn push_in(
+        &self,
+        db: &WriteConn<'_>,
+        job: &SignInJob,
+        held: Option<Reservation>,
+    ) -> Result<PushedIn, DbErr> {
         let Storage::Sqlite(_) = self.storage else {
-            return Ok(false);
+            return Ok(PushedIn::No);
         };
         let args =
             serde_json::to_vec(&QueuedJob::seal(job, &self.keys)).expect("a queued job serializes");
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
-             priority, metadata, idempotency_key) \
-             VALUES (?, ?, ?, 'Pending', 0, ?, strftime('%s', 'now'), 0, '{}', ?) \
-             ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-            [
-                args.into(),
-                ulid::Ulid::generate().to_string().into(),
-                QUEUE_NAME.into(),
-                (MAX_ATTEMPTS as i64).into(),
-                job.operation_id.to_string().into(),
-            ],
-        ))
-        .await?;
-        Ok(true)
+        let id = held.as_ref().map_or_else(
+            || ulid::Ulid::generate().to_string(),
+            |h| h.task_id().to_owned(),
+        );
+        let (status, holder) = match &held {
+            Some(reservation) => ("Running", Some(reservation.holder().to_owned())),
+            None => ("Pending", None),
+        };
+        let inserted = db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
+                 priority, metadata, idempotency_key, lock_by, lock_at) \
+                 VALUES (?, ?, ?, ?, 0, ?, strftime('%s', 'now'), 0, '{}', ?, ?, \
+                         CASE WHEN ?7 IS NULL THEN NULL ELSE strftime('%s', 'now') END) \
+                 ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+                [
+                    args.into(),
+                    id.into(),
+                    QUEUE_NAME.into(),
+                    status.into(),
+                    (MAX_ATTEMPTS as i64).into(),
+                    job.operation_id.to_string().into(),
+                    holder.into(),
+                ],
+            ))
+            .await?;
+        Ok(match held {
+            Some(reservation) if inserted.rows_affected() == 1 => PushedIn::Held(reservation),
+            _ => PushedIn::Queued,
+        })
     }
 
     /// Wakes an embedded worker now instead of at its next poll.
@@ -231,10 +311,25 @@ impl JobQueue {
         }
     }
 
-    /// Consumes jobs until `shutdown` resolves, then finishes the ones in flight.
-    /// When the worker stops on an error (the database went away), it is started
-    /// again with backoff, so neither binary dies with the database.
+    /// Consumes jobs until `shutdown` resolves, then finishes the ones in flight:
+    /// the queue's, and the ones this process hands itself (see
+    /// [`JobQueue::run_own_jobs_in_process`]). When the queue's worker stops on an
+    /// error (the database went away), it is started again with backoff, so neither
+    /// binary dies with the database.
     pub async fn run_worker(&self, state: WorkerState, shutdown: Shutdown) -> anyhow::Result<()> {
+        let in_process = {
+            let (state, shutdown) = (state.clone(), shutdown.clone());
+            async move {
+                if let Some(handoff) = &self.handoff {
+                    handoff.run(state, shutdown).await;
+                }
+            }
+        };
+        let (_, queue) = tokio::join!(in_process, self.run_queue(state, shutdown));
+        queue
+    }
+
+    async fn run_queue(&self, state: WorkerState, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut backoff = Duration::from_secs(1);
         loop {
             let result = self.run_once(state.clone(), shutdown.clone()).await;
@@ -290,6 +385,7 @@ impl JobQueue {
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
                     .data(state)
+                    .data(self.slots.clone())
                     .concurrency(self.concurrency)
                     .enable_tracing()
                     .build(sign_in::process)
@@ -306,6 +402,7 @@ impl JobQueue {
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
                     .data(state)
+                    .data(self.slots.clone())
                     .concurrency(self.concurrency)
                     .enable_tracing()
                     .build(sign_in::process)
@@ -318,57 +415,6 @@ impl JobQueue {
         Ok(())
     }
 }
-
-impl JobQueue {
-    /// Deletes finished jobs: `Done` ones at once (the operation row keeps the
-    /// outcome), failed and killed ones after `keep_failed` (the admin CLI shows
-    /// them meanwhile). Returns how many went.
-    ///
-    /// Besides keeping codes and verifiers out of the table once used, this keeps
-    /// acknowledgements cheap: apalis-sqlite's ack joins every row the worker ever
-    /// locked against its JSON payload, so with done jobs kept each ack grew with
-    /// the number of sign-ins so far (the profile showed SQLite's JSON parser as
-    /// the writer's largest cost after a few thousand sign-ins).
-    pub async fn delete_finished(&self, keep_failed: Duration) -> Result<u64, QueueError> {
-        let keep_failed = i64::try_from(keep_failed.as_secs()).unwrap_or(i64::MAX);
-        let result = match &self.storage {
-            Storage::Sqlite(s) => sea_orm::sqlx::query(
-                "DELETE FROM Jobs WHERE job_type = ?1 AND done_at IS NOT NULL AND ( \
-                   status = 'Done' \
-                   OR (status IN ('Killed', 'Failed') AND attempts >= max_attempts \
-                       AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - ?2))",
-            )
-            .bind(QUEUE_NAME)
-            .bind(keep_failed)
-            .execute(s.pool())
-            .await
-            .map(|r| r.rows_affected()),
-            Storage::Postgres(s) => sea_orm::sqlx::query(
-                "DELETE FROM apalis.jobs WHERE job_type = $1 AND done_at IS NOT NULL AND ( \
-                   status = 'Done' \
-                   OR (status IN ('Killed', 'Failed') AND attempts >= max_attempts \
-                       AND done_at < NOW() - make_interval(secs => $2)))",
-            )
-            .bind(QUEUE_NAME)
-            .bind(keep_failed as f64)
-            .execute(s.pool())
-            .await
-            .map(|r| r.rows_affected()),
-        };
-        result.map_err(|e| QueueError(e.to_string()))
-    }
-}
-
-/// How long failed and killed jobs stay for `api admin` to show.
-const KEEP_FAILED_JOBS: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How often the sweeper deletes finished jobs; stale operations are checked every
-/// [`EXPIRE_EVERY`] ticks.
-const SWEEP_TICK: Duration = Duration::from_secs(1);
-const EXPIRE_EVERY: u32 = 5;
-/// Audit events past `audit.retention`, spent ID tokens past their expiry, and the
-/// operations, sessions and refresh tokens past `retention.*` ([`crate::sweep`])
-/// are deleted every this many ticks (and at start).
-const AUDIT_SWEEP_EVERY: u32 = 3600;
 
 /// The shutdown signal, shared by everything that must stop with it.
 pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
@@ -397,52 +443,4 @@ fn worker_name() -> String {
         std::process::id(),
         &crate::crypto::random_token(6)
     )
-}
-
-/// Until `shutdown`: deletes finished jobs every second, ends stale pending
-/// operations every few seconds, and sweeps old rows hourly.
-pub(crate) fn spawn_sweeper(
-    state: WorkerState,
-    queue: JobQueue,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    tokio::spawn(async move {
-        let mut shutdown = Box::pin(shutdown.fuse());
-        let mut tick = tokio::time::interval(SWEEP_TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for round in 0u32.. {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tick.tick() => {}
-            }
-            if let Err(error) = queue.delete_finished(KEEP_FAILED_JOBS).await {
-                tracing::warn!(%error, "could not delete finished jobs");
-            }
-            if round % AUDIT_SWEEP_EVERY == 0 {
-                if let Err(error) = crate::replay::forget_expired(&state.db).await {
-                    tracing::warn!(%error, "could not forget expired ID tokens");
-                }
-                match crate::audit::delete_older_than(&state.db, state.settings.audit.retention)
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(events = n, "old audit events deleted"),
-                    Err(error) => tracing::warn!(%error, "could not delete old audit events"),
-                }
-                crate::sweep::run(&state.db, &state.settings).await;
-            }
-            if round % EXPIRE_EVERY != 0 {
-                continue;
-            }
-            match crate::operations::expire_stale(&state.db, state.settings.operation_timeout).await
-            {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::warn!(operations = n, "pending operations timed out");
-                    state.events.notify_all();
-                }
-                Err(error) => tracing::warn!(%error, "could not expire stale operations"),
-            }
-        }
-    });
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use chrono::Utc;
+use entity::async_operation::Model;
 use rand::Rng;
 use sea_orm::DbErr;
 use secrecy::ExposeSecret;
@@ -105,17 +106,18 @@ const MAX_CODE_AGE: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_TRIES: u32 = 5;
 
-/// The apalis handler: runs the job, and on a permanent failure marks the operation
-/// `error` and aborts (no re-run). Database errors are left to apalis to re-run.
-#[tracing::instrument(skip_all, fields(provider = %queued.provider, operation.id = %queued.operation_id, job.attempt = attempt.current()))]
+/// The apalis handler: opens the job, waits for a slot (shared with jobs handed
+/// over in process, see `handoff`) and runs it; a permanent failure aborts it (no
+/// re-run), a database error leaves it to apalis to run again.
 pub async fn process(
     queued: QueuedJob,
     state: Data<WorkerState>,
+    slots: Data<super::Slots>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
     let Some(job) = queued.open(&state.keys) else {
         // Sealed under another secret_key: no worker here can ever run it.
-        tracing::error!("cannot open the job (was secret_key changed?)");
+        tracing::error!(operation.id = %queued.operation_id, "cannot open the job (was secret_key changed?)");
         let (code, message) = (
             "internal_error",
             "Something went wrong on our side. Please try again.",
@@ -127,9 +129,41 @@ pub async fn process(
         }
         return Err(AbortError::new(std::io::Error::other("job sealed under another key")).into());
     };
+    let _slot = slots.take().await;
+    match handle(&job, &state, attempt.current(), None).await {
+        Ran::Done => Ok(()),
+        Ran::RunAgain(error) => Err(Box::new(error)),
+        Ran::Aborted(error) => Err(AbortError::new(error).into()),
+    }
+}
+
+/// How one run of a job ended, for whoever acknowledges it (apalis, or the
+/// in-process hand-over).
+pub(super) enum Ran {
+    Done,
+    /// A database error before the last attempt: the job runs again.
+    RunAgain(DbErr),
+    /// Finished for good, the operation marked `error` (when it was still pending).
+    Aborted(SignInError),
+}
+
+/// Runs `job` as its `attempt`-th run (from 1), with its metrics, log lines and,
+/// on a permanent failure, the operation marked `error`. `handed_over` is the
+/// operation as the callback that hands the job over in process just wrote it.
+#[tracing::instrument(skip_all, fields(provider = %job.provider, operation.id = %job.operation_id, job.attempt = attempt))]
+pub(super) async fn handle(
+    job: &SignInJob,
+    state: &WorkerState,
+    attempt: usize,
+    handed_over: Option<Model>,
+) -> Ran {
     let started = std::time::Instant::now();
     metrics::counter!("signin_jobs_started_total", "provider" => job.provider.clone()).increment(1);
-    match run(&job, &state).await {
+    let ran = match handed_over {
+        Some(operation) => run_from(job, state, operation, true).await,
+        None => run(job, state).await,
+    };
+    match ran {
         Ok(()) => {
             metrics::counter!("signin_jobs_finished_total", "provider" => job.provider.clone(), "outcome" => "ok", "code" => "")
                 .increment(1);
@@ -137,11 +171,11 @@ pub async fn process(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "sign-in job finished"
             );
-            Ok(())
+            Ran::Done
         }
-        Err(SignInError::Db(error)) if attempt.current() < super::MAX_ATTEMPTS => {
+        Err(SignInError::Db(error)) if attempt < super::MAX_ATTEMPTS => {
             tracing::warn!(%error, "database error; the job will run again");
-            Err(Box::new(error))
+            Ran::RunAgain(error)
         }
         Err(error) => {
             let display = state
@@ -167,7 +201,7 @@ pub async fn process(
                 Ok(false) => {}
                 Err(db) => tracing::error!(error = %db, "could not mark the operation as failed"),
             }
-            Err(AbortError::new(error).into())
+            Ran::Aborted(error)
         }
     }
 }
@@ -178,6 +212,17 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
     let operation = operations::find(&state.reader, job.operation_id)
         .await?
         .ok_or(SignInError::OperationMissing(job.operation_id))?;
+    run_from(job, state, operation, false).await
+}
+
+/// [`run`] from `operation` as read; `marked_for_us`: its exchange mark was set
+/// for this run by the callback that handed it over (see `handoff`).
+async fn run_from(
+    job: &SignInJob,
+    state: &WorkerState,
+    operation: Model,
+    marked_for_us: bool,
+) -> Result<(), SignInError> {
     if operation.status != entity::async_operation::OperationStatus::Pending {
         tracing::info!("operation already finished; nothing to do");
         return Ok(());
@@ -216,13 +261,14 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
         }
         (None, _) => {
             let deadline = code_deadline.min(operation_deadline);
-            let tokens = match exchange(state, provider, job, &operation, deadline).await? {
-                Exchange::Tokens(tokens) => tokens,
-                Exchange::FinishedElsewhere => {
-                    tracing::info!("another run finished the operation meanwhile");
-                    return Ok(());
-                }
-            };
+            let tokens =
+                match exchange(state, provider, job, &operation, marked_for_us, deadline).await? {
+                    Exchange::Tokens(tokens) => tokens,
+                    Exchange::FinishedElsewhere => {
+                        tracing::info!("another run finished the operation meanwhile");
+                        return Ok(());
+                    }
+                };
             let from_id_token = if provider.is_oidc() {
                 Some(
                     provider

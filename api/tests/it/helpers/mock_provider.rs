@@ -2,6 +2,8 @@
 //! does (OpenID Connect Discovery 1.0, RFC 6749 §5, Core 5.3): intent-named setup
 //! calls for the token and userinfo endpoints, and ID tokens signed with a fixture key.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -144,18 +146,27 @@ impl MockProvider {
 
     /// The token endpoint answers requests for `code` with tokens and `id_token`.
     pub async fn given_token_ok(&self, code: &str, id_token: &str) {
+        self.given_token_after(code, id_token, Duration::ZERO).await;
+    }
+
+    /// As [`Self::given_token_ok`], the answer sent only after `delay`.
+    pub async fn given_token_after(&self, code: &str, id_token: &str, delay: Duration) {
         Mock::given(method("POST"))
             .and(path("/token"))
             .and(header_exists("authorization"))
             .and(body_string_contains(format!("code={code}&")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "access_token": "mock-access-token",
-                "token_type": "Bearer",
-                "expires_in": 3599,
-                "refresh_token": "mock-refresh-token",
-                "scope": "openid email profile",
-                "id_token": id_token,
-            })))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({
+                        "access_token": "mock-access-token",
+                        "token_type": "Bearer",
+                        "expires_in": 3599,
+                        "refresh_token": "mock-refresh-token",
+                        "scope": "openid email profile",
+                        "id_token": id_token,
+                    }))
+                    .set_delay(delay),
+            )
             .mount(&self.server)
             .await;
     }
