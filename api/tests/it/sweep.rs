@@ -11,7 +11,7 @@ use entity::{
     refresh_token,
 };
 use reqwest::StatusCode;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
 use worker::sweep;
 
@@ -251,4 +251,57 @@ async fn a_sweep_round_counts_the_rows_it_removed_by_table() {
     assert!(operation_ids(db).await.is_empty());
     assert_eq!(session_ids(db).await, BTreeSet::from([live]));
     assert!(refresh_token_ids(db).await.is_empty());
+}
+
+/// Finished jobs: done ones at once; killed ones (aborted, never run again) and
+/// failed ones out of attempts after the keep time; failed ones with attempts left,
+/// running and pending ones never. SQLite's queue table (PostgreSQL's shares the
+/// statement's shape).
+#[tokio::test]
+async fn finished_jobs_are_deleted_and_the_rest_kept() {
+    let app = spawn(Backend::Sqlite).await.unwrap();
+    let rows = [
+        ("done", "Done", 1, -1),
+        ("killed-old", "Killed", 1, -7200),
+        ("killed-new", "Killed", 1, -60),
+        ("failed-spent-old", "Failed", 3, -7200),
+        ("failed-retry-old", "Failed", 1, -7200),
+        ("running", "Running", 0, 0),
+        ("pending", "Pending", 0, 0),
+    ];
+    for (key, status, attempts, done) in rows {
+        app.db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Sqlite,
+                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
+                 priority, metadata, idempotency_key, done_at) \
+                 VALUES ('{}', ?1, 'signin', ?2, ?3, 3, strftime('%s', 'now'), 0, '{}', ?1, \
+                         CASE WHEN ?4 = 0 THEN NULL ELSE strftime('%s', 'now') + ?4 END)",
+                [key.into(), status.into(), attempts.into(), done.into()],
+            ))
+            .await
+            .unwrap();
+    }
+    let deleted = app
+        .state
+        .jobs
+        .delete_finished(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let left: BTreeSet<String> = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT id FROM Jobs",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get("", "id").unwrap())
+        .collect();
+    let expected: BTreeSet<String> = ["killed-new", "failed-retry-old", "running", "pending"]
+        .map(String::from)
+        .into();
+    assert_eq!(left, expected);
+    assert_eq!(deleted, 3);
 }
