@@ -76,7 +76,7 @@ async fn start(browser: &Browser, provider: &MockProvider, sub: &str, delay: Dur
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_queued_here_runs_here_and_leaves_no_row() {
     let app = spawn_app().await;
-    let operation = start(&app, &app.provider, "held", Duration::from_millis(300)).await;
+    let operation = start(&app, &app.provider, "held", Duration::from_secs(2)).await;
     // While its token request is answered, the job is held by this process, not
     // fetched from the queue.
     let (status, holder) = wait_for("the job row is visible", Duration::from_secs(10), || {
