@@ -6,7 +6,9 @@
 //! connection), and its acknowledgement is a third: under load that was a fifth of
 //! callback→ok (docs/benchmarks.md). Here the callback's own write inserts the job
 //! row already locked by this process's *holder*, a row in apalis' `Workers` table
-//! like any worker's, and once that write commits the job runs on a free slot.
+//! like any worker's, and once that write commits the job runs on a free slot. The
+//! operation is marked as exchanging in the same write (the job is sent on at once),
+//! and the rows of done jobs are deleted together every [`DELETE_DONE_EVERY`].
 //!
 //! Crash safety is the queue's: the holder beats like an apalis worker, so when the
 //! process dies the rows it held are re-queued by any live worker's heartbeat
@@ -31,6 +33,8 @@ use crate::{WorkerState, writer::Writer};
 
 /// How long a shutdown waits for handed-over jobs still running.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the rows of done jobs are deleted, together.
+const DELETE_DONE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// This process's side of the hand-over; see the module docs.
 pub(super) struct Handoff {
@@ -139,37 +143,62 @@ impl Handoff {
         let Some(mut handed) = self.runner.lock().expect("not poisoned").take() else {
             return;
         };
-        if let Err(error) = register(&state.writer, &self.holder).await {
+        let holder = self.holder.clone();
+        if let Err(error) = write(
+            &state.writer,
+            REGISTER,
+            vec![holder.clone().into(), QUEUE_NAME.into()],
+        )
+        .await
+        {
             tracing::error!(%error, "could not register the in-process job holder; every job goes through the queue");
             return;
         }
         self.live.store(true, Ordering::Release);
-        tracing::info!(holder = %self.holder, "jobs queued here run here");
+        tracing::info!(%holder, "jobs queued here run here");
         let mut beat = tokio::time::interval(HEARTBEAT);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flush = tokio::time::interval(DELETE_DONE_EVERY);
+        for tick in [&mut beat, &mut flush] {
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
         let mut running = JoinSet::new();
+        let mut done = Vec::new();
         loop {
+            // Writes are spawned, not awaited: a turn on the writer must not hold up
+            // the next handed-over job.
             tokio::select! {
                 () = shutdown.clone() => break,
                 _ = beat.tick() => {
-                    if let Err(error) = keep_alive(&state.writer, &self.holder).await {
-                        tracing::warn!(%error, "the in-process job holder missed a heartbeat");
-                    }
+                    let writer = state.writer.clone();
+                    let values = vec![holder.clone().into()];
+                    tokio::spawn(async move {
+                        if let Err(error) = write(&writer, KEEP_ALIVE, values).await {
+                            tracing::warn!(%error, "the in-process job holder missed a heartbeat");
+                        }
+                    });
+                }
+                _ = flush.tick(), if !done.is_empty() => {
+                    let ids = std::mem::take(&mut done);
+                    tokio::spawn(delete_done(state.writer.clone(), holder.clone(), ids));
                 }
                 Some(job) = handed.recv() => {
-                    running.spawn(run_one(state.clone(), self.holder.clone(), job));
+                    running.spawn(run_one(state.clone(), holder.clone(), job));
                 }
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(finished) = running.join_next(), if !running.is_empty() => {
+                    done.extend(finished.ok().flatten());
+                }
             }
         }
         self.live.store(false, Ordering::Release);
         // Jobs reserved before the flag fell arrive still: run them too.
         handed.close();
         while let Some(job) = handed.recv().await {
-            running.spawn(run_one(state.clone(), self.holder.clone(), job));
+            running.spawn(run_one(state.clone(), holder.clone(), job));
         }
         let drained = tokio::time::timeout(DRAIN, async {
-            while running.join_next().await.is_some() {}
+            while let Some(finished) = running.join_next().await {
+                done.extend(finished.ok().flatten());
+            }
         })
         .await;
         if drained.is_err() {
@@ -178,81 +207,69 @@ impl Handoff {
                 "handed-over jobs still running at shutdown; they will be re-queued"
             );
         }
+        delete_done(state.writer.clone(), holder, done).await;
     }
 }
 
-/// Runs one handed-over job and acknowledges it as apalis would: gone when done,
-/// `Failed` (run again by the queue) on a database error, `Killed` when aborted.
-async fn run_one(state: WorkerState, holder: String, handed: Handed) {
+/// Runs one handed-over job. Returns its row's id when it is done, for
+/// [`delete_done`]; otherwise acknowledges it as apalis would: `Failed` (run again
+/// by the queue) on a database error, `Killed` when aborted.
+async fn run_one(state: WorkerState, holder: String, handed: Handed) -> Option<String> {
     metrics::counter!("signin_jobs_handed_over_total", "provider" => handed.job.provider.clone())
         .increment(1);
-    let ran = sign_in::handle(&handed.job, &state, 1, Some(*handed.operation)).await;
-    let ack = match &ran {
-        sign_in::Ran::Done => None,
-        sign_in::Ran::RunAgain(error) => Some(("Failed", error.to_string())),
-        sign_in::Ran::Aborted(error) => Some(("Killed", error.to_string())),
-    };
-    let task_id = handed.task_id;
-    let acked = state
-        .writer
-        .run(move |db| {
-            Box::pin(async move {
-                let statement = match ack {
-                    None => Statement::from_sql_and_values(
-                        DbBackend::Sqlite,
-                        "DELETE FROM Jobs WHERE id = ? AND lock_by = ?",
-                        [task_id.into(), holder.into()],
-                    ),
-                    Some((status, error)) => Statement::from_sql_and_values(
-                        DbBackend::Sqlite,
-                        "UPDATE Jobs SET status = ?, attempts = 1, last_result = ?, \
-                         done_at = strftime('%s', 'now') WHERE id = ? AND lock_by = ?",
-                        [
-                            status.into(),
-                            serde_json::json!({ "Err": error }).to_string().into(),
-                            task_id.into(),
-                            holder.into(),
-                        ],
-                    ),
-                };
-                db.execute_raw(statement).await.map(|_| ())
-            })
-        })
-        .await;
-    if let Err(error) = acked {
+    let (status, error) =
+        match sign_in::handle(&handed.job, &state, 1, Some(*handed.operation)).await {
+            sign_in::Ran::Done => return Some(handed.task_id),
+            sign_in::Ran::RunAgain(error) => ("Failed", error.to_string()),
+            sign_in::Ran::Aborted(error) => ("Killed", error.to_string()),
+        };
+    let values = vec![
+        status.into(),
+        serde_json::json!({ "Err": error }).to_string().into(),
+        handed.task_id.into(),
+        holder.into(),
+    ];
+    if let Err(error) = write(&state.writer, ACK_FAILED, values).await {
         tracing::error!(%error, "could not acknowledge a handed-over job");
+    }
+    None
+}
+
+/// Deletes the rows of done jobs `ids`, together: one write every
+/// [`DELETE_DONE_EVERY`] instead of one per job. A row a crash leaves behind is
+/// re-queued with its holder's others, and its run finds the operation finished.
+async fn delete_done(writer: Writer, holder: String, ids: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    let ids = serde_json::to_string(&ids).expect("ids serialize");
+    if let Err(error) = write(&writer, DELETE_DONE, vec![holder.into(), ids.into()]).await {
+        tracing::warn!(%error, "could not delete done jobs; the sweeper will not either, the queue re-runs them if the process dies");
     }
 }
 
 /// The holder's row, as apalis registers a worker of the queue.
-async fn register(writer: &Writer, holder: &str) -> Result<(), DbErr> {
-    let holder = holder.to_owned();
-    writer
-        .run(move |db| {
-            Box::pin(async move {
-                db.execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    "INSERT INTO Workers (id, worker_type, storage_name, layers, last_seen, started_at) \
-                     VALUES (?, ?, 'SqliteStorage', 'in-process hand-over', \
-                             strftime('%s', 'now'), strftime('%s', 'now'))",
-                    [holder.into(), QUEUE_NAME.into()],
-                ))
-                .await
-                .map(|_| ())
-            })
-        })
-        .await
-}
+const REGISTER: &str = "INSERT INTO Workers (id, worker_type, storage_name, layers, last_seen, started_at) \
+     VALUES (?, ?, 'SqliteStorage', 'in-process hand-over', strftime('%s', 'now'), strftime('%s', 'now'))";
+const KEEP_ALIVE: &str = "UPDATE Workers SET last_seen = strftime('%s', 'now') WHERE id = ?";
+const ACK_FAILED: &str = "UPDATE Jobs SET status = ?, attempts = 1, last_result = ?, \
+     done_at = strftime('%s', 'now') WHERE id = ? AND lock_by = ?";
+const DELETE_DONE: &str =
+    "DELETE FROM Jobs WHERE lock_by = ? AND id IN (SELECT value FROM json_each(?))";
 
-async fn keep_alive(writer: &Writer, holder: &str) -> Result<(), DbErr> {
-    let holder = holder.to_owned();
+/// Runs `sql` with `values` as a write of its own.
+async fn write(
+    writer: &Writer,
+    sql: &'static str,
+    values: Vec<sea_orm::Value>,
+) -> Result<(), DbErr> {
     writer
         .run(move |db| {
             Box::pin(async move {
                 db.execute_raw(Statement::from_sql_and_values(
                     DbBackend::Sqlite,
-                    "UPDATE Workers SET last_seen = strftime('%s', 'now') WHERE id = ?",
-                    [holder.into()],
+                    sql,
+                    values,
                 ))
                 .await
                 .map(|_| ())
