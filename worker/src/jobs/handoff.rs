@@ -28,7 +28,7 @@ use tokio::{
     task::JoinSet,
 };
 
-use super::{HEARTBEAT, QUEUE_NAME, Shutdown, SignInJob, sign_in};
+use super::{HEARTBEAT, QUEUE_NAME, Shutdown, SignInJob, handler};
 use crate::{WorkerState, writer::Writer};
 
 /// How long a shutdown waits for handed-over jobs still running.
@@ -218,10 +218,10 @@ async fn run_one(state: WorkerState, holder: String, handed: Handed) -> Option<S
     metrics::counter!("signin_jobs_handed_over_total", "provider" => handed.job.provider.clone())
         .increment(1);
     let (status, error) =
-        match sign_in::handle(&handed.job, &state, 1, Some(*handed.operation)).await {
-            sign_in::Ran::Done => return Some(handed.task_id),
-            sign_in::Ran::RunAgain(error) => ("Failed", error.to_string()),
-            sign_in::Ran::Aborted(error) => ("Killed", error.to_string()),
+        match handler::handle(&handed.job, &state, 1, Some(*handed.operation)).await {
+            handler::Ran::Done => return Some(handed.task_id),
+            handler::Ran::RunAgain(error) => ("Failed", error.to_string()),
+            handler::Ran::Aborted(error) => ("Killed", error.to_string()),
         };
     let values = vec![
         status.into(),

@@ -1,20 +1,19 @@
 //! The sign-in job: exchange the code, validate the ID token (OIDC), read the
-//! profile, find-or-create the user and finish the operation. The payload sits
-//! beside its handler; `run` is a plain function tests can call directly.
+//! profile, find-or-create the user and finish the operation. `run` is a plain
+//! function tests can call directly; `handler` runs it for the queue.
 
 use std::time::Duration;
 
-use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use chrono::Utc;
 use entity::async_operation::Model;
 use rand::Rng;
 use sea_orm::DbErr;
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::exchange::{Exchange, exchange};
+pub use super::payload::{JobClient, QueuedJob, SignInJob};
 pub use super::sign_in_error::{EXCHANGE_INTERRUPTED, SignInError};
 use crate::{
     WorkerState,
@@ -25,186 +24,10 @@ use crate::{
     providers::{Provider, ProviderError, TokenSet},
 };
 
-/// One callback's work. Its `Debug` shows no code or verifier.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct SignInJob {
-    pub operation_id: Uuid,
-    pub provider: String,
-    pub code: String,
-    pub pkce_verifier: String,
-    pub nonce: Option<String>,
-    /// Apple's `user` form field (JSON with the name), sent on the first sign-in only.
-    #[serde(default)]
-    pub form_user: Option<String>,
-    /// Native apps: the redirect URI the app used to get `code`.
-    #[serde(default)]
-    pub redirect_uri: Option<String>,
-    /// Native apps: an ID token from the provider's SDK, instead of a code.
-    #[serde(default)]
-    pub id_token: Option<String>,
-    /// Who sent the callback, for the audit log.
-    #[serde(default)]
-    pub client: JobClient,
-}
-
-/// What the queue stores for a [`SignInJob`]: the operation and provider in clear
-/// (for operators and logs), everything secret or personal sealed with AES-GCM under
-/// a key derived from `secret_key`, so the job table, its backups and a database
-/// reader see no code, verifier, nonce, ID token or client address.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct QueuedJob {
-    pub operation_id: Uuid,
-    pub provider: String,
-    sealed: String,
-}
-
-impl QueuedJob {
-    /// Seals `job` for the queue.
-    pub fn seal(job: &SignInJob, keys: &crate::crypto::Keys) -> Self {
-        let plaintext = serde_json::to_vec(job).expect("a sign-in job serializes");
-        Self {
-            operation_id: job.operation_id,
-            provider: job.provider.clone(),
-            sealed: keys.jobs.seal(&plaintext),
-        }
-    }
-
-    /// The job, or `None` when it was sealed under another `secret_key`.
-    pub fn open(&self, keys: &crate::crypto::Keys) -> Option<SignInJob> {
-        serde_json::from_slice(&keys.jobs.open(&self.sealed)?).ok()
-    }
-}
-
-/// The address and user agent of the request that queued a job.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct JobClient {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-impl SignInJob {
-    /// `event` about this job: its provider, operation and client.
-    fn audit(&self, event: audit::Event) -> audit::Event {
-        event
-            .provider(&self.provider)
-            .operation(self.operation_id)
-            .client(self.client.ip.as_deref(), self.client.user_agent.as_deref())
-    }
-}
-
-impl std::fmt::Debug for SignInJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignInJob")
-            .field("operation_id", &self.operation_id)
-            .field("provider", &self.provider)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A code older than this is not worth retrying the exchange for.
 const MAX_CODE_AGE: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_TRIES: u32 = 5;
-
-/// The apalis handler: opens the job, waits for a slot (shared with jobs handed
-/// over in process, see `handoff`) and runs it; a permanent failure aborts it (no
-/// re-run), a database error leaves it to apalis to run again.
-pub async fn process(
-    queued: QueuedJob,
-    state: Data<WorkerState>,
-    slots: Data<super::Slots>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
-    let Some(job) = queued.open(&state.keys) else {
-        // Sealed under another secret_key: no worker here can ever run it.
-        tracing::error!(operation.id = %queued.operation_id, "cannot open the job (was secret_key changed?)");
-        let (code, message) = (
-            "internal_error",
-            "Something went wrong on our side. Please try again.",
-        );
-        if let Ok(true) =
-            operations::mark_error(&state.db, queued.operation_id, code, message).await
-        {
-            state.events.finished(queued.operation_id);
-        }
-        return Err(AbortError::new(std::io::Error::other("job sealed under another key")).into());
-    };
-    let _slot = slots.take().await;
-    match handle(&job, &state, attempt.current(), None).await {
-        Ran::Done => Ok(()),
-        Ran::RunAgain(error) => Err(Box::new(error)),
-        Ran::Aborted(error) => Err(AbortError::new(error).into()),
-    }
-}
-
-/// How one run of a job ended, for whoever acknowledges it (apalis, or the
-/// in-process hand-over).
-pub(super) enum Ran {
-    Done,
-    /// A database error before the last attempt: the job runs again.
-    RunAgain(DbErr),
-    /// Finished for good, the operation marked `error` (when it was still pending).
-    Aborted(SignInError),
-}
-
-/// Runs `job` as its `attempt`-th run (from 1), with its metrics, log lines and,
-/// on a permanent failure, the operation marked `error`. `handed_over` is the
-/// operation as the callback that hands the job over in process just wrote it.
-#[tracing::instrument(skip_all, fields(provider = %job.provider, operation.id = %job.operation_id, job.attempt = attempt))]
-pub(super) async fn handle(
-    job: &SignInJob,
-    state: &WorkerState,
-    attempt: usize,
-    handed_over: Option<Model>,
-) -> Ran {
-    let started = std::time::Instant::now();
-    metrics::counter!("signin_jobs_started_total", "provider" => job.provider.clone()).increment(1);
-    let ran = match handed_over {
-        Some(operation) => run_from(job, state, operation, true).await,
-        None => run(job, state).await,
-    };
-    match ran {
-        Ok(()) => {
-            metrics::counter!("signin_jobs_finished_total", "provider" => job.provider.clone(), "outcome" => "ok", "code" => "")
-                .increment(1);
-            tracing::info!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "sign-in job finished"
-            );
-            Ran::Done
-        }
-        Err(SignInError::Db(error)) if attempt < super::MAX_ATTEMPTS => {
-            tracing::warn!(%error, "database error; the job will run again");
-            Ran::RunAgain(error)
-        }
-        Err(error) => {
-            let display = state
-                .providers
-                .get(&job.provider)
-                .map_or(job.provider.as_str(), |p| p.display_name.as_str());
-            let (code, message) = error.user_error(display);
-            tracing::warn!(error.code = code, error = %error, "sign-in failed");
-            metrics::counter!("signin_jobs_finished_total", "provider" => job.provider.clone(), "outcome" => "error", "code" => code)
-                .increment(1);
-            match operations::mark_error(&state.db, job.operation_id, code, &message).await {
-                Ok(true) => {
-                    state.events.finished(job.operation_id);
-                    let mut event = job
-                        .audit(audit::Event::new(EventKind::SignInFailed))
-                        .code(code);
-                    if let Ok(Some(op)) = operations::find(&state.reader, job.operation_id).await {
-                        record_operation_duration(&op, "error");
-                        event = event.user(op.link_user_id);
-                    }
-                    state.audit.record(event);
-                }
-                Ok(false) => {}
-                Err(db) => tracing::error!(error = %db, "could not mark the operation as failed"),
-            }
-            Ran::Aborted(error)
-        }
-    }
-}
 
 /// The whole sign-in for one job. Idempotent: an operation that already left
 /// `pending` is left alone.
@@ -217,7 +40,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
 
 /// [`run`] from `operation` as read; `marked_for_us`: its exchange mark was set
 /// for this run by the callback that handed it over (see `handoff`).
-async fn run_from(
+pub(super) async fn run_from(
     job: &SignInJob,
     state: &WorkerState,
     operation: Model,
@@ -329,7 +152,10 @@ async fn run_from(
 }
 
 /// Time from the callback (the operation's creation) to its end.
-fn record_operation_duration(operation: &entity::async_operation::Model, outcome: &'static str) {
+pub(super) fn record_operation_duration(
+    operation: &entity::async_operation::Model,
+    outcome: &'static str,
+) {
     let seconds = Utc::now()
         .signed_duration_since(operation.created_at)
         .num_microseconds()
@@ -426,24 +252,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn debug_hides_code_and_verifier() {
-        let job = SignInJob {
-            operation_id: Uuid::nil(),
-            provider: "demo".into(),
-            code: "SECRET-CODE".into(),
-            pkce_verifier: "SECRET-VERIFIER".into(),
-            nonce: Some("SECRET-NONCE".into()),
-            form_user: Some("SECRET-NAME".into()),
-            redirect_uri: None,
-            id_token: Some("SECRET-TOKEN".into()),
-            client: Default::default(),
-        };
-        let shown = format!("{job:?}");
-        assert!(!shown.contains("SECRET"), "{shown}");
-        assert!(shown.contains("demo"));
-    }
 
     #[tokio::test]
     async fn invalid_grant_is_not_retried() {

@@ -1,0 +1,140 @@
+//! How a callback queues its job: with its operation, in one write on SQLite,
+//! held by this process when it runs its own jobs (see `handoff`).
+
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+
+use super::{
+    JobQueue, MAX_ATTEMPTS, QUEUE_NAME, QueuedJob, SignInJob, Started, Storage,
+    handoff::Reservation,
+};
+use crate::{
+    operations::{self, Claim, NewOperation},
+    writer::{WriteConn, Writer},
+};
+
+/// What [`JobQueue::push_in`] did with a job.
+enum PushedIn {
+    /// Queued, for whichever worker fetches it first: wake the embedded one.
+    Queued,
+    /// Written held by this process: hand it over once committed.
+    Held(Reservation),
+    /// Nothing (PostgreSQL, or the write failed): push it after the commit.
+    No,
+}
+
+impl JobQueue {
+    /// Records `new` (claiming its `state`, if any; see [`operations::claim_state`])
+    /// and queues `job` for it. On SQLite both go in one write; on PostgreSQL the job
+    /// is pushed after the operation commits. An operation whose job could not be
+    /// queued is ended `queue_unavailable` and returned as [`Started::Unqueued`].
+    pub async fn start(
+        &self,
+        writer: &Writer,
+        new: NewOperation,
+        mut job: SignInJob,
+    ) -> Result<Started, DbErr> {
+        let queue = self.clone();
+        let (claim, job, pushed) = writer
+            .run(move |db| {
+                Box::pin(async move {
+                    // A job that runs here at once is marked as exchanging with its
+                    // operation: no write of its own before the token request.
+                    let held = queue.handoff.as_ref().and_then(|h| h.reserve());
+                    let marked = (held.is_some() && job.id_token.is_none()).then(Utc::now);
+                    let claim = operations::claim_state(db, new, marked).await?;
+                    let Claim::New(operation) = &claim else {
+                        return Ok((claim, job, PushedIn::No));
+                    };
+                    job.operation_id = operation.id;
+                    let held = held.map(|slot| slot.for_operation(operation.clone()));
+                    let pushed = queue.push_in(db, &job, held).await.unwrap_or_else(|error| {
+                        tracing::warn!(%error, "could not queue the job beside its operation");
+                        PushedIn::No
+                    });
+                    Ok((claim, job, pushed))
+                })
+            })
+            .await?;
+        let operation = match claim {
+            Claim::New(operation) => operation,
+            Claim::Existing(operation) => return Ok(Started::Existing(operation)),
+            Claim::Foreign => return Ok(Started::Foreign),
+        };
+        match pushed {
+            PushedIn::Queued => {
+                self.wake();
+                return Ok(Started::Queued(operation));
+            }
+            PushedIn::Held(reservation) => {
+                reservation.hand(job);
+                return Ok(Started::Queued(operation));
+            }
+            PushedIn::No => {}
+        }
+        if let Err(error) = self.push(job).await {
+            tracing::error!(%error, operation.id = %operation.id, "could not enqueue the sign-in job");
+            let (code, message) = operations::QUEUE_UNAVAILABLE;
+            let id = operation.id;
+            writer
+                .run(move |db| {
+                    Box::pin(async move { operations::mark_error(db, id, code, message).await })
+                })
+                .await?;
+            return Ok(Started::Unqueued(operation));
+        }
+        Ok(Started::Queued(operation))
+    }
+
+    /// Enqueues `job` as part of the write `db`, so that on SQLite the job commits
+    /// with the operation it serves, in the writer's batch (no turn of its own on
+    /// the writer connection). The row is the one apalis' own push writes (its
+    /// 1.0 layout; `push_in_writes_what_apalis_reads` checks it), or, when this
+    /// process runs its own jobs and has a slot free, that row as apalis' lock
+    /// leaves it, held by this process (`handoff`). On PostgreSQL, where writes do
+    /// not share a connection, nothing is written: the caller then pushes with
+    /// [`JobQueue::push`].
+    async fn push_in(
+        &self,
+        db: &WriteConn<'_>,
+        job: &SignInJob,
+        held: Option<Reservation>,
+    ) -> Result<PushedIn, DbErr> {
+        let Storage::Sqlite(_) = self.storage else {
+            return Ok(PushedIn::No);
+        };
+        let args =
+            serde_json::to_vec(&QueuedJob::seal(job, &self.keys)).expect("a queued job serializes");
+        let id = held.as_ref().map_or_else(
+            || ulid::Ulid::generate().to_string(),
+            |h| h.task_id().to_owned(),
+        );
+        let (status, holder) = match &held {
+            Some(reservation) => ("Running", Some(reservation.holder().to_owned())),
+            None => ("Pending", None),
+        };
+        let inserted = db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
+                 priority, metadata, idempotency_key, lock_by, lock_at) \
+                 VALUES (?, ?, ?, ?, 0, ?, strftime('%s', 'now'), 0, '{}', ?, ?, \
+                         CASE WHEN ?7 IS NULL THEN NULL ELSE strftime('%s', 'now') END) \
+                 ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+                [
+                    args.into(),
+                    id.into(),
+                    QUEUE_NAME.into(),
+                    status.into(),
+                    (MAX_ATTEMPTS as i64).into(),
+                    job.operation_id.to_string().into(),
+                    holder.into(),
+                ],
+            ))
+            .await?;
+        Ok(match held {
+            Some(reservation) if inserted.rows_affected() == 1 => PushedIn::Held(reservation),
+            _ => PushedIn::Queued,
+        })
+    }
+}
