@@ -13,6 +13,10 @@ use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
 use tempfile::TempDir;
+use worker::{
+    jobs::SignInJob,
+    operations::{self, NewOperation},
+};
 
 use crate::helpers::{
     Browser, MockProvider, assert_to_preloader, mock_provider, preloader_operation_of, spawn_app,
@@ -53,6 +57,28 @@ where
     }
 }
 
+/// Waits until the app's in-process holder is registered: from then on its
+/// callbacks' jobs are held by the process while a slot is free.
+async fn holder_registered(db: &DatabaseConnection) {
+    wait_for(
+        "the in-process holder is registered",
+        Duration::from_secs(10),
+        || async {
+            let holders = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT count(*) AS n FROM Workers WHERE id LIKE '%-in-process'",
+                ))
+                .await
+                .unwrap()?
+                .try_get::<i64>("", "n")
+                .unwrap();
+            (holders == 1).then_some(())
+        },
+    )
+    .await;
+}
+
 fn is_in_process(holder: Option<&str>) -> bool {
     holder.is_some_and(|h| h.ends_with("-in-process"))
 }
@@ -76,6 +102,7 @@ async fn start(browser: &Browser, provider: &MockProvider, sub: &str, delay: Dur
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_queued_here_runs_here_and_leaves_no_row() {
     let app = spawn_app().await;
+    holder_registered(&app.db).await;
     let operation = start(&app, &app.provider, "held", Duration::from_secs(2)).await;
     // While its token request is answered, the job is held by this process, not
     // fetched from the queue.
@@ -97,6 +124,7 @@ async fn a_job_queued_here_runs_here_and_leaves_no_row() {
 async fn with_every_slot_busy_the_job_waits_in_the_queue() {
     // The test app runs 2 jobs at once: hold two, and a third has no slot.
     let app = spawn_app().await;
+    holder_registered(&app.db).await;
     let mut held = Vec::new();
     for sub in ["first", "second"] {
         let browser = app.new_browser();
@@ -208,14 +236,15 @@ async fn a_job_held_by_a_killed_process_runs_again_elsewhere() {
     let provider = MockProvider::start_with(false, false).await;
     let dir = tempfile::tempdir().unwrap();
     let mut first = Api::spawn(&dir, &provider);
-    let browser = Browser::new(&first.address);
-    let operation = start(&browser, &provider, "killed", HOLD).await;
     let db = Database::connect(format!(
         "sqlite://{}?mode=rw",
         dir.path().join("signin.db").display()
     ))
     .await
     .unwrap();
+    holder_registered(&db).await;
+    let browser = Browser::new(&first.address);
+    let operation = start(&browser, &provider, "killed", HOLD).await;
     wait_for(
         "the token request is in flight",
         Duration::from_secs(10),
@@ -261,4 +290,83 @@ async fn a_job_held_by_a_killed_process_runs_again_elsewhere() {
             .unwrap();
         assert_eq!(rows, 0, "{table}: the interrupted sign-in made nothing");
     }
+}
+
+/// A callback whose request is dropped while its write waits for the writer (the
+/// browser went away): the write still commits, and its job still runs, instead of
+/// a row held by this process that nothing runs until the operation times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_callback_still_runs_its_job() {
+    let app = spawn_app().await;
+    let claims = app.provider.claims("dropped", "nonce-dropped");
+    app.provider
+        .given_token_ok("code-dropped", &app.provider.id_token(&claims))
+        .await;
+    // Precondition: the job will be held by the process (both slots are free),
+    // not queued for the worker's fetch.
+    holder_registered(&app.db).await;
+    // Hold the writer, so the callback's write waits in its queue.
+    let (entered, writer_busy) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let writer = app.state.writer.clone();
+    let blocker = tokio::spawn(async move {
+        writer
+            .run(move |_| {
+                Box::pin(async move {
+                    let _ = entered.send(());
+                    let _ = released.await;
+                    Ok(())
+                })
+            })
+            .await
+    });
+    writer_busy.await.unwrap();
+    let new = NewOperation {
+        kind: operations::KIND_BROWSER,
+        provider: "mock".into(),
+        redeemer_hash: "dropped-browser".into(),
+        next_path: None,
+        link: None,
+        state_hash: None,
+        client_key: None,
+    };
+    let job = SignInJob {
+        operation_id: uuid::Uuid::nil(),
+        provider: "mock".into(),
+        code: "code-dropped".into(),
+        pkce_verifier: "verifier".into(),
+        nonce: Some("nonce-dropped".into()),
+        form_user: None,
+        redirect_uri: None,
+        id_token: None,
+        client: Default::default(),
+    };
+    let start = app.state.jobs.start(&app.state.writer, new, job);
+    // Precondition: the start was dropped unfinished, its write still queued.
+    let dropped = tokio::time::timeout(Duration::from_millis(300), start).await;
+    assert!(
+        dropped.is_err(),
+        "the start finished while the writer was held"
+    );
+    release.send(()).unwrap();
+    blocker.await.unwrap().unwrap();
+    // Well inside the test app's 30 s operation timeout.
+    let status = wait_for(
+        "the operation finished",
+        Duration::from_secs(10),
+        || async {
+            let row = app
+                .db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT status FROM async_operation WHERE redeemer_hash = 'dropped-browser'",
+                ))
+                .await
+                .unwrap()?;
+            let status: String = row.try_get("", "status").unwrap();
+            (status != "pending").then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(status, "ok");
 }

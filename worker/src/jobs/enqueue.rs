@@ -28,7 +28,23 @@ impl JobQueue {
     /// and queues `job` for it. On SQLite both go in one write; on PostgreSQL the job
     /// is pushed after the operation commits. An operation whose job could not be
     /// queued is ended `queue_unavailable` and returned as [`Started::Unqueued`].
+    ///
+    /// Runs to the end in a task of its own, even when the request that called it
+    /// is dropped meanwhile (the browser went away): a committed operation always
+    /// gets its job handed over or pushed.
     pub async fn start(
+        &self,
+        writer: &Writer,
+        new: NewOperation,
+        job: SignInJob,
+    ) -> Result<Started, DbErr> {
+        let (queue, writer) = (self.clone(), writer.clone());
+        tokio::spawn(async move { queue.start_now(&writer, new, job).await })
+            .await
+            .map_err(|error| DbErr::Custom(format!("starting the sign-in failed: {error}")))?
+    }
+
+    async fn start_now(
         &self,
         writer: &Writer,
         new: NewOperation,
