@@ -146,9 +146,10 @@ impl Database {
                 // against 55 MB without), and reading them through `pread` cost no
                 // throughput in `signin_bench` (docs/benchmarks.md, 2026-11-30).
                 //
-                // `temp_store`: the writer's savepoints stay open until its batch commits, so their
-                // journal outgrows SQLite's 64 KiB in-memory spill and would go to a
-                // temporary file, created and unlinked for every batch.
+                // `temp_store`: the writer's savepoints stay open until its batch
+                // commits, so their journal outgrows SQLite's 64 KiB in-memory spill
+                // and would go to a temporary file, created and unlinked for every
+                // batch.
                 .pragma("temp_store", "memory");
             tracing::info!(
                 database = "sqlite",

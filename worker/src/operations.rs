@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use entity::async_operation::{self, Column, Entity as AsyncOperation, Model, OperationStatus};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -72,26 +72,15 @@ pub enum Claim {
 
 /// Records `new` as the one operation for its `state_hash`: a second callback with
 /// the same state gets the first one's operation, never a second row (and so never
-/// a second job for the same code). `exchange_started_at` is set when the job will
-/// be sent on to the provider at once (a job handed over in process).
-pub async fn claim_state(
-    db: &impl ConnectionTrait,
-    new: NewOperation,
-    exchange_started_at: Option<DateTime<Utc>>,
-) -> Result<Claim, DbErr> {
-    let state_hash = new.state_hash.clone();
-    let redeemer_hash = new.redeemer_hash.clone();
-    let mut row = pending_row(new);
-    row.exchange_started_at = Set(exchange_started_at);
-    let Some(state_hash) = state_hash else {
-        return AsyncOperation::insert(row)
-            .exec_with_returning(db)
-            .await
-            .map(Claim::New);
+/// a second job for the same code).
+pub async fn claim_state(db: &impl ConnectionTrait, new: NewOperation) -> Result<Claim, DbErr> {
+    let Some(state_hash) = new.state_hash.clone() else {
+        return create_pending(db, new).await.map(Claim::New);
     };
+    let redeemer_hash = new.redeemer_hash.clone();
     // `ON CONFLICT DO NOTHING`, not a caught unique violation: in a PostgreSQL
     // transaction a failed statement would abort the rest of the write.
-    let inserted = AsyncOperation::insert(row)
+    let inserted = AsyncOperation::insert(pending_row(new))
         .on_conflict_do_nothing_on([Column::StateHash])
         .exec_with_returning_many(db)
         .await?;

@@ -54,20 +54,29 @@ impl JobQueue {
         let (claim, job, pushed) = writer
             .run(move |db| {
                 Box::pin(async move {
-                    // A job that runs here at once is marked as exchanging with its
-                    // operation: no write of its own before the token request.
-                    let held = queue.handoff.as_ref().and_then(|h| h.reserve());
-                    let marked = (held.is_some() && job.id_token.is_none()).then(Utc::now);
-                    let claim = operations::claim_state(db, new, marked).await?;
+                    let claim = operations::claim_state(db, new).await?;
                     let Claim::New(operation) = &claim else {
                         return Ok((claim, job, PushedIn::No));
                     };
                     job.operation_id = operation.id;
+                    let held = queue.handoff.as_ref().and_then(|h| h.reserve());
                     let held = held.map(|slot| slot.for_operation(operation.clone()));
                     let pushed = queue.push_in(db, &job, held).await.unwrap_or_else(|error| {
                         tracing::warn!(%error, "could not queue the job beside its operation");
                         PushedIn::No
                     });
+                    // A held job is sent on to the provider at once: its operation
+                    // is marked in this write, not in one of its own before the
+                    // token request. Should that fail, so does the whole write (a
+                    // marked operation whose job was queued instead would look, to
+                    // the run that fetches it, like an interrupted exchange).
+                    if let PushedIn::Held(_) = &pushed
+                        && job.id_token.is_none()
+                    {
+                        super::exchange::mark(job.operation_id, true)
+                            .exec(db)
+                            .await?;
+                    }
                     Ok((claim, job, pushed))
                 })
             })
@@ -121,36 +130,51 @@ impl JobQueue {
         };
         let args =
             serde_json::to_vec(&QueuedJob::seal(job, &self.keys)).expect("a queued job serializes");
-        let id = held.as_ref().map_or_else(
-            || ulid::Ulid::generate().to_string(),
-            |h| h.task_id().to_owned(),
-        );
-        let (status, holder) = match &held {
-            Some(reservation) => ("Running", Some(reservation.holder().to_owned())),
-            None => ("Pending", None),
+        let (id, status, holder) = match &held {
+            Some(h) => (
+                h.task_id().to_owned(),
+                "Running",
+                Some(h.holder().to_owned()),
+            ),
+            None => (ulid::Ulid::generate().to_string(), "Pending", None),
         };
-        let inserted = db
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
-                 priority, metadata, idempotency_key, lock_by, lock_at) \
-                 VALUES (?, ?, ?, ?, 0, ?, strftime('%s', 'now'), 0, '{}', ?, ?, \
-                         CASE WHEN ?7 IS NULL THEN NULL ELSE strftime('%s', 'now') END) \
-                 ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-                [
-                    args.into(),
-                    id.into(),
-                    QUEUE_NAME.into(),
-                    status.into(),
-                    (MAX_ATTEMPTS as i64).into(),
-                    job.operation_id.to_string().into(),
-                    holder.into(),
-                ],
-            ))
-            .await?;
+        let inserted = insert_row(db, job, args, id, status, holder).await?;
         Ok(match held {
-            Some(reservation) if inserted.rows_affected() == 1 => PushedIn::Held(reservation),
+            Some(reservation) if inserted => PushedIn::Held(reservation),
             _ => PushedIn::Queued,
         })
     }
+}
+
+/// The job's row: `Pending` for any worker to fetch, or `Running` and locked by
+/// `holder` as apalis' lock leaves it. `false` when the operation's job was pushed
+/// before (nothing inserted).
+async fn insert_row(
+    db: &impl ConnectionTrait,
+    job: &SignInJob,
+    args: Vec<u8>,
+    id: String,
+    status: &str,
+    holder: Option<String>,
+) -> Result<bool, DbErr> {
+    let lock_at = holder.as_ref().map(|_| Utc::now().timestamp());
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
+         priority, metadata, idempotency_key, lock_by, lock_at) \
+         VALUES (?, ?, ?, ?, 0, ?, strftime('%s', 'now'), 0, '{}', ?, ?, ?) \
+         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+        [
+            args.into(),
+            id.into(),
+            QUEUE_NAME.into(),
+            status.into(),
+            (MAX_ATTEMPTS as i64).into(),
+            job.operation_id.to_string().into(),
+            holder.into(),
+            lock_at.into(),
+        ],
+    ))
+    .await
+    .map(|done| done.rows_affected() == 1)
 }

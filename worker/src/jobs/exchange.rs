@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::Utc;
 use entity::async_operation::{Column, Entity as AsyncOperation, Model, OperationStatus};
 use openidconnect::core::CoreIdToken;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, UpdateMany, sea_query::Expr};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -121,18 +121,25 @@ async fn after_another_run(
 /// operation is no longer pending); before a retry, renewing the mark, so a
 /// waiting run counts from the latest attempt.
 async fn mark_started(state: &WorkerState, id: Uuid, first: bool) -> Result<bool, DbErr> {
-    let mut update = AsyncOperation::update_many()
-        .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(OperationStatus::Pending));
-    if first {
-        update = update.filter(Column::ExchangeStartedAt.is_null());
-    }
+    let update = mark(id, first);
     let updated = state
         .writer
         .run(move |db| Box::pin(async move { update.exec(db).await }))
         .await?;
     Ok(updated.rows_affected == 1)
+}
+
+/// The statement of [`mark_started`], for a write that has others: a job handed
+/// over in process is marked in its callback's write (see `handoff`).
+pub(super) fn mark(id: Uuid, first: bool) -> UpdateMany<AsyncOperation> {
+    let update = AsyncOperation::update_many()
+        .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(OperationStatus::Pending));
+    match first {
+        true => update.filter(Column::ExchangeStartedAt.is_null()),
+        false => update,
+    }
 }
 
 async fn store(state: &WorkerState, id: Uuid, sealed: String) -> Result<(), DbErr> {
