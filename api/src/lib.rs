@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod routes;
 pub mod security;
 pub mod session;
+pub mod shared;
 pub mod startup;
 pub mod state;
 pub mod tokens;

@@ -1,28 +1,35 @@
 //! Abuse limits: keyed token buckets (governor) per IP address (IPv6: per /64) and
 //! per account, answered with 429 and `Retry-After`, kept in memory per api
-//! instance; caps on pending operations (`pending`); and the long-poll slots.
+//! instance, or in Redis when the instances share one (`redis_url`); caps on pending
+//! operations (`pending`); and the long-poll slots.
 
 mod address;
+mod budget;
 mod pending;
 
-use std::{net::IpAddr, num::NonZeroU32};
+use std::net::IpAddr;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use governor::Quota;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use worker::config::LimitSettings;
 
 pub use address::{client_key, client_network};
+use budget::Budget;
 pub use pending::{PendingCaps, RETRY_AFTER_SECS, Refused};
+
+use crate::shared::{Redis, budgets::SharedBudgets};
 
 /// Every limiter of the api.
 pub struct Limits {
-    login_per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    login_per_account: DefaultKeyedRateLimiter<String>,
-    sign_in_starts: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    callbacks: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    status_polls: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    registrations: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    native_sign_ins: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    login_per_ip: Budget<IpAddr>,
+    login_per_account: Budget<String>,
+    sign_in_starts: Option<Budget<IpAddr>>,
+    callbacks: Option<Budget<IpAddr>>,
+    status_polls: Option<Budget<IpAddr>>,
+    registrations: Option<Budget<IpAddr>>,
+    native_sign_ins: Option<Budget<IpAddr>>,
+    /// The budgets in Redis, shared with the other api instances (`redis_url`).
+    shared: Option<SharedBudgets>,
     /// Caps on pending operations per browser, per client address and in all.
     pub pending: PendingCaps,
     /// `limits.concurrent_long_polls` slots; `None` when uncapped.
@@ -38,15 +45,6 @@ pub const LONG_POLL_RETRY_AFTER_SECS: u64 = 2;
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimited {
     pub retry_after: u64,
-}
-
-impl RateLimited {
-    fn until(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> Self {
-        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-        Self {
-            retry_after: wait.as_secs().max(1),
-        }
-    }
 }
 
 /// A per-IP budget of the browser flow, each `limits.*_per_ip_per_minute`.
@@ -65,37 +63,52 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-fn nonzero(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n.max(1)).expect("at least 1")
-}
-
 impl Limits {
-    /// From `limits.*`.
-    pub fn new(settings: &LimitSettings) -> Self {
+    /// From `limits.*`; counted in `redis` when there is one.
+    pub fn new(settings: &LimitSettings, redis: Option<Redis>) -> Self {
+        let at_least_one = |n: u32| std::num::NonZeroU32::new(n.max(1)).expect("at least 1");
         Self {
-            login_per_ip: RateLimiter::keyed(Quota::per_minute(nonzero(
-                settings.login_per_ip_per_minute,
-            ))),
-            login_per_account: RateLimiter::keyed(Quota::per_hour(nonzero(
-                settings.login_per_account_per_hour,
-            ))),
-            sign_in_starts: per_minute(settings.sign_in_starts_per_ip_per_minute),
-            callbacks: per_minute(settings.callbacks_per_ip_per_minute),
-            status_polls: per_minute(settings.status_polls_per_ip_per_minute),
-            registrations: per_minute(settings.registrations_per_ip_per_minute),
-            native_sign_ins: per_minute(settings.native_sign_ins_per_ip_per_minute),
+            login_per_ip: Budget::new(
+                "login_per_ip",
+                Quota::per_minute(at_least_one(settings.login_per_ip_per_minute)),
+            ),
+            login_per_account: Budget::new(
+                "login_per_account",
+                Quota::per_hour(at_least_one(settings.login_per_account_per_hour)),
+            ),
+            sign_in_starts: Budget::per_minute(
+                IpBudget::SignInStart.label(),
+                settings.sign_in_starts_per_ip_per_minute,
+            ),
+            callbacks: Budget::per_minute(
+                IpBudget::Callback.label(),
+                settings.callbacks_per_ip_per_minute,
+            ),
+            status_polls: Budget::per_minute(
+                IpBudget::StatusPoll.label(),
+                settings.status_polls_per_ip_per_minute,
+            ),
+            registrations: Budget::per_minute(
+                IpBudget::Registration.label(),
+                settings.registrations_per_ip_per_minute,
+            ),
+            native_sign_ins: Budget::per_minute(
+                IpBudget::NativeSignIn.label(),
+                settings.native_sign_ins_per_ip_per_minute,
+            ),
+            shared: redis.map(SharedBudgets::new),
             pending: PendingCaps::new(settings),
             long_polls: (settings.concurrent_long_polls > 0)
                 .then(|| Semaphore::new(settings.concurrent_long_polls as usize)),
         }
     }
 
-    /// Drops the state of addresses whose budgets are full again, so the maps do not
-    /// grow with every address ever seen. Called every minute.
+    /// Drops the in-process state of addresses whose budgets are full again, so the
+    /// maps do not grow with every address ever seen. Called every minute.
     pub fn forget_idle(&self) {
-        self.login_per_ip.retain_recent();
-        self.login_per_account.retain_recent();
-        for limiter in [
+        self.login_per_ip.forget_idle();
+        self.login_per_account.forget_idle();
+        for budget in [
             &self.sign_in_starts,
             &self.callbacks,
             &self.status_polls,
@@ -105,14 +118,13 @@ impl Limits {
         .into_iter()
         .flatten()
         {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+            budget.forget_idle();
         }
     }
 
     /// Spends one request of `budget` for the client of `req`; [`RateLimited`] when
     /// spent. A budget set to 0 costs nothing, not even finding the client address.
-    pub fn check(&self, budget: IpBudget, req: &poem::Request) -> Result<(), RateLimited> {
+    pub async fn check(&self, budget: IpBudget, req: &poem::Request) -> Result<(), RateLimited> {
         let limiter = match budget {
             IpBudget::SignInStart => &self.sign_in_starts,
             IpBudget::Callback => &self.callbacks,
@@ -123,22 +135,30 @@ impl Limits {
         let (Some(limiter), Some(ip)) = (limiter, limiter.as_ref().and(client_ip(req))) else {
             return Ok(());
         };
-        limiter.check_key(&client_network(ip)).map_err(|not_until| {
-            metrics::counter!("signin_rate_limited_total", "budget" => budget.label()).increment(1);
-            RateLimited::until(not_until)
-        })
+        let network = client_network(ip);
+        limiter
+            .spend(self.shared.as_ref(), &network, || network.to_string())
+            .await
+            .inspect_err(|_| {
+                metrics::counter!("signin_rate_limited_total", "budget" => budget.label())
+                    .increment(1);
+            })
     }
 
     /// One password attempt from `ip` for the account `email`.
-    pub fn check_login(&self, ip: Option<IpAddr>, email: &str) -> Result<(), RateLimited> {
+    pub async fn check_login(&self, ip: Option<IpAddr>, email: &str) -> Result<(), RateLimited> {
+        let shared = self.shared.as_ref();
         if let Some(ip) = ip {
+            let network = client_network(ip);
             self.login_per_ip
-                .check_key(&client_network(ip))
-                .map_err(RateLimited::until)?;
+                .spend(shared, &network, || network.to_string())
+                .await?;
         }
+        let account = email.to_lowercase();
+        // Redis sees a digest of the account, never the address itself.
         self.login_per_account
-            .check_key(&email.to_lowercase())
-            .map_err(RateLimited::until)
+            .spend(shared, &account, || worker::crypto::sha256_hex(&account))
+            .await
     }
 }
 
@@ -175,12 +195,6 @@ impl IpBudget {
             Self::NativeSignIn => "native_sign_in",
         }
     }
-}
-
-/// A per-minute keyed limiter allowing bursts of the whole minute's budget; `None`
-/// for 0 (off).
-fn per_minute(n: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
-    NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
 /// The client's address: the peer, or, when the peer is one of `trusted_proxies`,

@@ -98,14 +98,16 @@ impl Application {
             }
             worker::db::DbPool::Sqlite(_) => {}
         }
+        let redis = crate::shared::Redis::from_settings(&settings)?;
         let state = AppState {
+            session_cache: redis.clone().map(crate::shared::sessions::SessionCache::new),
             db: db.conn.clone(),
             writer: db.writer.clone(),
             reader: db.reader.clone(),
             audit: worker::audit::AuditLog::start(db.writer.clone()),
             pool: db.pool.clone(),
             tokens: TokenIssuer::new(&settings, &keys),
-            limits: Arc::new(Limits::new(&settings.limits)),
+            limits: Arc::new(Limits::new(&settings.limits, redis)),
             hashing: worker::passwords::Hashing::new(
                 settings.limits.password_hashing_concurrency(),
                 worker::passwords::SLOT_WAIT,

@@ -35,6 +35,8 @@ pub struct AppState {
     pub audit: worker::audit::AuditLog,
     /// Per-IP and per-account request budgets.
     pub limits: Arc<Limits>,
+    /// Session lookups cached in Redis, shared by the api instances (`redis_url`).
+    pub session_cache: Option<crate::shared::sessions::SessionCache>,
     /// Password hashing, a bounded number at once.
     pub hashing: worker::passwords::Hashing,
 }

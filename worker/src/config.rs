@@ -14,9 +14,11 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 mod metrics;
+mod redis;
 mod retention;
 mod sizing;
 pub use metrics::MetricsSettings;
+pub use redis::RedisSettings;
 pub use retention::RetentionSettings;
 pub use sizing::{DEFAULT_CONCURRENCY, DatabaseSettings, Process, WorkerSettings};
 
@@ -39,6 +41,13 @@ pub struct Settings {
     /// absent a development key is generated and saved beside the SQLite file.
     #[serde(default, deserialize_with = "secret_string_or_number")]
     pub secret_key: Option<SecretString>,
+    /// Redis shared by several api instances (request budgets, session cache), e.g.
+    /// `redis://127.0.0.1:6379/0`. Default: none (each instance keeps its own).
+    #[serde(default)]
+    pub redis_url: Option<SecretString>,
+    /// How the api uses `redis_url`.
+    #[serde(default)]
+    pub redis: RedisSettings,
     /// The job consumer.
     #[serde(default)]
     pub worker: WorkerSettings,
@@ -420,6 +429,8 @@ impl Settings {
         {
             bail!("database_url: must start with sqlite: or postgres:");
         }
+        self.redis
+            .validate(self.redis_url.as_ref().map(|url| url.expose_secret()))?;
         if let Some(key) = &self.secret_key {
             if key.expose_secret().len() < 32 {
                 bail!("secret_key: must be at least 32 characters");

@@ -120,7 +120,7 @@ impl AuthApi {
         req: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<Created, ApiError> {
-        state.limits.check(IpBudget::Registration, req)?;
+        state.limits.check(IpBudget::Registration, req).await?;
         let body = body.0;
         let email = body.email.trim().to_lowercase();
         if !worker::accounts::is_plausible_email(&email) {
@@ -171,7 +171,7 @@ impl AuthApi {
     ) -> Result<Json<TokenPair>, ApiError> {
         let body = body.0;
         let email = body.email.trim().to_lowercase();
-        state.limits.check_login(client_ip(req), &email)?;
+        state.limits.check_login(client_ip(req), &email).await?;
         let user = accounts::find_password_user(&state.db, &email).await?;
         let hash = user
             .as_ref()
@@ -275,7 +275,7 @@ impl AuthApi {
         MaybeUser(user): MaybeUser,
         body: Json<NativeTokenRequest>,
     ) -> Result<Accepted, ApiError> {
-        state.limits.check(IpBudget::NativeSignIn, req)?;
+        state.limits.check(IpBudget::NativeSignIn, req).await?;
         let provider = state
             .providers
             .get(&provider.0)

@@ -162,7 +162,8 @@ impl MeApi {
             // Guesses at the current password share the account's login budget.
             state
                 .limits
-                .check_login(client_ip(req), &format!("user:{}", user.id))?;
+                .check_login(client_ip(req), &format!("user:{}", user.id))
+                .await?;
             let given = body.0.current_password.clone().unwrap_or_default();
             let existing = existing.clone();
             if !state.hashing.verify(given, existing).await? {

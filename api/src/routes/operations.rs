@@ -65,7 +65,7 @@ impl OperationsApi {
         /// Seconds to wait for the status to leave `pending` (at most 30).
         wait: Query<Option<u64>>,
     ) -> Result<OperationResponse, ApiError> {
-        state.limits.check(IpBudget::StatusPoll, req)?;
+        state.limits.check(IpBudget::StatusPoll, req).await?;
         let not_found = || ApiError::NotFound("No such operation for this poll secret.");
         let secret = secret
             .0

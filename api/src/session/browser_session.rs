@@ -12,7 +12,7 @@ use worker::{crypto, operations};
 
 use super::{
     Client, KIND_BROWSER, SESSION_COOKIE, browser_lifetime, insert_session, is_plausible_token,
-    revoke::record_revoked, set_session_cookie,
+    revoke::after_revoke, set_session_cookie,
 };
 use crate::{browser, state::AppState};
 
@@ -79,6 +79,6 @@ async fn revoke_by_cookie(state: &AppState, token: &str, client: &Client) -> Res
         .filter(session::Column::RevokedAt.is_null())
         .exec_with_returning(&state.db)
         .await?;
-    record_revoked(state, &revoked, client);
+    after_revoke(state, &revoked, client).await;
     Ok(())
 }

@@ -5,15 +5,16 @@
 
 mod app;
 mod browser_session;
+mod lookup;
 mod revoke;
 
 use chrono::Utc;
 use entity::{
     session::{self, Entity as Session},
-    user_profile::{self, Entity as UserProfile},
+    user_profile,
 };
 use poem::{FromRequest, Request, RequestBody, http::header, web::cookie::CookieJar};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ActiveValue::Set, DbErr, EntityTrait};
 use uuid::Uuid;
 use worker::{audit, crypto, linking::LinkTo};
 
@@ -35,8 +36,6 @@ pub const KIND_API: &str = "api";
 /// account (a first password, a linked provider): a stolen or forgotten old session
 /// cannot make itself permanent.
 pub const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
-/// `last_seen_at` is written at most this often, to keep reads cheap.
-const TOUCH_INTERVAL: chrono::Duration = chrono::Duration::minutes(5);
 const MAX_TOKEN_LEN: usize = 2048;
 
 /// The signed-in user of a request.
@@ -90,7 +89,7 @@ impl<'a> FromRequest<'a> for MaybeUser {
         }
         Ok(Self(match credential {
             None => None,
-            Some(credential) => find_current_user(state, &credential, req.cookie())
+            Some(credential) => lookup::find_current_user(state, &credential, req.cookie())
                 .await
                 .map_err(ApiError::from)?,
         }))
@@ -133,53 +132,6 @@ pub(crate) fn is_plausible_token(token: &str) -> bool {
     !token.is_empty() && token.len() <= MAX_TOKEN_LEN
 }
 
-async fn find_current_user(
-    state: &AppState,
-    credential: &Credential,
-    jar: &CookieJar,
-) -> Result<Option<CurrentUser>, DbErr> {
-    let now = Utc::now();
-    let query = Session::find()
-        .filter(session::Column::RevokedAt.is_null())
-        .filter(session::Column::ExpiresAt.gt(now));
-    let query = match credential {
-        Credential::Bearer(token) => {
-            let Some(claims) = state.tokens.verify(token) else {
-                return Ok(None);
-            };
-            query
-                .filter(session::Column::Id.eq(claims.sid))
-                .filter(session::Column::UserId.eq(claims.sub))
-        }
-        Credential::Cookie(token) => query
-            .filter(session::Column::TokenHash.eq(crypto::sha256_hex(token)))
-            .filter(session::Column::Kind.eq(KIND_BROWSER)),
-    };
-    let Some((session, Some(user))) = query
-        .find_also_related(UserProfile)
-        .one(&state.reader)
-        .await?
-    else {
-        return Ok(None);
-    };
-    if now - session.created_at > max_lifetime(state) {
-        return Ok(None);
-    }
-    if now - session.last_seen_at > TOUCH_INTERVAL {
-        touch(state, &session).await?;
-        // The row's expiry slid forward: so does the cookie's, or an active user
-        // would be signed out `session_lifetime` after signing in anyway.
-        if let Credential::Cookie(token) = credential {
-            set_session_cookie(state, jar, token);
-        }
-    }
-    Ok(Some(CurrentUser {
-        user,
-        session_id: session.id,
-        signed_in_at: session.created_at,
-    }))
-}
-
 /// Sets the session cookie to `token`, living as long as a browser session may
 /// stay idle (`session_lifetime`, capped at browsers' 400-day limit).
 pub(crate) fn set_session_cookie(state: &AppState, jar: &CookieJar, token: &str) {
@@ -194,23 +146,6 @@ pub(crate) fn set_session_cookie(state: &AppState, jar: &CookieJar, token: &str)
         Some(max_age),
         &state.settings,
     ));
-}
-
-/// Records use; browser sessions also slide their expiry forward.
-async fn touch(state: &AppState, session: &session::Model) -> Result<(), DbErr> {
-    let now = Utc::now();
-    let mut update = Session::update_many().col_expr(session::Column::LastSeenAt, Expr::value(now));
-    if session.kind == KIND_BROWSER {
-        update = update.col_expr(
-            session::Column::ExpiresAt,
-            Expr::value(now + browser_lifetime(state)),
-        );
-    }
-    update
-        .filter(session::Column::Id.eq(session.id))
-        .exec(&state.db)
-        .await?;
-    Ok(())
 }
 
 pub(crate) fn browser_lifetime(state: &AppState) -> chrono::Duration {

@@ -9,8 +9,12 @@ use worker::audit::{self, EventKind};
 use super::Client;
 use crate::state::AppState;
 
-/// One `session_revoked` audit event per session in `revoked`.
-pub(super) fn record_revoked(state: &AppState, revoked: &[session::Model], client: &Client) {
+/// After `revoked` sessions were revoked in the database: every instance's cache
+/// forgets them, and one `session_revoked` audit event each.
+pub(super) async fn after_revoke(state: &AppState, revoked: &[session::Model], client: &Client) {
+    if let Some(cache) = &state.session_cache {
+        cache.forget(revoked).await;
+    }
     for session in revoked {
         let event = audit::Event::new(EventKind::SessionRevoked)
             .user(session.user_id)
@@ -65,7 +69,7 @@ async fn revoke(
         .filter(only)
         .exec_with_returning(&state.db)
         .await?;
-    record_revoked(state, &revoked, client);
+    after_revoke(state, &revoked, client).await;
     Ok(revoked.len() as u64)
 }
 

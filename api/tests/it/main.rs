@@ -32,4 +32,5 @@ mod session_cookie;
 mod sign_in_job;
 mod status;
 mod success;
+mod shared_redis;
 mod sweep;

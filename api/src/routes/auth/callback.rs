@@ -50,7 +50,7 @@ pub async fn callback(
     req: &Request,
     jar: &CookieJar,
 ) -> Result<Response, PageError> {
-    state.limits.check(IpBudget::Callback, req)?;
+    state.limits.check(IpBudget::Callback, req).await?;
     let provider = state
         .providers
         .get(&provider)
@@ -71,7 +71,7 @@ pub async fn callback_post(
     body: String,
     jar: &CookieJar,
 ) -> Result<Response, PageError> {
-    state.limits.check(IpBudget::Callback, req)?;
+    state.limits.check(IpBudget::Callback, req).await?;
     let provider = state
         .providers
         .get(&provider)

@@ -33,7 +33,7 @@ pub async fn login(
     jar: &CookieJar,
     MaybeUser(user): MaybeUser,
 ) -> Result<Response, PageError> {
-    state.limits.check(IpBudget::SignInStart, req)?;
+    state.limits.check(IpBudget::SignInStart, req).await?;
     let Some(provider) = state.providers.get(&provider) else {
         return Err(PageError::UnknownProvider);
     };

@@ -57,7 +57,7 @@ impl StatusApi {
         #[oai(name = "operation")]
         _operation: Query<Option<String>>,
     ) -> Result<StatusResponse, ApiError> {
-        state.limits.check(IpBudget::StatusPoll, req)?;
+        state.limits.check(IpBudget::StatusPoll, req).await?;
         // Read strictly (no repeated or oversized parameters) from the raw query.
         let params = QueryParams::parse(uri, &[("wait", 8), ("operation", 64)])
             .map_err(|e| ApiError::bad_request("invalid_query", e.message()))?;

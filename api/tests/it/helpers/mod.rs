@@ -434,10 +434,19 @@ pub fn preloader_operation_of(location: &str) -> Option<uuid::Uuid> {
 /// under `CI=true`, where a PostgreSQL test that cannot run is a failure: CI must not go
 /// green without them. (`.ci/run` sets the variable once the server answers.)
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("SIGNIN_TEST_POSTGRES_URL") {
+    test_server_url("SIGNIN_TEST_POSTGRES_URL", "PostgreSQL")
+}
+
+/// `SIGNIN_TEST_REDIS_URL`, with the same rules as [`postgres_url`].
+pub fn redis_url() -> Option<String> {
+    test_server_url("SIGNIN_TEST_REDIS_URL", "Redis")
+}
+
+fn test_server_url(variable: &str, server: &str) -> Option<String> {
+    match std::env::var(variable) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("CI=true but SIGNIN_TEST_POSTGRES_URL is not set: PostgreSQL tests cannot run")
+            panic!("CI=true but {variable} is not set: {server} tests cannot run")
         }
         _ => {
             // Straight to stderr: the test harness captures `eprintln!`.
@@ -445,7 +454,7 @@ pub fn postgres_url() -> Option<String> {
             let test = std::thread::current().name().unwrap_or("?").to_owned();
             let _ = writeln!(
                 std::io::stderr(),
-                "skipped {test}: SIGNIN_TEST_POSTGRES_URL is not set (no PostgreSQL)"
+                "skipped {test}: {variable} is not set (no {server})"
             );
             None
         }
