@@ -11,6 +11,7 @@ mod fuzz;
 mod handoff;
 mod helpers;
 mod identity_race;
+mod instances;
 mod issuer;
 mod leaks;
 mod limits;
