@@ -34,16 +34,14 @@ mod load;
 mod mock_oidc;
 mod spawn;
 mod statements;
+mod wrk;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use clap::Parser;
 use url::Url;
 
-use crate::{
-    cpu::Watched,
-    flow::{new_client, one_flow},
-};
+use crate::cpu::Watched;
 
 /// Sign-in load generator.
 #[derive(Parser, Debug)]
@@ -91,6 +89,13 @@ struct Args {
     /// `--seconds`.
     #[arg(long)]
     status_load: bool,
+    /// Instead of sign-ins: sign in once, then let `wrk` call `/api/me` with that
+    /// browser's session cookie (a session check per request).
+    #[arg(long, conflicts_with = "status_load")]
+    session_load: bool,
+    /// With `--spawn`: the api's `redis_url` (shared budgets, session cache).
+    #[arg(long, requires = "spawn")]
+    redis_url: Option<String>,
 }
 
 fn parse_watch(value: &str) -> Result<Watched, String> {
@@ -127,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 workers: args.workers,
                 issuer: &issuer,
                 postgres_url: &args.postgres_url,
+                redis_url: args.redis_url.as_deref(),
                 log: counting_log.as_deref().or(args.log.as_deref()),
             })
             .await?;
@@ -145,7 +151,9 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let result = if args.status_load {
-        status_load(&base, provider, &args).await
+        wrk::after_one_sign_in(&base, provider, "/auth/status", &args).await
+    } else if args.session_load {
+        wrk::after_one_sign_in(&base, provider, "/api/me", &args).await
     } else {
         load::sign_ins(&base, provider, &args, &watched)
             .await
@@ -166,38 +174,4 @@ async fn main() -> anyhow::Result<()> {
         spawn::stop(deployment.children);
     }
     result
-}
-
-/// `--status-load`: one sign-in up to `ok`, then `wrk` on `/auth/status`.
-async fn status_load(base: &Url, provider: &str, args: &Args) -> anyhow::Result<()> {
-    use reqwest::cookie::CookieStore;
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    one_flow(
-        &new_client(Some(jar.clone()))?,
-        base,
-        provider,
-        "status@example.com",
-        false,
-    )
-    .await?;
-    let cookies = jar
-        .cookies(base)
-        .ok_or_else(|| anyhow::anyhow!("the sign-in left no cookies"))?;
-    let url = base.join("/auth/status")?;
-    println!(
-        "wrk on {url}: {} connections, {} s",
-        args.clients, args.seconds
-    );
-    let status = tokio::process::Command::new("wrk")
-        .args(["-t2", "--latency", "--timeout", "5s"])
-        .arg(format!("-c{}", args.clients))
-        .arg(format!("-d{}s", args.seconds))
-        .arg("-H")
-        .arg(format!("Cookie: {}", cookies.to_str()?))
-        .arg(url.as_str())
-        .status()
-        .await
-        .map_err(|e| anyhow::anyhow!("running wrk (apt-get install wrk): {e}"))?;
-    anyhow::ensure!(status.success(), "wrk failed: {status}");
-    Ok(())
 }

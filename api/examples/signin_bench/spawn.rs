@@ -35,6 +35,8 @@ pub struct Plan<'a> {
     pub workers: usize,
     pub issuer: &'a str,
     pub postgres_url: &'a str,
+    /// `redis_url` for the api (shared budgets, session cache), if any.
+    pub redis_url: Option<&'a str>,
     /// `RUST_LOG` for the processes; `None` leaves the product's default (`info`).
     pub log: Option<&'a str>,
 }
@@ -69,7 +71,7 @@ pub async fn start(plan: &Plan<'_>) -> anyhow::Result<Deployment> {
             url
         }
     };
-    let env: Vec<(String, String)> = vec![
+    let mut env: Vec<(String, String)> = vec![
         // Port 0: the api binds a free port itself and logs it (no port race).
         ("SIGNIN_LISTEN".into(), "127.0.0.1:0".into()),
         // The api's metrics listener too (workers use worker.metrics_listen).
@@ -115,6 +117,9 @@ pub async fn start(plan: &Plan<'_>) -> anyhow::Result<Deployment> {
             "0".into(),
         ),
     ];
+    if let Some(redis_url) = plan.redis_url {
+        env.push(("SIGNIN_REDIS_URL".into(), redis_url.into()));
+    }
     let launch = |role: String, exe: PathBuf, extra: Vec<(String, String)>| {
         launch(&dir, &role, exe, &env, extra, plan.log).map(|process| Spawned { role, process })
     };
