@@ -67,6 +67,7 @@ impl Limits {
     /// From `limits.*`; counted in `redis` when there is one.
     pub fn new(settings: &LimitSettings, redis: Option<Redis>) -> Self {
         let at_least_one = |n: u32| std::num::NonZeroU32::new(n.max(1)).expect("at least 1");
+        let per_minute = |budget: IpBudget, n| Budget::per_minute(budget.label(), n);
         Self {
             login_per_ip: Budget::new(
                 "login_per_ip",
@@ -76,24 +77,21 @@ impl Limits {
                 "login_per_account",
                 Quota::per_hour(at_least_one(settings.login_per_account_per_hour)),
             ),
-            sign_in_starts: Budget::per_minute(
-                IpBudget::SignInStart.label(),
+            sign_in_starts: per_minute(
+                IpBudget::SignInStart,
                 settings.sign_in_starts_per_ip_per_minute,
             ),
-            callbacks: Budget::per_minute(
-                IpBudget::Callback.label(),
-                settings.callbacks_per_ip_per_minute,
-            ),
-            status_polls: Budget::per_minute(
-                IpBudget::StatusPoll.label(),
+            callbacks: per_minute(IpBudget::Callback, settings.callbacks_per_ip_per_minute),
+            status_polls: per_minute(
+                IpBudget::StatusPoll,
                 settings.status_polls_per_ip_per_minute,
             ),
-            registrations: Budget::per_minute(
-                IpBudget::Registration.label(),
+            registrations: per_minute(
+                IpBudget::Registration,
                 settings.registrations_per_ip_per_minute,
             ),
-            native_sign_ins: Budget::per_minute(
-                IpBudget::NativeSignIn.label(),
+            native_sign_ins: per_minute(
+                IpBudget::NativeSignIn,
                 settings.native_sign_ins_per_ip_per_minute,
             ),
             shared: redis.map(SharedBudgets::new),

@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    Options, TestApp, app_client, get_with_bearer, redis_url, register, rows,
-    spawn_app_with,
+    Options, TestApp, app_client, get_with_bearer, login, redis_url, register, rows, spawn_app_with,
 };
 use api::shared::sessions::{CachedSession, Lookup};
 
@@ -80,7 +79,11 @@ async fn a_per_ip_budget_is_one_budget_across_instances() {
         }
     }
     // In process, each instance would have let 4 through: 8 in all.
-    assert_eq!(passed, [2, 2], "the 4 requests of the budget, spread over both");
+    assert_eq!(
+        passed,
+        [2, 2],
+        "the 4 requests of the budget, spread over both"
+    );
     assert_eq!(refused, [2, 2], "both instances refuse once it is spent");
     let key = format!("{prefix}budget:sign_in_start:127.0.0.1");
     assert!(
@@ -95,16 +98,12 @@ async fn a_session_revoked_on_one_instance_is_refused_by_the_other_at_once() {
         return;
     };
     let url = redis_url().unwrap();
-    let phone: Value = register(&first, "ada@example.com").await.json().await.unwrap();
-    let laptop: Value = app_client()
-        .post(format!("{}/api/auth/login", first.address))
-        .json(&json!({"email": "ada@example.com", "password": crate::helpers::TEST_PASSWORD}))
-        .send()
+    let phone: Value = register(&first, "ada@example.com")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
+    let laptop: Value = login(&first, "ada@example.com").await.json().await.unwrap();
     let laptop_token = laptop["access_token"].as_str().unwrap();
     let laptop_id = laptop["session_id"].as_str().unwrap();
 
@@ -112,9 +111,14 @@ async fn a_session_revoked_on_one_instance_is_refused_by_the_other_at_once() {
     let me = get_with_bearer(&second, "/api/me", laptop_token).await;
     assert_eq!(me.status(), StatusCode::OK);
     let entry = format!("{prefix}session:id:{laptop_id}");
-    assert!(exists(&url, &entry).await, "the session check filled the cache");
+    assert!(
+        exists(&url, &entry).await,
+        "the session check filled the cache"
+    );
     assert_eq!(
-        get_with_bearer(&second, "/api/me", laptop_token).await.status(),
+        get_with_bearer(&second, "/api/me", laptop_token)
+            .await
+            .status(),
         StatusCode::OK,
         "a cache hit still signs in"
     );
@@ -150,13 +154,23 @@ async fn a_fill_that_read_the_session_before_its_revocation_cannot_cache_it() {
     let Some((first, _second, _)) = two_instances(json!({})).await else {
         return;
     };
-    let cache = first.state.session_cache.clone().expect("Redis is configured");
+    let cache = first
+        .state
+        .session_cache
+        .clone()
+        .expect("Redis is configured");
     let user = rows::create_user(&first.db).await;
     let now = Utc::now();
     let mut rows_read = Vec::new();
     for _ in 0..2 {
         let id = rows::create_session(&first.db, user, now, now + Duration::hours(1), None).await;
-        rows_read.push(Session::find_by_id(id).one(&first.db).await.unwrap().unwrap());
+        rows_read.push(
+            Session::find_by_id(id)
+                .one(&first.db)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     let (revoked, live) = (&rows_read[0], &rows_read[1]);
     // Another instance revokes the first session after this one read it…

@@ -546,6 +546,16 @@ pub async fn register(app: &TestApp, email: &str) -> Response {
         .expect("request sent")
 }
 
+/// `POST /api/auth/login` from an app, with [`TEST_PASSWORD`]: a new API session.
+pub async fn login(app: &TestApp, email: &str) -> Response {
+    app_client()
+        .post(format!("{}/api/auth/login", app.address))
+        .json(&json!({"email": email, "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .expect("request sent")
+}
+
 /// `GET /api/operations/{id}?wait=5` for the operation `started` (the answer of a
 /// native exchange), with its poll secret.
 pub async fn poll_operation(app: &TestApp, started: &Value) -> Response {
