@@ -100,7 +100,9 @@ impl Application {
         }
         let redis = crate::shared::Redis::from_settings(&settings)?;
         let state = AppState {
-            session_cache: redis.clone().map(crate::shared::sessions::SessionCache::new),
+            session_cache: redis
+                .clone()
+                .map(crate::shared::sessions::SessionCache::new),
             db: db.conn.clone(),
             writer: db.writer.clone(),
             reader: db.reader.clone(),

@@ -108,7 +108,9 @@ impl SessionCache {
 
     /// Caches `session`, just read live from the database, under `lookup`.
     pub async fn put(&self, lookup: Lookup<'_>, session: &CachedSession) {
-        let left = (session.expires_at - Utc::now()).to_std().unwrap_or_default();
+        let left = (session.expires_at - Utc::now())
+            .to_std()
+            .unwrap_or_default();
         let ttl = self.redis.session_ttl().min(left).as_millis() as u64;
         let Ok(entry) = serde_json::to_string(session) else {
             return;
@@ -116,7 +118,10 @@ impl SessionCache {
         if ttl == 0 {
             return;
         }
-        let (key, dead) = (self.redis.entry_key(lookup), self.redis.tombstone_key(session.id));
+        let (key, dead) = (
+            self.redis.entry_key(lookup),
+            self.redis.tombstone_key(session.id),
+        );
         let fill = &self.fill;
         let _: Option<i64> = self
             .redis
@@ -173,7 +178,8 @@ impl SessionCache {
                 .arg(tombstone_ms)
                 .ignore();
             pipe.del(self.redis.entry_key(Lookup::Bearer(*id))).ignore();
-            pipe.del(self.redis.entry_key(Lookup::Cookie(token_hash))).ignore();
+            pipe.del(self.redis.entry_key(Lookup::Cookie(token_hash)))
+                .ignore();
         }
         self.redis
             .run(Use::Sessions, |mut conn| async move {

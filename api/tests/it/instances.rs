@@ -41,14 +41,17 @@ async fn a_long_poll_on_another_instance_hears_of_a_finish_at_once_on_postgres()
 
     let authorize = a.start_login("mock", "?next=/dash").await;
     // The provider takes its time, so B's long poll is waiting before C commits.
-    let id_token = a
-        .provider
-        .id_token(&a.provider.claims("across", &authorize.param("nonce").unwrap()));
+    let id_token = a.provider.id_token(
+        &a.provider
+            .claims("across", &authorize.param("nonce").unwrap()),
+    );
     a.provider
         .given_token_after("code-across", &id_token, Duration::from_millis(700))
         .await;
     a.provider
-        .given_userinfo(json!({"sub": "across", "email": "across@example.com", "email_verified": true}))
+        .given_userinfo(
+            json!({"sub": "across", "email": "across@example.com", "email_verified": true}),
+        )
         .await;
     let callback = a.return_from_provider(&authorize, "code-across").await;
     assert_eq!(callback.status(), StatusCode::SEE_OTHER);
@@ -73,7 +76,10 @@ async fn a_long_poll_on_another_instance_hears_of_a_finish_at_once_on_postgres()
         after_commit < chrono::Duration::milliseconds(1000),
         "B answered {after_commit} after C's commit (its re-read backstop is 5 s)"
     );
-    eprintln!("B answered {} ms after C's commit", after_commit.num_milliseconds());
+    eprintln!(
+        "B answered {} ms after C's commit",
+        after_commit.num_milliseconds()
+    );
     // The browser goes back to A, which redeems the operation B reported.
     assert_redirect_to(&a.get_success("").await, "/dash");
     assert_eq!(browser_at_b.get_me().await.status(), StatusCode::OK);
