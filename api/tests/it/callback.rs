@@ -195,13 +195,51 @@ async fn a_failed_enqueue_ends_the_operation_in_error_with_a_page_saying_so() {
     assert!(text.contains("could not start your sign-in"), "{text}");
 }
 
-/// On SQLite the callback writes its job row itself, in the operation's write
+/// The callback writes its job row itself, in the operation's write
 /// (`JobQueue::push_in`): the row must be the one apalis' own push writes, or no
-/// worker would take it (every SQLite sign-in in these tests, and
-/// `flow::separate_workers_complete_the_flow_on_sqlite`, show a worker taking it).
+/// worker would take it (every sign-in in these tests, and
+/// `flow::separate_workers_complete_the_flow_on_*`, show a worker taking it).
 #[tokio::test]
 async fn push_in_writes_what_apalis_reads() {
     let app = spawn_app_without_worker().await;
+    compare_with_apalis_push(
+        &app,
+        sea_orm::DbBackend::Sqlite,
+        "SELECT job_type, status, attempts, max_attempts, priority, metadata, \
+         lock_by IS NULL AS unlocked, length(id) AS id_length, \
+         abs(run_at - strftime('%s', 'now')) < 60 AS run_now, \
+         json_extract(job, '$.operation_id') = idempotency_key AS keyed, \
+         json_extract(job, '$.provider') AS provider \
+         FROM Jobs ORDER BY rowid",
+    )
+    .await;
+}
+
+/// The same on PostgreSQL, where the row goes into apalis' table in the
+/// operation's transaction: an api killed after the commit leaves a queued job.
+#[tokio::test]
+async fn push_in_writes_what_apalis_reads_on_postgres() {
+    let Some(app) =
+        crate::helpers::spawn_app_without_worker_on(crate::helpers::Backend::Postgres).await
+    else {
+        return;
+    };
+    compare_with_apalis_push(&app, sea_orm::DbBackend::Postgres, "SELECT job_type, status, attempts::bigint AS attempts, \
+         max_attempts::bigint AS max_attempts, priority::bigint AS priority, metadata::text AS metadata, \
+         (lock_by IS NULL)::int::int8 AS unlocked, length(id)::bigint AS id_length, \
+         (abs(extract(epoch FROM run_at - now())) < 60)::int::int8 AS run_now, \
+         (convert_from(job, 'UTF8')::json->>'operation_id' = idempotency_key)::int::int8 AS keyed, \
+         convert_from(job, 'UTF8')::json->>'provider' AS provider \
+         FROM apalis.jobs ORDER BY (idempotency_key = (SELECT id::text FROM async_operation LIMIT 1)) DESC").await;
+}
+
+/// Lets `app`'s callback write its job, pushes one through apalis, and compares
+/// the two rows as `select` reads them (our row first).
+async fn compare_with_apalis_push(
+    app: &crate::helpers::TestApp,
+    backend: sea_orm::DbBackend,
+    select: &str,
+) {
     let authorize = app.start_login("mock", "").await;
     assert_to_preloader(&app.return_from_provider(&authorize, "abc").await);
     // The same kind of job through apalis' push, for comparison.
@@ -219,15 +257,7 @@ async fn push_in_writes_what_apalis_reads() {
     app.state.jobs.push(job).await.unwrap();
     let rows = app
         .db
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT job_type, status, attempts, max_attempts, priority, metadata, \
-             lock_by IS NULL AS unlocked, length(id) AS id_length, \
-             abs(run_at - strftime('%s', 'now')) < 60 AS run_now, \
-             json_extract(job, '$.operation_id') = idempotency_key AS keyed, \
-             json_extract(job, '$.provider') AS provider \
-             FROM Jobs ORDER BY rowid",
-        ))
+        .query_all_raw(sea_orm::Statement::from_string(backend, select))
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
@@ -251,4 +281,5 @@ async fn push_in_writes_what_apalis_reads() {
         "{ours:?}"
     );
     assert!(ours.contains(&("keyed".into(), "1".into())), "{ours:?}");
+    assert!(ours.contains(&("run_now".into(), "1".into())), "{ours:?}");
 }

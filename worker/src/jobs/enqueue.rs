@@ -1,5 +1,6 @@
-//! How a callback queues its job: with its operation, in one write on SQLite,
-//! held by this process when it runs its own jobs (see `handoff`).
+//! How a callback queues its job: with its operation, in one write (one
+//! transaction), so no crash can leave an operation without its job; held by this
+//! process when it runs its own jobs on SQLite (see `handoff`).
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
@@ -19,15 +20,18 @@ enum PushedIn {
     Queued,
     /// Written held by this process: hand it over once committed.
     Held(Reservation),
-    /// Nothing (PostgreSQL, or the write failed): push it after the commit.
+    /// Nothing (the write failed): push it after the commit.
     No,
 }
 
 impl JobQueue {
     /// Records `new` (claiming its `state`, if any; see [`operations::claim_state`])
-    /// and queues `job` for it. On SQLite both go in one write; on PostgreSQL the job
-    /// is pushed after the operation commits. An operation whose job could not be
-    /// queued is ended `queue_unavailable` and returned as [`Started::Unqueued`].
+    /// and queues `job` for it, both in one write: an api that dies after the commit
+    /// leaves a queued job, not a pending operation nothing will run (a repeated
+    /// callback would only find that operation again). Should the job's row fail
+    /// alone, it is pushed after the commit, and an operation whose job could not be
+    /// queued at all is ended `queue_unavailable` and returned as
+    /// [`Started::Unqueued`].
     ///
     /// Runs to the end in a task of its own, even when the request that called it
     /// is dropped meanwhile (the browser went away): a committed operation always
@@ -61,10 +65,18 @@ impl JobQueue {
                     job.operation_id = operation.id;
                     let held = queue.handoff.as_ref().and_then(|h| h.reserve());
                     let held = held.map(|slot| slot.for_operation(operation.clone()));
-                    let pushed = queue.push_in(db, &job, held).await.unwrap_or_else(|error| {
-                        tracing::warn!(%error, "could not queue the job beside its operation");
-                        PushedIn::No
-                    });
+                    let pushed = match queue.push_in(db, &job, held).await {
+                        Ok(pushed) => pushed,
+                        // The failed statement aborted PostgreSQL's transaction:
+                        // the whole write fails, and nothing is claimed.
+                        Err(error) if matches!(queue.storage, Storage::Postgres(_)) => {
+                            return Err(error);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "could not queue the job beside its operation");
+                            PushedIn::No
+                        }
+                    };
                     // A held job is sent on to the provider at once: its operation
                     // is marked in this write, not in one of its own before the
                     // token request. Should that fail, so does the whole write (a
@@ -111,25 +123,25 @@ impl JobQueue {
         Ok(Started::Queued(operation))
     }
 
-    /// Enqueues `job` as part of the write `db`, so that on SQLite the job commits
-    /// with the operation it serves, in the writer's batch (no turn of its own on
-    /// the writer connection). The row is the one apalis' own push writes (its
-    /// 1.0 layout; `push_in_writes_what_apalis_reads` checks it), or, when this
-    /// process runs its own jobs and has a slot free, that row as apalis' lock
-    /// leaves it, held by this process (`handoff`). On PostgreSQL, where writes do
-    /// not share a connection, nothing is written: the caller then pushes with
-    /// [`JobQueue::push`].
+    /// Enqueues `job` as part of the write `db`, so the job commits with the
+    /// operation it serves (on SQLite in the writer's batch, no turn of its own on
+    /// the writer connection). The row is the one apalis' own push writes (its 1.0
+    /// layouts; `push_in_writes_what_apalis_reads` checks both), or, when this
+    /// process runs its own jobs on SQLite and has a slot free, that row as apalis'
+    /// lock leaves it, held by this process (`handoff`). On PostgreSQL the insert
+    /// fires apalis' trigger, whose `NOTIFY` wakes the workers at the commit.
     async fn push_in(
         &self,
         db: &WriteConn<'_>,
         job: &SignInJob,
         held: Option<Reservation>,
     ) -> Result<PushedIn, DbErr> {
-        let Storage::Sqlite(_) = self.storage else {
-            return Ok(PushedIn::No);
-        };
         let args =
             serde_json::to_vec(&QueuedJob::seal(job, &self.keys)).expect("a queued job serializes");
+        if let Storage::Postgres(_) = self.storage {
+            insert_postgres_row(db, job, args).await?;
+            return Ok(PushedIn::Queued);
+        }
         let (id, status, holder) = match &held {
             Some(h) => (
                 h.task_id().to_owned(),
@@ -144,6 +156,31 @@ impl JobQueue {
             _ => PushedIn::Queued,
         })
     }
+}
+
+/// The job's `Pending` row in apalis' PostgreSQL table, as its push writes it
+/// (empty metadata, priority 0, due now). Nothing when it was pushed before.
+async fn insert_postgres_row(
+    db: &impl ConnectionTrait,
+    job: &SignInJob,
+    args: Vec<u8>,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
+         priority, metadata, idempotency_key) \
+         VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0, ''::hstore, $5) \
+         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+        [
+            ulid::Ulid::generate().to_string().into(),
+            QUEUE_NAME.into(),
+            args.into(),
+            (MAX_ATTEMPTS as i32).into(),
+            job.operation_id.to_string().into(),
+        ],
+    ))
+    .await
+    .map(|_| ())
 }
 
 /// The job's row: `Pending` for any worker to fetch, or `Running` and locked by
