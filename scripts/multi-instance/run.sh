@@ -15,6 +15,10 @@
 #   MULTI_REGISTRATION_BUDGET           limits.registrations_per_ip_per_minute of the run (default 4)
 #   MULTI_TIMEOUT_S                     bound on the checks (default 200)
 #   MULTI_TOKEN_RATE                    demo token requests nginx lets through per second (default 20)
+#   MULTI_BENCH                         benchmark instead of checking: the signin_bench binary and
+#                                       its arguments, run with --url (nginx) and a --watch per process;
+#                                       per-IP budgets off, token rate unlimited (docs/benchmarks.md)
+#   MULTI_APIS, MULTI_WORKERS           with MULTI_BENCH: api instances (1 or 2) and workers (default 2, 2)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +31,16 @@ BURST="${MULTI_BURST:-40}"
 BUDGET="${MULTI_REGISTRATION_BUDGET:-4}"
 TIMEOUT_S="${MULTI_TIMEOUT_S:-200}"
 TOKEN_RATE="${MULTI_TOKEN_RATE:-20}"
+BENCH="${MULTI_BENCH:-}"
+APIS=2
+WORKERS=2
+if [[ -n "$BENCH" ]]; then
+  APIS="${MULTI_APIS:-2}"
+  WORKERS="${MULTI_WORKERS:-2}"
+  TOKEN_RATE=100000
+fi
+[[ "$APIS" == 1 || "$APIS" == 2 ]] || { echo "MULTI_APIS: 1 or 2" >&2; exit 2; }
+[[ "$WORKERS" =~ ^[1-8]$ ]] || { echo "MULTI_WORKERS: 1 to 8" >&2; exit 2; }
 SITE_CONF="$ROOT/deploy/nginx/social-signin.conf"
 NGINX_BIN=/usr/sbin/nginx
 PSQL=(psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p 5432 -U postgres)
@@ -201,6 +215,21 @@ COMMON_ENV=(
   RUST_LOG="${RUST_LOG:-info}"
   NO_COLOR=1
 )
+if [[ -n "$BENCH" ]]; then
+  # Every virtual browser of the benchmark comes from 127.0.0.1: the per-IP budgets
+  # are off, as in signin_bench --spawn and ../shared/perf; the pools keep their
+  # default sizes.
+  COMMON_ENV+=(
+    SIGNIN_LIMITS__SIGN_IN_STARTS_PER_IP_PER_MINUTE=0
+    SIGNIN_LIMITS__CALLBACKS_PER_IP_PER_MINUTE=0
+    SIGNIN_LIMITS__STATUS_POLLS_PER_IP_PER_MINUTE=0
+    SIGNIN_LIMITS__PENDING_OPERATIONS_PER_IP=0
+  )
+  # The product's pool sizes (16 per api, 20 per worker) instead of the checks' 10.
+  for i in "${!COMMON_ENV[@]}"; do
+    [[ "${COMMON_ENV[$i]}" == SIGNIN_DATABASE__MAX_CONNECTIONS=* ]] && unset 'COMMON_ENV[i]'
+  done
+fi
 
 say "api: $API_BIN"
 say "worker: $WORKER_BIN"
@@ -209,15 +238,20 @@ start api1 "$API_BIN" SIGNIN_LISTEN=127.0.0.1:0 SIGNIN_METRICS__LISTEN=127.0.0.1
 wait_api api1
 API1_URL="$API_URL"
 say "api1 ready on $API1_URL (pid ${PID[api1]})"
-start api2 "$API_BIN" SIGNIN_LISTEN=127.0.0.1:0 SIGNIN_METRICS__LISTEN=127.0.0.1:0
-wait_api api2
-API2_URL="$API_URL"
-say "api2 ready on $API2_URL (pid ${PID[api2]})"
-start worker1 "$WORKER_BIN" SIGNIN_WORKER__METRICS_LISTEN=127.0.0.1:0
-start worker2 "$WORKER_BIN" SIGNIN_WORKER__METRICS_LISTEN=127.0.0.1:0
-wait_worker worker1
-wait_worker worker2
-say "worker1 (pid ${PID[worker1]}) and worker2 (pid ${PID[worker2]}) started"
+API2_URL="$API1_URL" # one instance: both upstream lines name it
+if ((APIS == 2)); then
+  start api2 "$API_BIN" SIGNIN_LISTEN=127.0.0.1:0 SIGNIN_METRICS__LISTEN=127.0.0.1:0
+  wait_api api2
+  API2_URL="$API_URL"
+  say "api2 ready on $API2_URL (pid ${PID[api2]})"
+fi
+for n in $(seq 1 "$WORKERS"); do
+  start "worker$n" "$WORKER_BIN" SIGNIN_WORKER__METRICS_LISTEN=127.0.0.1:0
+done
+for n in $(seq 1 "$WORKERS"); do
+  wait_worker "worker$n"
+  say "worker$n started (pid ${PID[worker$n]})"
+done
 
 # nginx: the operators' site file, with only its `# ci:` lines rewritten.
 NGX="$WORK/nginx"
@@ -281,6 +315,19 @@ until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$PUBLIC_URL/rea
   sleep 0.2
 done
 say "nginx on $PUBLIC_URL (pid ${PID[nginx]}), site $NGX/social-signin.conf"
+
+# ---- the benchmark (MULTI_BENCH) -------------------------------------------------------
+
+if [[ -n "$BENCH" ]]; then
+  WATCH=()
+  for role in "${ROLES[@]}"; do WATCH+=(--watch "$role=${PID[$role]}"); done
+  postmaster="$(head -n1 "$("${PSQL[@]}" -d postgres -c 'SHOW data_directory')/postmaster.pid" 2>/dev/null || true)"
+  [[ "$postmaster" =~ ^[0-9]+$ ]] && WATCH+=(--watch "postgres=$postmaster")
+  say "benchmark: $BENCH --url $PUBLIC_URL (${APIS} api, ${WORKERS} workers)"
+  # shellcheck disable=SC2086 # MULTI_BENCH is a command line
+  timeout --kill-after=10 "$TIMEOUT_S" $BENCH --url "$PUBLIC_URL" "${WATCH[@]}" && STATUS=0
+  exit "$STATUS"
+fi
 
 # ---- the checks ----------------------------------------------------------------------
 
