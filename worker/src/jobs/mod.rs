@@ -11,6 +11,7 @@ mod push_watch;
 pub mod sign_in;
 mod sign_in_error;
 mod sweeper;
+mod wakeups;
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,6 +21,7 @@ use apalis_postgres::{PostgresStorage, Pubsub};
 use apalis_sqlite::SqliteStorage;
 use futures::channel::mpsc;
 use handoff::Handoff;
+use wakeups::Wakeups;
 
 pub(crate) use sweeper::spawn_sweeper;
 
@@ -253,9 +255,7 @@ impl JobQueue {
         tracing::info!(worker.name = %name, concurrency = self.concurrency, "worker started");
         match &self.storage {
             Storage::Sqlite(storage) => {
-                let strategy = Strategy::new()
-                    .stream(wake_rx)
-                    .interval(self.poll.unwrap_or(SQLITE_POLL));
+                let strategy = Wakeups::every(self.poll.unwrap_or(SQLITE_POLL)).on(wake_rx);
                 let backend = storage.clone().poll_with_strategy(strategy);
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
@@ -269,10 +269,9 @@ impl JobQueue {
             }
             Storage::Postgres(storage) => {
                 let pubsub = Pubsub::new(storage.pool().clone(), QUEUE_NAME.to_owned());
-                let strategy = Strategy::new()
-                    .stream(pubsub)
-                    .stream(wake_rx)
-                    .interval(self.poll.unwrap_or(POSTGRES_POLL));
+                let strategy = Wakeups::every(self.poll.unwrap_or(POSTGRES_POLL))
+                    .on(pubsub)
+                    .on(wake_rx);
                 let backend = storage.clone().poll_with_strategy(strategy);
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
