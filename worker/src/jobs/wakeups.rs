@@ -34,7 +34,8 @@ pub(super) struct Wakeups {
 impl Wakeups {
     /// Wakes on `every` tick and on any item of the sources added with [`Self::on`].
     pub(super) fn every(period: Duration) -> Self {
-        let mut tick = tokio::time::interval(period);
+        // The worker fetches when it starts anyway: the first tick is a period away.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
             sources: Vec::new(),
@@ -77,5 +78,71 @@ impl PollStrategy for Wakeups {
         } else {
             Poll::Pending
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        task::{Context, Poll, Wake, Waker},
+        time::Duration,
+    };
+
+    use apalis::prelude::{PollSnapshot, PollStrategy};
+    use futures::channel::mpsc;
+
+    use super::Wakeups;
+
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The case apalis' combination lost: a call that found a source ready still
+    /// leaves that source with the waker, so an item sent afterwards, with nobody
+    /// polling, wakes the worker.
+    #[tokio::test]
+    async fn a_source_that_was_ready_still_wakes_for_its_next_item() {
+        let (first, first_rx) = mpsc::channel::<()>(8);
+        let (second, second_rx) = mpsc::channel::<()>(8);
+        let mut wakeups = Wakeups::every(Duration::from_secs(3600))
+            .on(first_rx)
+            .on(second_rx);
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let snapshot = PollSnapshot::default();
+        assert_eq!(wakeups.poll_drive(&mut cx, &snapshot), Poll::Pending);
+
+        // Both sources ready at once: one call takes everything they have.
+        for tx in [&first, &second] {
+            tx.clone().try_send(()).unwrap();
+            tx.clone().try_send(()).unwrap();
+        }
+        assert_eq!(
+            wakeups.poll_drive(&mut cx, &snapshot),
+            Poll::Ready(Some(()))
+        );
+        let woken = counter.0.load(Ordering::SeqCst);
+
+        // Nobody polls; the first source gets an item: the waker hears of it.
+        first.clone().try_send(()).unwrap();
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            woken + 1,
+            "the source that was ready kept the waker"
+        );
+        assert_eq!(
+            wakeups.poll_drive(&mut cx, &snapshot),
+            Poll::Ready(Some(()))
+        );
+        assert_eq!(wakeups.poll_drive(&mut cx, &snapshot), Poll::Pending);
     }
 }
