@@ -47,6 +47,16 @@ pub struct RateLimited {
     pub retry_after: u64,
 }
 
+impl RateLimited {
+    /// Spent until `wait` has passed: whole seconds, rounded up (a client that
+    /// retries after a rounded-down wait is refused again), at least 1.
+    fn after(wait: std::time::Duration) -> Self {
+        Self {
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+}
+
 /// A per-IP budget of the browser flow, each `limits.*_per_ip_per_minute`.
 #[derive(Debug, Clone, Copy)]
 pub enum IpBudget {

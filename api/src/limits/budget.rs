@@ -3,7 +3,10 @@
 
 use std::{hash::Hash, num::NonZeroU32};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use governor::{
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
 
 use super::RateLimited;
 use crate::shared::budgets::SharedBudgets;
@@ -39,18 +42,14 @@ impl<K: Hash + Eq + Clone> Budget<K> {
         if let Some(shared) = shared
             && let Some(wait) = shared.spend(self.name, &shared_key(), &self.quota).await
         {
-            return match wait {
-                None => Ok(()),
-                Some(wait) => Err(RateLimited {
-                    retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-                }),
+            return if wait.is_zero() {
+                Ok(())
+            } else {
+                Err(RateLimited::after(wait))
             };
         }
         self.local.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            RateLimited {
-                retry_after: wait.as_secs().max(1),
-            }
+            RateLimited::after(not_until.wait_time_from(DefaultClock::default().now()))
         })
     }
 

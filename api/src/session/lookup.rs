@@ -42,7 +42,7 @@ pub(super) async fn find_current_user(
             (Lookup::Cookie(&token_hash), None)
         }
     };
-    let Some((session, user)) = find(state, lookup, subject).await? else {
+    let Some((session, user)) = find(state, lookup, subject, now).await? else {
         return Ok(None);
     };
     if now - session.created_at > max_lifetime(state) {
@@ -66,13 +66,14 @@ pub(super) async fn find_current_user(
     }))
 }
 
-/// The live session of `lookup` (a bearer's must belong to `subject`) and its user.
+/// The session of `lookup` live at `now` (a bearer's must belong to `subject`) and
+/// its user.
 async fn find(
     state: &AppState,
     lookup: Lookup<'_>,
     subject: Option<Uuid>,
+    now: chrono::DateTime<Utc>,
 ) -> Result<Option<(CachedSession, user_profile::Model)>, DbErr> {
-    let now = Utc::now();
     let fits = |session: &CachedSession| {
         session.expires_at > now
             && match lookup {

@@ -42,10 +42,10 @@ impl SharedBudgets {
         }
     }
 
-    /// Spends one request of budget `name` (with `quota`) for `key`: `Some(None)`
-    /// when it may pass, `Some(Some(wait))` when the shared budget is spent, `None`
-    /// when Redis did not answer (the caller counts in process instead).
-    pub async fn spend(&self, name: &str, key: &str, quota: &Quota) -> Option<Option<Duration>> {
+    /// Spends one request of budget `name` (with `quota`) for `key`: how long to
+    /// wait before it may pass (zero: it passed, and is spent), or `None` when Redis
+    /// did not answer (the caller counts in process instead).
+    pub async fn spend(&self, name: &str, key: &str, quota: &Quota) -> Option<Duration> {
         let redis_key = self.redis.key(format_args!("budget:{name}:{key}"));
         let interval = quota.replenish_interval().as_micros() as u64;
         let burst = quota.burst_size().get();
@@ -60,6 +60,6 @@ impl SharedBudgets {
                     .await
             })
             .await?;
-        Some((wait_us > 0).then(|| Duration::from_micros(wait_us)))
+        Some(Duration::from_micros(wait_us))
     }
 }

@@ -112,12 +112,12 @@ impl SessionCache {
             .to_std()
             .unwrap_or_default();
         let ttl = self.redis.session_ttl().min(left).as_millis() as u64;
-        let Ok(entry) = serde_json::to_string(session) else {
-            return;
-        };
         if ttl == 0 {
             return;
         }
+        let Ok(entry) = serde_json::to_string(session) else {
+            return;
+        };
         let (key, dead) = (
             self.redis.entry_key(lookup),
             self.redis.tombstone_key(session.id),
