@@ -11,8 +11,8 @@ use poem_openapi::{
 use crate::{
     error::ApiError,
     routes::{
-        auth::status::StatusApi, auth_api::AuthApi, me::MeApi, operations::OperationsApi,
-        providers::ProvidersApi, sessions::SessionsApi,
+        auth::status::StatusApi, auth_api::AuthApi, me::MeApi, native_token::NativeTokenApi,
+        operations::OperationsApi, providers::ProvidersApi, sessions::SessionsApi,
     },
 };
 
@@ -21,6 +21,7 @@ pub type Apis = (
     ProvidersApi,
     MeApi,
     AuthApi,
+    NativeTokenApi,
     SessionsApi,
     OperationsApi,
     StatusApi,
@@ -29,7 +30,15 @@ pub type Apis = (
 /// The service for `public_url`.
 pub fn service(public_base: &str) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ProvidersApi, MeApi, AuthApi, SessionsApi, OperationsApi, StatusApi),
+        (
+            ProvidersApi,
+            MeApi,
+            AuthApi,
+            NativeTokenApi,
+            SessionsApi,
+            OperationsApi,
+            StatusApi,
+        ),
         "social-signin",
         env!("CARGO_PKG_VERSION"),
     )

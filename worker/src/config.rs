@@ -340,7 +340,22 @@ pub struct ProviderSettings {
     /// OpenID Connect kinds: when to read the userinfo endpoint.
     #[serde(default)]
     pub userinfo: UserinfoMode,
+    /// Facebook: the Graph API's base URL, for the token endpoint, `/me` and
+    /// `debug_token`. Default `https://graph.facebook.com`.
+    pub graph_url: Option<Url>,
+    /// Facebook: the Graph API version in every Graph and dialog URL (Meta retires
+    /// each version about two years after the next one is out). Default
+    /// [`FACEBOOK_GRAPH_VERSION`].
+    pub graph_version: Option<String>,
+    /// Google: show the "Sign in with Google" button and One Tap prompt on the index
+    /// page, posting to `/auth/{name}/one-tap`.
+    #[serde(default)]
+    pub one_tap: bool,
 }
+
+/// The Graph API version the Facebook preset uses unless `graph_version` says
+/// otherwise: v24.0, released October 2025.
+pub const FACEBOOK_GRAPH_VERSION: &str = "v24.0";
 
 /// When an OpenID Connect sign-in reads the userinfo endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -527,6 +542,17 @@ impl ClaimPointers {
     }
 }
 
+/// `v{major}.{minor}`, as Graph API versions are written.
+fn is_graph_version(version: &str) -> bool {
+    version.strip_prefix('v').is_some_and(|rest| {
+        rest.split_once('.').is_some_and(|(major, minor)| {
+            [major, minor]
+                .iter()
+                .all(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    })
+}
+
 impl ProviderSettings {
     /// The resolved kind: explicit, or implied by a preset name.
     pub fn resolved_kind(&self, name: &str) -> Option<ProviderKind> {
@@ -589,6 +615,19 @@ impl ProviderSettings {
             if self.client_secret.is_none() && kind != ProviderKind::Apple {
                 bail!("providers.{name}.client_secret: required");
             }
+        }
+        if (self.graph_url.is_some() || self.graph_version.is_some())
+            && kind != ProviderKind::Facebook
+        {
+            bail!("providers.{name}.graph_url, .graph_version: only for kind facebook");
+        }
+        if let Some(version) = &self.graph_version
+            && !is_graph_version(version)
+        {
+            bail!("providers.{name}.graph_version: a version like {FACEBOOK_GRAPH_VERSION}");
+        }
+        if self.one_tap && kind != ProviderKind::Google {
+            bail!("providers.{name}.one_tap: only for kind google");
         }
         if let Some(timeout) = self.timeout {
             if timeout.is_zero() || timeout > Duration::from_secs(120) {

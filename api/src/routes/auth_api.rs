@@ -1,19 +1,12 @@
 //! `/api/auth/*`: password registration and sign-in, token refresh with rotation and
-//! reuse detection, logout, and native social sign-in through the job queue.
+//! reuse detection, logout. Native social sign-in is `native_token`.
 
 use poem::{Request, web::Data};
-use poem_openapi::{
-    ApiResponse, Object, OpenApi,
-    param::{Path, Query},
-    payload::Json,
-};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 use uuid::Uuid;
 use worker::{
     accounts::{self, Registered},
     audit::{self, EventKind},
-    crypto,
-    jobs::{SignInJob, Started},
-    operations::{self, NewOperation},
     passwords,
 };
 
@@ -21,7 +14,7 @@ use crate::{
     error::ApiError,
     limits::{IpBudget, client_ip},
     openapi::NoContent,
-    session::{self, Client, CurrentUser, MaybeUser, RefreshError, TokenPair},
+    session::{self, Client, CurrentUser, RefreshError, TokenPair},
     state::AppState,
 };
 
@@ -59,48 +52,12 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-/// Native sign-in: either `{code, code_verifier, redirect_uri}` (the app did the
-/// authorize step with PKCE) or `{id_token, nonce}` (Google and Apple SDKs).
-#[derive(Debug, Object)]
-pub struct NativeTokenRequest {
-    #[oai(validator(max_length = 4096))]
-    pub code: Option<String>,
-    #[oai(validator(min_length = 43, max_length = 128))]
-    pub code_verifier: Option<String>,
-    #[oai(validator(max_length = 2048))]
-    pub redirect_uri: Option<String>,
-    #[oai(validator(max_length = 8192))]
-    pub id_token: Option<String>,
-    #[oai(validator(max_length = 512))]
-    pub nonce: Option<String>,
-    /// Link the provider account to the signed-in user (send the bearer token)
-    /// instead of signing in.
-    pub link: Option<bool>,
-}
-
-/// A started native sign-in: poll `status_url` with the `poll_secret`.
-#[derive(Debug, Object)]
-pub struct OperationStarted {
-    pub operation_id: Uuid,
-    /// Send as `X-Poll-Secret` when polling; it is shown only once.
-    pub poll_secret: String,
-    pub status_url: String,
-}
-
 /// 201 with tokens.
 #[derive(ApiResponse)]
 pub enum Created {
     /// Account created and signed in.
     #[oai(status = 201)]
     Created(Json<TokenPair>),
-}
-
-/// 202 with where to poll.
-#[derive(ApiResponse)]
-pub enum Accepted {
-    /// The sign-in is queued.
-    #[oai(status = 202)]
-    Accepted(Json<OperationStarted>, #[oai(header = "Location")] String),
 }
 
 /// Password and token sign-in.
@@ -255,144 +212,6 @@ impl AuthApi {
             crate::browser::forget_browser_key(req.cookie(), &state.settings);
         }
         Ok(NoContent::Done)
-    }
-
-    /// Native social sign-in through the job queue: answers 202 at once; poll the
-    /// operation for the tokens. 400 `invalid_request` for any other shape of body,
-    /// `invalid_redirect_uri` for a redirect URI not in `native_redirect_uris`,
-    /// `unsupported_grant` for an ID token to a provider without them, and
-    /// `nonce_required` for an OpenID Connect provider's code sent without its nonce.
-    #[oai(
-        path = "/api/auth/:provider/token",
-        method = "post",
-        tag = "crate::routes::Tag::Auth"
-    )]
-    async fn token(
-        &self,
-        Data(state): Data<&AppState>,
-        req: &Request,
-        provider: Path<String>,
-        MaybeUser(user): MaybeUser,
-        body: Json<NativeTokenRequest>,
-    ) -> Result<Accepted, ApiError> {
-        state.limits.check(IpBudget::NativeSignIn, req).await?;
-        let provider = state
-            .providers
-            .get(&provider.0)
-            .ok_or(ApiError::NotFound("No such provider."))?;
-        let body = body.0;
-        let link = match (body.link.unwrap_or(false), &user) {
-            (false, _) => None,
-            // A link outlives a password change and "log out everywhere": only a
-            // recent sign-in may add one.
-            (true, Some(current)) => Some(
-                current
-                    .link_to()
-                    .ok_or(ApiError::ReauthenticationRequired)?,
-            ),
-            (true, None) => return Err(ApiError::Unauthorized),
-        };
-        let mut job = SignInJob {
-            operation_id: Uuid::nil(),
-            provider: provider.name.clone(),
-            code: String::new(),
-            pkce_verifier: String::new(),
-            nonce: None,
-            form_user: None,
-            redirect_uri: None,
-            id_token: None,
-            client: Client::of(req).for_job(),
-        };
-        match (
-            body.code,
-            body.code_verifier,
-            body.redirect_uri,
-            body.id_token,
-            body.nonce,
-        ) {
-            (Some(code), Some(verifier), Some(redirect_uri), None, nonce) => {
-                if !provider.is_allowed_native_redirect(&redirect_uri) {
-                    return Err(ApiError::bad_request(
-                        "invalid_redirect_uri",
-                        "This redirect_uri is not registered for native sign-in.",
-                    ));
-                }
-                // The ID token must carry the nonce the app sent to the provider;
-                // without it the job could only fail, after queueing.
-                if provider.is_oidc() && nonce.is_none() {
-                    return Err(ApiError::bad_request(
-                        "nonce_required",
-                        "Send the nonce your app put in the authorization request with the code.",
-                    ));
-                }
-                job.code = code;
-                job.pkce_verifier = verifier;
-                job.redirect_uri = Some(redirect_uri);
-                job.nonce = nonce;
-            }
-            (None, None, None, Some(id_token), Some(nonce)) => {
-                if !provider.is_oidc() {
-                    return Err(ApiError::bad_request(
-                        "unsupported_grant",
-                        "This provider issues no ID tokens; send a code.",
-                    ));
-                }
-                job.id_token = Some(id_token);
-                job.nonce = Some(nonce);
-            }
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    "Send either code, code_verifier and redirect_uri, or id_token and nonce.",
-                ));
-            }
-        }
-        // The client address's and the queue's pending caps (a poll secret is new
-        // each time, so there is no per-browser cap here).
-        let client_key = state.limits.pending.admit(&state.reader, req, None).await?;
-        let poll_secret = crypto::random_token(32);
-        let redeemer_hash = crypto::sha256_hex(&poll_secret);
-        let new = NewOperation {
-            kind: operations::KIND_NATIVE,
-            provider: provider.name.clone(),
-            redeemer_hash,
-            next_path: None,
-            link,
-            state_hash: None,
-            client_key,
-        };
-        let operation = match state.jobs.start(&state.writer, new, job).await? {
-            Started::Queued(operation) => operation,
-            Started::Unqueued(_) => {
-                let (code, message) = operations::QUEUE_UNAVAILABLE;
-                return Err(ApiError::Unavailable {
-                    code,
-                    message: message.to_owned(),
-                });
-            }
-            // Only a claimed `state` can be met again, and this operation has none.
-            Started::Existing(_) | Started::Foreign => {
-                return Err(sea_orm::DbErr::Custom(
-                    "an operation without state was claimed twice".into(),
-                )
-                .into());
-            }
-        };
-        tracing::info!(provider = %provider.name, operation.id = %operation.id, "native sign-in queued");
-        let event = audit::Event::new(EventKind::SignInStarted)
-            .user(link.map(|link| link.user_id))
-            .provider(&provider.name)
-            .operation(operation.id);
-        state.audit.record(Client::of(req).audit(event));
-        let status_url = format!("/api/operations/{}", operation.id);
-        Ok(Accepted::Accepted(
-            Json(OperationStarted {
-                operation_id: operation.id,
-                poll_secret,
-                status_url: status_url.clone(),
-            }),
-            status_url,
-        ))
     }
 }
 

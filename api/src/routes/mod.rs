@@ -5,6 +5,7 @@ pub mod auth_api;
 pub mod health;
 pub mod index;
 pub mod me;
+pub mod native_token;
 pub mod operations;
 pub mod providers;
 pub mod sessions;

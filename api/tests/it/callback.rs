@@ -252,6 +252,8 @@ async fn compare_with_apalis_push(
         form_user: None,
         redirect_uri: None,
         id_token: None,
+        access_token: None,
+        one_tap: false,
         client: Default::default(),
     };
     app.state.jobs.push(job).await.unwrap();

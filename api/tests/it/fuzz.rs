@@ -431,11 +431,11 @@ async fn native_id_tokens_that_are_not_genuine_are_refused() {
         &Value::Object(good_claims(&issuer, CLIENT_ID, "nonce-fuzz")),
     );
     provider
-        .verify_native_id_token(&genuine, "nonce-fuzz")
+        .verify_native_id_token(&genuine, "nonce-fuzz", false)
         .await
         .expect("the genuine token is accepted");
     run(256, id_token(issuer), |token| {
-        let result = block_on(provider.verify_native_id_token(&token, "nonce-fuzz"));
+        let result = block_on(provider.verify_native_id_token(&token, "nonce-fuzz", false));
         prop_assert!(result.is_err(), "accepted: {result:?}");
         Ok(())
     });

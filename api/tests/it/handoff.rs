@@ -339,6 +339,8 @@ async fn a_dropped_callback_still_runs_its_job() {
         form_user: None,
         redirect_uri: None,
         id_token: None,
+        access_token: None,
+        one_tap: false,
         client: Default::default(),
     };
     let start = app.state.jobs.start(&app.state.writer, new, job);

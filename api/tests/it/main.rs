@@ -6,6 +6,7 @@ mod audit;
 mod bad_input;
 mod callback;
 mod demo;
+mod facebook_sdk;
 mod flow;
 mod fuzz;
 mod handoff;

@@ -215,6 +215,8 @@ async fn repeated_and_concurrent_runs_make_one_user_and_one_link(backend: Backen
         form_user: None,
         redirect_uri: None,
         id_token: None,
+        access_token: None,
+        one_tap: false,
         client: Default::default(),
     };
     let state = worker_state(&app);
@@ -252,6 +254,8 @@ async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
         form_user: None,
         redirect_uri: None,
         id_token: None,
+        access_token: None,
+        one_tap: false,
         client: Default::default(),
     };
     let error = worker::jobs::sign_in::run(&job, &worker_state(&app))

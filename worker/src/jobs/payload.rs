@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::audit;
 
 /// One callback's work. Its `Debug` shows no code or verifier.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct SignInJob {
     pub operation_id: Uuid,
     pub provider: String,
@@ -23,6 +23,13 @@ pub struct SignInJob {
     /// Native apps: an ID token from the provider's SDK, instead of a code.
     #[serde(default)]
     pub id_token: Option<String>,
+    /// The ID token came from Google's One Tap or button on our own page: its
+    /// audience must be the web client, not one of `native_client_ids`.
+    #[serde(default)]
+    pub one_tap: bool,
+    /// Facebook's SDK: a user access token, checked with `debug_token`.
+    #[serde(default)]
+    pub access_token: Option<String>,
     /// Who sent the callback, for the audit log.
     #[serde(default)]
     pub client: JobClient,
@@ -97,6 +104,8 @@ mod tests {
             form_user: Some("SECRET-NAME".into()),
             redirect_uri: None,
             id_token: Some("SECRET-TOKEN".into()),
+            access_token: Some("SECRET-ACCESS".into()),
+            one_tap: false,
             client: Default::default(),
         };
         let shown = format!("{job:?}");

@@ -67,9 +67,19 @@ pub(super) async fn run_from(
     let code_deadline = Instant::now() + MAX_CODE_AGE.saturating_sub(age);
 
     let (tokens, profile) = match (&job.id_token, &job.nonce) {
-        // A native SDK's ID token: validating it is the whole provider step.
+        // Facebook's SDK: a user access token, checked with Graph before use.
+        _ if let Some(access_token) = &job.access_token => {
+            let (tokens, profile) = with_retries(operation_deadline, true, "graph", || {
+                provider.verify_facebook_access_token(access_token)
+            })
+            .await?;
+            (Some(tokens), profile)
+        }
+        // An SDK's or One Tap's ID token: validating it is the whole provider step.
         (Some(id_token), Some(nonce)) => {
-            let profile = provider.verify_native_id_token(id_token, nonce).await?;
+            let profile = provider
+                .verify_native_id_token(id_token, nonce, job.one_tap)
+                .await?;
             let remember_until = Utc::now() + crate::replay::REMEMBER;
             if !crate::replay::claim(&state.db, id_token, job.operation_id, remember_until).await? {
                 return Err(ProviderError::InvalidIdToken(

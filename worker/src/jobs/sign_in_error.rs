@@ -5,7 +5,10 @@
 use sea_orm::DbErr;
 use uuid::Uuid;
 
-use crate::{operations, providers::ProviderError};
+use crate::{
+    operations,
+    providers::{AccessTokenProblem, ProviderError},
+};
 
 /// Why a sign-in job failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,7 @@ impl SignInError {
                     "profile_invalid",
                     format!("We could not read your profile from {provider}. Please try again."),
                 ),
+                ProviderError::AccessToken(problem) => access_token_error(*problem, provider),
                 ProviderError::DomainNotAllowed => (
                     "domain_not_allowed",
                     format!(
@@ -102,6 +106,26 @@ impl SignInError {
                 "Something went wrong on our side. Please try again.".to_owned(),
             ),
         }
+    }
+}
+
+/// What a person is told when their Facebook SDK access token was refused.
+fn access_token_error(problem: AccessTokenProblem, provider: &str) -> (&'static str, String) {
+    match problem {
+        AccessTokenProblem::OtherApp => (
+            "token_not_for_this_app",
+            format!(
+                "This {provider} sign-in was made for another app. Sign in again from this app."
+            ),
+        ),
+        AccessTokenProblem::Expired => (
+            "access_token_expired",
+            format!("Your {provider} sign-in has expired. Please sign in again."),
+        ),
+        AccessTokenProblem::Invalid | AccessTokenProblem::NotThisUser => (
+            "access_token_invalid",
+            format!("{provider} did not confirm this sign-in. Please sign in again."),
+        ),
     }
 }
 

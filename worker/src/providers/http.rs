@@ -120,6 +120,8 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Transpo
 }
 
 fn classify(error: reqwest::Error) -> TransportError {
+    // Query strings carry tokens (Graph's `input_token`): keep URLs out of errors.
+    let error = error.without_url();
     if error.is_timeout() {
         TransportError::Timeout
     } else if error.is_connect() {

@@ -4,6 +4,7 @@
 
 mod apple;
 mod discovery;
+pub mod facebook;
 pub mod http;
 mod jwk;
 mod oidc;
@@ -24,6 +25,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::config::{ClaimPointers, ProviderKind, ProviderSettings, Settings, UserinfoMode};
+pub use facebook::AccessTokenProblem;
 use http::ProviderHttp;
 pub use http::TransportError;
 pub use profile::Profile;
@@ -55,6 +57,9 @@ pub enum ProviderError {
     /// Discovery or JWKS could not be used.
     #[error("discovery failed: {0}")]
     Discovery(String),
+    /// A Facebook SDK access token that must not sign anyone in.
+    #[error("access token refused: {0}")]
+    AccessToken(AccessTokenProblem),
 }
 
 impl ProviderError {
@@ -122,7 +127,7 @@ fn token_error(
             other => ProviderError::Rejected(other.to_string()),
         },
         RequestTokenError::Request(transport) => ProviderError::from(transport),
-        RequestTokenError::Parse(e, body) => error_in_ok_response(&body)
+        RequestTokenError::Parse(e, body) => error_in_body(&body)
             .unwrap_or_else(|| ProviderError::Rejected(format!("unreadable token response: {e}"))),
         RequestTokenError::Other(e) => ProviderError::Rejected(e),
     }
@@ -170,6 +175,10 @@ pub struct Provider {
     native_client_ids: Vec<String>,
     /// Redirect URIs native apps may exchange codes for.
     native_redirect_uris: Vec<String>,
+    /// Facebook: `{graph_url}/{graph_version}`.
+    graph_base: Option<Url>,
+    /// Google: the index page offers One Tap and the Sign in with Google button.
+    pub one_tap: bool,
     /// OIDC kinds: when the userinfo endpoint is read.
     userinfo: UserinfoMode,
     http: ProviderHttp,
@@ -189,6 +198,12 @@ impl Provider {
     /// Whether sign-in validates an ID token and sends a nonce.
     pub fn is_oidc(&self) -> bool {
         self.kind.is_oidc()
+    }
+
+    /// Whether an app may sign in with an ID token it got from the provider's SDK:
+    /// OpenID Connect kinds, and Facebook (Limited Login).
+    pub fn takes_id_tokens(&self) -> bool {
+        self.is_oidc() || self.kind == ProviderKind::Facebook
     }
 
     /// Whether the provider returns to the callback with a cross-site POST
@@ -359,15 +374,18 @@ impl Provider {
         self.verify_with(id_token, &expected).await
     }
 
-    /// Validates an ID token a native app obtained itself (Google and Apple SDKs):
-    /// its audience may be one of `native_client_ids`, and Apple's SDK puts the
-    /// SHA-256 of the app's nonce in it.
+    /// Validates an ID token an app obtained itself (Google and Apple SDKs,
+    /// Facebook's Limited Login, Google's One Tap on our page): its audience may be
+    /// one of `native_client_ids` unless `web_only`, and Apple's SDK puts the
+    /// SHA-256 of the app's nonce in it. Facebook says nothing of whether an email
+    /// is verified, so it never is.
     pub async fn verify_native_id_token(
         &self,
         raw: &str,
         nonce: &str,
+        web_only: bool,
     ) -> Result<Profile, ProviderError> {
-        if !self.is_oidc() {
+        if !self.takes_id_tokens() {
             return Err(ProviderError::InvalidIdToken(format!(
                 "{} issues no ID tokens",
                 self.name
@@ -384,8 +402,13 @@ impl Provider {
             serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).collect(),
             _ => vec![],
         };
+        let others: &[String] = if web_only {
+            &[]
+        } else {
+            &self.native_client_ids
+        };
         let client_id = std::iter::once(&self.client_id)
-            .chain(&self.native_client_ids)
+            .chain(others)
             .find(|allowed| audiences.contains(&allowed.as_str()))
             .ok_or_else(|| {
                 ProviderError::InvalidIdToken("the ID token is for another client".into())
@@ -394,9 +417,13 @@ impl Provider {
             client_id,
             nonce,
             accept_hashed_nonce: self.kind == ProviderKind::Apple,
-            other_azp: &self.native_client_ids,
+            other_azp: others,
         };
-        self.verify_with(&id_token, &expected).await
+        let mut profile = self.verify_with(&id_token, &expected).await?;
+        if self.kind == ProviderKind::Facebook {
+            profile.email_verified = false;
+        }
+        Ok(profile)
     }
 
     async fn verify_with(
@@ -440,13 +467,7 @@ impl Provider {
                     .ok_or_else(|| ProviderError::Profile("Apple sent no ID token".into()))?;
                 Ok(profile::from_apple(id, form_user))
             }
-            ProviderKind::Facebook => {
-                let mut url = self.userinfo_url(&endpoints)?.clone();
-                url.query_pairs_mut()
-                    .append_pair("fields", "id,email,first_name,last_name,name,picture")
-                    .append_pair("appsecret_proof", &self.appsecret_proof(access_token));
-                profile::from_facebook(&self.get_json(&url, access_token).await?)
-            }
+            ProviderKind::Facebook => self.facebook_me(access_token).await,
             ProviderKind::Github => {
                 let url = self.userinfo_url(&endpoints)?;
                 let user = self.get_json(url, access_token).await?;
@@ -506,20 +527,6 @@ impl Provider {
         }
         serde_json::from_slice(response.body())
             .map_err(|e| ProviderError::Profile(format!("{} is not JSON: {e}", url.path())))
-    }
-
-    /// Facebook's `appsecret_proof`: HMAC-SHA256 of the access token with the app secret.
-    fn appsecret_proof(&self, access_token: &str) -> String {
-        use hmac::{Hmac, Mac};
-        let secret = self
-            .client_secret
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned())
-            .unwrap_or_default();
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes())
-            .expect("HMAC takes any key");
-        mac.update(access_token.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
     }
 
     /// How long one request to this provider may take at most (`timeout`).
@@ -636,7 +643,7 @@ impl ProviderRegistry {
                     "providers.{name}.kind: the demo provider needs a loopback public_url"
                 );
             }
-            let preset = presets::preset(kind, settings.public_base());
+            let preset = presets::preset(kind, settings.public_base(), &config);
             let (client_id, client_secret) = match kind {
                 ProviderKind::Demo => (
                     presets::DEMO_CLIENT_ID.to_owned(),
@@ -677,6 +684,8 @@ impl ProviderRegistry {
                 claims: config.claims.clone(),
                 native_client_ids: config.native_client_ids.clone(),
                 native_redirect_uris: config.native_redirect_uris.clone(),
+                graph_base: preset.graph_base,
+                one_tap: config.one_tap,
                 userinfo: config.userinfo,
                 http: ProviderHttp::new(
                     client.clone(),
@@ -746,9 +755,13 @@ fn apple_secret(name: &str, config: &ProviderSettings) -> anyhow::Result<apple::
     .with_context(|| format!("providers.{name}"))
 }
 
-/// Some providers (GitHub) answer a failed token request with HTTP 200 and an OAuth
-/// error body; oauth2 then cannot parse a token. Read the error from it.
-fn error_in_ok_response(body: &[u8]) -> Option<ProviderError> {
+/// A failed token request's error, where oauth2 could not read one: GitHub
+/// answers HTTP 200 with an OAuth error body, and Facebook's Graph an error object
+/// instead of the OAuth string.
+fn error_in_body(body: &[u8]) -> Option<ProviderError> {
+    if let Some(graph) = facebook::graph_error(body, facebook::GraphCall::Token) {
+        return Some(graph);
+    }
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
     let code = json.get("error")?.as_str()?;
     Some(match code {

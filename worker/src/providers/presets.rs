@@ -3,7 +3,7 @@
 
 use url::Url;
 
-use crate::config::ProviderKind;
+use crate::config::{FACEBOOK_GRAPH_VERSION, ProviderKind, ProviderSettings};
 
 /// Defaults of one kind.
 #[derive(Debug, Clone, Default)]
@@ -15,17 +15,20 @@ pub struct Preset {
     pub token_url: Option<Url>,
     pub userinfo_url: Option<Url>,
     pub jwks_url: Option<Url>,
+    /// Facebook: `{graph_url}/{graph_version}`, the base of every Graph call.
+    pub graph_base: Option<Url>,
 }
 
 /// The demo provider's OAuth client: it only ever runs on loopback.
 pub const DEMO_CLIENT_ID: &str = "social-signin-demo";
 /// The demo client's secret, checked by the demo token endpoint.
 pub const DEMO_CLIENT_SECRET: &str = "social-signin-demo-secret";
-/// Graph API version used by the Facebook preset.
-const FACEBOOK_GRAPH: &str = "v19.0";
+/// Where the Graph API is unless `graph_url` says otherwise.
+const FACEBOOK_GRAPH_URL: &str = "https://graph.facebook.com";
 
-/// The preset of `kind`; the demo provider lives under `public_base`.
-pub fn preset(kind: ProviderKind, public_base: &str) -> Preset {
+/// The preset of `kind`; the demo provider lives under `public_base`; Facebook's
+/// Graph base comes from `config`.
+pub fn preset(kind: ProviderKind, public_base: &str, config: &ProviderSettings) -> Preset {
     let url = |s: &str| Some(Url::parse(s).expect("preset URLs are valid"));
     let issuer =
         |s: &str| Some(openidconnect::IssuerUrl::new(s.to_owned()).expect("preset URLs are valid"));
@@ -47,18 +50,29 @@ pub fn preset(kind: ProviderKind, public_base: &str) -> Preset {
             jwks_url: url("https://appleid.apple.com/auth/keys"),
             ..Preset::default()
         },
-        ProviderKind::Facebook => Preset {
-            display_name: Some("Facebook"),
-            scopes: &["email", "public_profile"],
-            authorize_url: url(&format!(
-                "https://www.facebook.com/{FACEBOOK_GRAPH}/dialog/oauth"
-            )),
-            token_url: url(&format!(
-                "https://graph.facebook.com/{FACEBOOK_GRAPH}/oauth/access_token"
-            )),
-            userinfo_url: url(&format!("https://graph.facebook.com/{FACEBOOK_GRAPH}/me")),
-            ..Preset::default()
-        },
+        // Facebook Login is OAuth 2 on the web; its Limited Login (iOS SDK) hands the
+        // app an OpenID Connect ID token, checked against this issuer and JWKS.
+        ProviderKind::Facebook => {
+            let version = config
+                .graph_version
+                .as_deref()
+                .unwrap_or(FACEBOOK_GRAPH_VERSION);
+            let graph = config
+                .graph_url
+                .as_ref()
+                .map_or(FACEBOOK_GRAPH_URL, Url::as_str);
+            let graph = format!("{}/{version}", graph.trim_end_matches('/'));
+            Preset {
+                display_name: Some("Facebook"),
+                scopes: &["email", "public_profile"],
+                issuer: issuer("https://www.facebook.com"),
+                authorize_url: url(&format!("https://www.facebook.com/{version}/dialog/oauth")),
+                token_url: url(&format!("{graph}/oauth/access_token")),
+                userinfo_url: url(&format!("{graph}/me")),
+                jwks_url: url("https://limited.facebook.com/.well-known/oauth/openid/jwks/"),
+                graph_base: url(&graph),
+            }
+        }
         ProviderKind::Github => Preset {
             display_name: Some("GitHub"),
             scopes: &["read:user", "user:email"],

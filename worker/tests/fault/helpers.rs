@@ -270,6 +270,8 @@ pub fn job(operation_id: Uuid, code: &str) -> SignInJob {
         form_user: None,
         redirect_uri: None,
         id_token: None,
+        access_token: None,
+        one_tap: false,
         client: Default::default(),
     }
 }

@@ -187,6 +187,8 @@ async fn handle(
         form_user: params.get("user").map(str::to_owned),
         redirect_uri: None,
         id_token: None,
+        access_token: None,
+        one_tap: false,
         client: crate::session::Client::of(req).for_job(),
     };
     let operation = match state.jobs.start(&state.writer, new, job).await? {
