@@ -146,6 +146,49 @@ fn callback_path(provider: &str) -> String {
     format!("/auth/{provider}/callback")
 }
 
+/// How long the nonce a page gave Google's One Tap stays good.
+pub const ONE_TAP_TTL: Duration = Duration::from_secs(3600);
+const ONE_TAP_COOKIE: &str = "signin_one_tap";
+
+/// The nonce for Google's One Tap on this browser's pages: the one it holds while
+/// it is younger than half of [`ONE_TAP_TTL`] (so tabs share it), else a new one.
+/// Kept in a private cookie; the ID token Google posts back must carry it.
+pub fn one_tap_nonce(jar: &CookieJar, settings: &Settings) -> String {
+    let now = Utc::now().timestamp();
+    let half = ONE_TAP_TTL.as_secs() as i64 / 2;
+    if let Some((nonce, created_at)) = read_one_tap(jar, settings)
+        && now - created_at < half
+    {
+        return nonce;
+    }
+    let nonce = crypto::random_token(32);
+    jar.private().add(cookie(
+        ONE_TAP_COOKIE,
+        &format!("{nonce}.{now}"),
+        "/",
+        Some(ONE_TAP_TTL),
+        settings,
+    ));
+    nonce
+}
+
+/// This browser's One Tap nonce if it is still good; the cookie is removed either
+/// way, so a nonce signs in once.
+pub fn take_one_tap_nonce(jar: &CookieJar, settings: &Settings) -> Option<String> {
+    let found = read_one_tap(jar, settings);
+    expire(jar, ONE_TAP_COOKIE, "/", settings);
+    let (nonce, created_at) = found?;
+    (Utc::now().timestamp() - created_at <= ONE_TAP_TTL.as_secs() as i64).then_some(nonce)
+}
+
+fn read_one_tap(jar: &CookieJar, settings: &Settings) -> Option<(String, i64)> {
+    let found = jar
+        .private()
+        .get(&cookie_name(ONE_TAP_COOKIE, "/", settings))?;
+    let (nonce, created_at) = found.value_str().split_once('.')?;
+    Some((nonce.to_owned(), created_at.parse().ok()?))
+}
+
 /// The name cookie `name` at `path` really has. On https, site-wide cookies get
 /// `__Host-` (the browser then insists on `Secure`, `Path=/` and no `Domain`, so
 /// neither a sibling subdomain nor a plain-http response can plant or overwrite

@@ -15,6 +15,14 @@ use crate::state::AppState;
 const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' https: data:; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; frame-ancestors 'none'";
+/// The index page with Google's One Tap on: Google's script, its styles, its
+/// iframe and its calls are allowed too (Google's documented CSP), nothing else.
+pub const ONE_TAP_PAGE_CSP: &str = "default-src 'self'; \
+     script-src 'self' https://accounts.google.com/gsi/client; \
+     style-src 'self' https://accounts.google.com/gsi/style; \
+     frame-src https://accounts.google.com/gsi/; \
+     connect-src 'self' https://accounts.google.com/gsi/; \
+     img-src 'self' https: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 /// `/api/docs`: poem-openapi's Swagger UI page is one inline bundle.
 const DOCS_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
      style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
@@ -52,12 +60,14 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
     set_default(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     // The callback's and the preloader's URLs must never leak (codes, state), and a
     // page we serve has no reason to tell other sites where the user was.
-    let referrer = if secrets {
-        "no-referrer"
+    if secrets {
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
     } else {
-        "same-origin"
-    };
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static(referrer));
+        set_default(headers, header::REFERRER_POLICY, "same-origin");
+    }
     if no_store {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -197,6 +197,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
             "/auth/:provider/callback",
             get(auth::callback::callback).post(auth::callback::callback_post),
         )
+        .at("/auth/:provider/one-tap", post(auth::one_tap::one_tap))
         .at("/auth/preloader", get(auth::preloader::preloader))
         .at("/auth/success", get(auth::success::success))
         .at("/auth/error", get(auth::error::error))

@@ -162,7 +162,10 @@ async fn an_access_token_of_our_app_signs_in_a_new_then_the_same_user() {
     .unwrap();
     assert_eq!(me["first_name"], "Priscilla");
     assert_eq!(me["email"], "priscilla@example.com");
-    assert_eq!(me["email_verified"], false, "a Facebook email is never verified");
+    assert_eq!(
+        me["email_verified"], false,
+        "a Facebook email is never verified"
+    );
     assert_eq!(me["providers"], json!(["facebook"]));
 
     // The app's token again (a returning user, or the same cached token): the
@@ -191,7 +194,10 @@ async fn refused_access_tokens_end_with_their_own_code_and_no_user() {
     let now = chrono::Utc::now().timestamp();
     let cases = [
         // Issued to another Facebook app: python-social-auth would sign it in.
-        (token_info(json!({"app_id": "9999999999"})), "token_not_for_this_app"),
+        (
+            token_info(json!({"app_id": "9999999999"})),
+            "token_not_for_this_app",
+        ),
         (
             token_info(json!({"is_valid": false, "expires_at": now - 3600,
                 "error": {"code": 190, "message": "Error validating access token: Session has expired", "subcode": 463}})),
@@ -203,11 +209,18 @@ async fn refused_access_tokens_end_with_their_own_code_and_no_user() {
             "access_token_invalid",
         ),
         // An app token has no user behind it.
-        (token_info(json!({"type": "APP", "user_id": null})), "access_token_invalid"),
+        (
+            token_info(json!({"type": "APP", "user_id": null})),
+            "access_token_invalid",
+        ),
     ];
     for (info, code) in cases {
         let app = facebook_app(json!({})).await;
-        given_debug_token(&app.provider, ResponseTemplate::new(200).set_body_json(info)).await;
+        given_debug_token(
+            &app.provider,
+            ResponseTemplate::new(200).set_body_json(info),
+        )
+        .await;
         given_me(&app.provider, FB_USER).await;
         let done = sign_in(&app, &json!({"access_token": ACCESS_TOKEN})).await;
         assert_eq!(done["status"], "error", "{done}");
@@ -351,10 +364,7 @@ async fn a_spent_facebook_code_is_invalid_grant_and_the_version_is_a_setting() {
         .await;
     let callback = app
         .browser
-        .get_callback(
-            "facebook",
-            &format!("code=spent&state={}", authorize.state),
-        )
+        .get_callback("facebook", &format!("code=spent&state={}", authorize.state))
         .await;
     assert_to_preloader(&callback);
     let status = app.browser.wait_for_status("").await;

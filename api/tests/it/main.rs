@@ -21,6 +21,7 @@ mod linking;
 mod login;
 mod me;
 mod metrics;
+mod one_tap;
 mod outage;
 mod password_email;
 mod presets;

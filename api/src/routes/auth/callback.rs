@@ -191,11 +191,17 @@ async fn handle(
         one_tap: false,
         client: crate::session::Client::of(req).for_job(),
     };
-    let operation = match state.jobs.start(&state.writer, new, job).await? {
+    follow(state.jobs.start(&state.writer, new, job).await?)
+}
+
+/// Where a browser goes once its sign-in was handed to the queue: the waiting page
+/// of its operation, or of the one a concurrent copy of the same request made.
+pub(super) fn follow(started: Started) -> Result<Response, PageError> {
+    let operation = match started {
         Started::Queued(operation) => operation,
         Started::Existing(operation) => {
-            // A concurrent copy of this callback got there first; it queued the job.
-            tracing::info!(operation.id = %operation.id, "callback submitted twice; following its operation");
+            // A concurrent copy of this request got there first; it queued the job.
+            tracing::info!(operation.id = %operation.id, "submitted twice; following its operation");
             return Ok(to_preloader(operation.id));
         }
         Started::Foreign => {

@@ -5,6 +5,7 @@ pub mod callback;
 pub mod error;
 pub mod login;
 pub mod logout;
+pub mod one_tap;
 pub mod preloader;
 pub mod status;
 pub mod success;
