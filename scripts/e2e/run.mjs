@@ -23,6 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, request as apiRequest } from 'playwright-core';
+import { CLIENT_ID as GOOGLE_CLIENT_ID, GSI_CLIENT_STUB, startGoogleStub } from './google_stub.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -78,7 +79,7 @@ function freePort() {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts the api; resolves to { child, base, workDir, logFile } once /readyz is 200. */
-async function startApi(bin) {
+async function startApi(bin, extraEnv = {}) {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'signin-e2e-'));
   const logFile = path.join(workDir, 'api.log');
   // A port picked a moment ago can be taken again before the api binds it: retry.
@@ -100,7 +101,10 @@ async function startApi(bin) {
       SIGNIN_PROVIDERS__DEMO__KIND: 'demo',
       RUST_LOG: process.env.RUST_LOG || 'info',
       NO_COLOR: '1',
+      ...extraEnv,
     });
+    // `undefined` in extraEnv removes a default (the demo provider).
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
     const out = fs.openSync(logFile, 'a');
     const child = spawn(bin, [], { cwd: workDir, env, stdio: ['ignore', out, out] });
     fs.closeSync(out);
@@ -581,9 +585,59 @@ async function main() {
     assert(bAfter.status === 404, `B's status of A's finished operation: ${bAfter.status}`);
   });
 
-  // 6. Over everything above: no console errors, page errors or CSP violations, and
+  // 6. Google One Tap: a second api with a `google` provider (one_tap on) whose
+  // issuer is a local stand-in; Google's script is a stub served by a route.
+  await check('6 Google One Tap with a stubbed Google script', async () => {
+    const google = await startGoogleStub();
+    state.google = google;
+    const api2 = await startApi(bin, {
+      SIGNIN_PROVIDERS__DEMO__KIND: undefined,
+      SIGNIN_PROVIDERS__GOOGLE__CLIENT_ID: GOOGLE_CLIENT_ID,
+      SIGNIN_PROVIDERS__GOOGLE__CLIENT_SECRET: 'e2e-google-secret',
+      SIGNIN_PROVIDERS__GOOGLE__ISSUER: google.issuer,
+      SIGNIN_PROVIDERS__GOOGLE__ONE_TAP: 'true',
+    });
+    state.extraApis.push(api2);
+    const { context, page, label } = await newContext(browser, api2.base, 'one-tap');
+    let credentials = 0;
+    await context.route('https://accounts.google.com/gsi/**', async (route) => {
+      const url = new URL(route.request().url());
+      if (url.pathname === '/gsi/client') {
+        await route.fulfill({ contentType: 'text/javascript', body: GSI_CLIENT_STUB });
+      } else if (url.pathname === '/gsi/e2e-credential') {
+        credentials += 1;
+        const nonce = url.searchParams.get('nonce');
+        assert(url.searchParams.get('client_id') === GOOGLE_CLIENT_ID, `client id ${url.searchParams.get('client_id')}`);
+        await route.fulfill({ contentType: 'application/json', body: JSON.stringify({ credential: google.credential(nonce) }) });
+      } else {
+        await route.fulfill({ status: 404, body: '' });
+      }
+    });
+    const index = await page.goto('/');
+    const csp = index.headers()['content-security-policy'] || '';
+    assert(csp.includes('https://accounts.google.com/gsi/client'), `index CSP: ${csp}`);
+    const button = page.getByRole('button', { name: 'Continue with Google (stub)' });
+    await button.waitFor();
+    await screenshot(page, 'one-tap-index');
+    await button.click();
+    await waitForPath(page, '/');
+    await page.locator('.greeting').waitFor();
+    const greeting = (await page.locator('.greeting').textContent()).trim();
+    assert(greeting === 'Hi, Grace', `greeting: ${greeting}`);
+    await screenshot(page, 'one-tap-signed-in');
+    const me = await meFromPage(page);
+    assert(me.status === 200 && JSON.stringify(me.json.providers) === '["google"]', `/api/me: ${me.status} ${JSON.stringify(me.json)}`);
+    assert(credentials === 1, `the stub issued ${credentials} credentials`);
+    const navs = navigations(label).map((n) => n.split('?')[0]);
+    log(`   navigations: ${navs.join(' -> ')}`);
+    const expected = ['/', '/auth/google/one-tap', '/auth/preloader', '/auth/success', '/'];
+    assert(JSON.stringify(navs) === JSON.stringify(expected), `navigations: ${navs.join(' -> ')}`);
+    await context.close();
+  });
+
+  // 7. Over everything above: no console errors, page errors or CSP violations, and
   // nothing secret in any URL after the callback.
-  await check('6a pages have a CSP; no console errors, page errors or CSP violations', async () => {
+  await check('7a pages have a CSP; no console errors, page errors or CSP violations', async () => {
     // "No violations" means little without a policy: every HTML page we were shown
     // must carry one that allows no inline script.
     const pages = observed.documents.filter((d) => d.status === 200 && d.type.startsWith('text/html'));
@@ -608,7 +662,7 @@ async function main() {
     assert(problems.length === 0, `\n    ${problems.join('\n    ')}`);
   });
 
-  await check('6b no code or token in any URL after the callback', async () => {
+  await check('7b no code or token in any URL after the callback', async () => {
     const labels = [...new Set(observed.requests.map((r) => r.label))];
     const problems = [];
     let callbacks = 0;
@@ -640,11 +694,13 @@ async function main() {
 
 // ---- run, bounded -------------------------------------------------------------------
 
-const state = { api: null, browser: null, aborted: false };
+const state = { api: null, browser: null, aborted: false, extraApis: [], google: null };
 
 async function cleanup() {
   if (state.browser) await state.browser.close().catch(() => {});
   if (state.api) await stopApi(state.api.child);
+  for (const api of state.extraApis) await stopApi(api.child);
+  if (state.google) await state.google.close();
 }
 
 function keepLog() {
@@ -670,8 +726,8 @@ function printApiLogTail() {
 
 process.on('exit', () => {
   // Last resort: never leave the api running.
-  if (state.api && state.api.child.exitCode === null && state.api.child.signalCode === null) {
-    state.api.child.kill('SIGKILL');
+  for (const api of [state.api, ...state.extraApis]) {
+    if (api && api.child.exitCode === null && api.child.signalCode === null) api.child.kill('SIGKILL');
   }
 });
 for (const signal of ['SIGINT', 'SIGTERM']) {
