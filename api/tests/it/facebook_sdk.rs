@@ -370,3 +370,47 @@ async fn a_spent_facebook_code_is_invalid_grant_and_the_version_is_a_setting() {
     let status = app.browser.wait_for_status("").await;
     assert_eq!(status["error"]["code"], "invalid_grant", "{status}");
 }
+
+/// The README's two Facebook requests, as written there, with real token values in
+/// place of the elided ones.
+#[tokio::test]
+async fn the_readme_examples_sign_in() {
+    let readme = include_str!("../../../README.md");
+    let section = readme
+        .split("### Sign-ins that start in a provider's SDK")
+        .nth(1)
+        .expect("the README section")
+        .split("**Google One Tap")
+        .next()
+        .unwrap();
+    let bodies: Vec<Value> = section
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("-d '"))
+        .map(|json| serde_json::from_str(json.trim_end_matches('\'')).expect("JSON body"))
+        .collect();
+    assert_eq!(
+        bodies.len(),
+        2,
+        "an access-token and a Limited Login example"
+    );
+    let app = facebook_app(json!({})).await;
+    given_debug_token(
+        &app.provider,
+        ResponseTemplate::new(200).set_body_json(token_info(json!({}))),
+    )
+    .await;
+    given_me(&app.provider, FB_USER).await;
+    for mut body in bodies {
+        let fields = body.as_object_mut().unwrap();
+        if fields.contains_key("access_token") {
+            assert_eq!(fields.len(), 1, "{body}");
+            fields.insert("access_token".into(), json!(ACCESS_TOKEN));
+        } else {
+            let nonce = fields["nonce"].as_str().unwrap().to_owned();
+            let claims = app.provider.claims("fb-readme", &nonce);
+            fields.insert("id_token".into(), json!(app.provider.id_token(&claims)));
+        }
+        let done = sign_in(&app, &body).await;
+        assert_eq!(done["status"], "ok", "{done}");
+    }
+}
