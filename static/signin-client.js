@@ -159,8 +159,8 @@ export class SigninClient {
   /**
    * Native social sign-in: hands the provider's result (`{code, code_verifier,
    * redirect_uri, nonce}`, the nonce being required for OpenID Connect providers,
-   * or `{id_token, nonce}`) to the server, then waits for the queued sign-in to
-   * finish.
+   * `{id_token, nonce}`, or Facebook's `{access_token}`) to the server, then waits
+   * for the queued sign-in to finish.
    * @param {string} provider
    * @param {object} body
    * @param {{timeoutMs?: number, signal?: AbortSignal}} [options]
