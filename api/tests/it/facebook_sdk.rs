@@ -5,18 +5,16 @@
 
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use wiremock::{
     Mock, ResponseTemplate,
     matchers::{header, method, path, query_param},
 };
 
 use crate::helpers::{
-    MockProvider, Options, TestApp, app_client, assert_to_preloader, mock_provider, poll_operation,
-    spawn_app_with,
+    MockProvider, Options, TestApp, app_client, appsecret_proof, assert_to_preloader,
+    mock_provider, poll_operation, spawn_app_with,
 };
 
 const VERSION: &str = "v24.0";
@@ -87,16 +85,6 @@ async fn given_me(provider: &MockProvider, id: &str) {
         .await;
 }
 
-fn appsecret_proof(secret: &str, token: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(token.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// `POST /api/auth/{provider}/token` with `body`.
 async fn post_token(app: &TestApp, provider: &str, body: &Value) -> (StatusCode, Value) {
     let response = app_client()
@@ -121,6 +109,16 @@ async fn sign_in(app: &TestApp, body: &Value) -> Value {
         }
         assert!(Instant::now() < deadline, "the operation never finished");
     }
+}
+
+/// `/api/me` with the access token of a finished sign-in's answer.
+async fn me_with(app: &TestApp, done: &Value) -> Value {
+    let token = done["tokens"]["access_token"].as_str().expect("tokens");
+    crate::helpers::get_with_bearer(app, "/api/me", token)
+        .await
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn user_count(app: &TestApp) -> u64 {
@@ -151,15 +149,7 @@ async fn an_access_token_of_our_app_signs_in_a_new_then_the_same_user() {
 
     let done = sign_in(&app, &json!({"access_token": ACCESS_TOKEN})).await;
     assert_eq!(done["status"], "ok", "{done}");
-    let me: Value = crate::helpers::get_with_bearer(
-        &app,
-        "/api/me",
-        done["tokens"]["access_token"].as_str().unwrap(),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let me = me_with(&app, &done).await;
     assert_eq!(me["first_name"], "Priscilla");
     assert_eq!(me["email"], "priscilla@example.com");
     assert_eq!(
@@ -303,15 +293,7 @@ async fn a_limited_login_id_token_signs_in_with_an_unverified_email() {
     )
     .await;
     assert_eq!(done["status"], "ok", "{done}");
-    let me: Value = crate::helpers::get_with_bearer(
-        &app,
-        "/api/me",
-        done["tokens"]["access_token"].as_str().unwrap(),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let me = me_with(&app, &done).await;
     assert_eq!(me["email_verified"], false);
     assert_eq!(me["providers"], json!(["facebook"]));
 }

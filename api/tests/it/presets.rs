@@ -1,17 +1,16 @@
 //! Every provider preset against a local server answering with the provider's
 //! documented response shapes.
 
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{body_string_contains, header, method, path, query_param},
 };
 
 use crate::helpers::{
-    Authorize, Browser, Options, TestApp, assert_redirect_to, assert_to_preloader, spawn_app_with,
+    Authorize, Browser, Options, TestApp, appsecret_proof, assert_redirect_to, assert_to_preloader,
+    spawn_app_with,
 };
 
 /// An app whose providers are `providers` (merged over the default mock OIDC one).
@@ -148,16 +147,6 @@ async fn github_bad_verification_code_is_invalid_grant() {
 }
 
 // ---- Facebook -----------------------------------------------------------------
-
-fn appsecret_proof(secret: &str, token: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(token.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 #[tokio::test]
 async fn facebook_without_email_signs_in_with_appsecret_proof() {

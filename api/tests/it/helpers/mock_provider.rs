@@ -233,3 +233,15 @@ fn sign_with(claims: &Value, pem: &[u8], kid: Option<&str>) -> String {
     let key = EncodingKey::from_rsa_pem(pem).expect("fixture key is a valid RSA PEM");
     jsonwebtoken::encode(&header, claims, &key).expect("signing works")
 }
+
+/// Facebook's `appsecret_proof` for `token`: hex HMAC-SHA256 keyed with the app secret.
+pub fn appsecret_proof(secret: &str, token: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(token.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -20,7 +20,7 @@ use url::Url;
 use uuid::Uuid;
 use worker::config::Settings;
 
-pub use mock_provider::MockProvider;
+pub use mock_provider::{MockProvider, appsecret_proof};
 
 /// Where a test app keeps its data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
