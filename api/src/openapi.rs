@@ -11,8 +11,9 @@ use poem_openapi::{
 use crate::{
     error::ApiError,
     routes::{
-        auth::status::StatusApi, auth_api::AuthApi, me::MeApi, native_token::NativeTokenApi,
-        operations::OperationsApi, providers::ProvidersApi, sessions::SessionsApi,
+        auth::status::StatusApi, auth_api::AuthApi, introspect::IntrospectApi, me::MeApi,
+        native_token::NativeTokenApi, operations::OperationsApi, providers::ProvidersApi,
+        sessions::SessionsApi,
     },
 };
 
@@ -22,6 +23,7 @@ pub type Apis = (
     MeApi,
     AuthApi,
     NativeTokenApi,
+    IntrospectApi,
     SessionsApi,
     OperationsApi,
     StatusApi,
@@ -35,6 +37,7 @@ pub fn service(public_base: &str) -> OpenApiService<Apis, ()> {
             MeApi,
             AuthApi,
             NativeTokenApi,
+            IntrospectApi,
             SessionsApi,
             OperationsApi,
             StatusApi,

@@ -108,7 +108,7 @@ impl Application {
             reader: db.reader.clone(),
             audit: worker::audit::AuditLog::start(db.writer.clone()),
             pool: db.pool.clone(),
-            tokens: TokenIssuer::new(&settings, &keys),
+            tokens: std::sync::Arc::new(TokenIssuer::new(&settings, &keys)?),
             limits: Arc::new(Limits::new(&settings.limits, redis)),
             hashing: worker::passwords::Hashing::new(
                 settings.limits.password_hashing_concurrency(),
@@ -190,6 +190,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/favicon.ico", get(assets::favicon))
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
+        .at("/.well-known/jwks.json", get(routes::jwks::jwks))
         .at("/api/openapi.json", api.spec_endpoint())
         .nest("/api/docs", api.swagger_ui())
         .at("/auth/:provider/login", get(auth::login::login))

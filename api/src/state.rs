@@ -30,7 +30,7 @@ pub struct AppState {
     /// The built-in authorization server, when it is on.
     pub demo: Option<Arc<DemoProvider>>,
     /// Signs and verifies API access tokens.
-    pub tokens: TokenIssuer,
+    pub tokens: std::sync::Arc<TokenIssuer>,
     /// The audit log's writer.
     pub audit: worker::audit::AuditLog,
     /// Per-IP and per-account request budgets.

@@ -17,10 +17,12 @@ mod metrics;
 mod redis;
 mod retention;
 mod sizing;
+mod tokens;
 pub use metrics::MetricsSettings;
 pub use redis::RedisSettings;
 pub use retention::RetentionSettings;
 pub use sizing::{DEFAULT_CONCURRENCY, DatabaseSettings, Process, WorkerSettings};
+pub use tokens::TokenSettings;
 
 /// The whole configuration of `api` and `worker`.
 #[derive(Debug, Clone, Deserialize)]
@@ -114,31 +116,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-/// `tokens.*` keys.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TokenSettings {
-    /// JWT signing algorithm for access tokens: `HS256`, `HS384` or `HS512` (keyed from
-    /// `secret_key`). Default `HS256`.
-    pub algorithm: String,
-    /// Access-token lifetime. Default `15m`.
-    #[serde(with = "humantime_serde")]
-    pub access_ttl: Duration,
-    /// Refresh-token lifetime (each refresh issues a new one). Default `30d`.
-    #[serde(with = "humantime_serde")]
-    pub refresh_ttl: Duration,
-}
-
-impl Default for TokenSettings {
-    fn default() -> Self {
-        Self {
-            algorithm: "HS256".to_owned(),
-            access_ttl: Duration::from_secs(15 * 60),
-            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-        }
-    }
 }
 
 /// One `trusted_proxies` entry: an address (`10.0.0.7`) or a range (`10.0.0.0/8`).
@@ -458,17 +435,7 @@ impl Settings {
         {
             bail!("previous_secret_keys: every key must be at least 32 characters");
         }
-        if !matches!(self.tokens.algorithm.as_str(), "HS256" | "HS384" | "HS512") {
-            bail!("tokens.algorithm: must be HS256, HS384 or HS512");
-        }
-        if self.tokens.access_ttl < Duration::from_secs(30)
-            || self.tokens.access_ttl > Duration::from_secs(24 * 3600)
-        {
-            bail!("tokens.access_ttl: must be between 30s and 24h");
-        }
-        if self.tokens.refresh_ttl < self.tokens.access_ttl {
-            bail!("tokens.refresh_ttl: must be at least tokens.access_ttl");
-        }
+        self.tokens.validate()?;
         if self.limits.login_per_ip_per_minute == 0 || self.limits.login_per_account_per_hour == 0 {
             bail!("limits: login limits must be at least 1");
         }

@@ -25,8 +25,12 @@ pub struct Keys {
     pub previous_tokens: Vec<Sealer>,
     /// Seals the demo provider's codes and access tokens.
     pub demo: Sealer,
-    /// Signs the JSON API's access tokens (HMAC).
+    /// Signs the JSON API's access tokens: the HMAC key, or the seed of the
+    /// derived Ed25519 key.
     pub access_tokens: [u8; 32],
+    /// The same of retired secrets (`previous_secret_keys`): their tokens still
+    /// verify, and their public keys are still published.
+    pub previous_access_tokens: Vec<[u8; 32]>,
     /// Seals the secrets of queued jobs (codes, verifiers, ID tokens).
     pub jobs: Sealer,
     /// Derives a refresh token's successor from it, so a repeated refresh inside
@@ -49,7 +53,8 @@ impl Keys {
             tokens: Sealer::new(derive_key(secret, "social-signin provider tokens v1")),
             previous_tokens: Vec::new(),
             demo: Sealer::new(derive_key(secret, "social-signin demo provider v1")),
-            access_tokens: derive_key(secret, "social-signin access tokens v1"),
+            access_tokens: derive_key(secret, ACCESS_TOKENS),
+            previous_access_tokens: Vec::new(),
             jobs: Sealer::new(derive_key(secret, "social-signin job payloads v1")),
             refresh_successors: derive_key(secret, "social-signin refresh successors v1"),
         }
@@ -57,6 +62,10 @@ impl Keys {
 
     /// Also accepts tokens sealed under `previous` secrets (key rotation).
     pub fn with_previous(mut self, previous: &[SecretString]) -> Self {
+        self.previous_access_tokens = previous
+            .iter()
+            .map(|s| derive_key(s.expose_secret().as_bytes(), ACCESS_TOKENS))
+            .collect();
         self.previous_tokens = previous
             .iter()
             .map(|s| {
@@ -76,6 +85,8 @@ impl Keys {
             .or_else(|| self.previous_tokens.iter().find_map(|k| k.open(sealed)))
     }
 }
+
+const ACCESS_TOKENS: &str = "social-signin access tokens v1";
 
 fn derive_key(secret: &[u8], label: &str) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");

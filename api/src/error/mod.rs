@@ -21,6 +21,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("authentication required")]
     Unauthorized,
+    /// A service presented no client credentials, or wrong ones (HTTP Basic).
+    #[error("invalid client")]
+    InvalidClient,
     /// A bearer token was presented but is invalid, expired or revoked.
     #[error("invalid token")]
     InvalidToken,
@@ -125,7 +128,9 @@ impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::InvalidToken | Self::InvalidClient => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -159,6 +164,10 @@ impl ResponseError for ApiError {
             ),
             Self::NotFound(what) => ("not_found", (*what).to_owned()),
             Self::Unauthorized => ("unauthorized", "Sign in to use this endpoint.".to_owned()),
+            Self::InvalidClient => (
+                "invalid_client",
+                "Authenticate with the client id and secret of tokens.introspection_clients (HTTP Basic).".to_owned(),
+            ),
             Self::InvalidToken => (
                 "invalid_token",
                 "The access token is invalid, expired or revoked.".to_owned(),
@@ -194,6 +203,12 @@ impl ResponseError for ApiError {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Self::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"social-signin\""),
                 );
             }
             Self::InvalidToken => {

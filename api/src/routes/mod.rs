@@ -4,6 +4,8 @@ pub mod auth;
 pub mod auth_api;
 pub mod health;
 pub mod index;
+pub mod introspect;
+pub mod jwks;
 pub mod me;
 pub mod native_token;
 pub mod operations;

@@ -109,6 +109,20 @@ impl<'a> FromRequest<'a> for CurrentUser {
     }
 }
 
+/// The claims of `token` when it is one of our access tokens and its session is
+/// still live (not revoked, not expired), as `POST /api/token/introspect` answers.
+pub async fn live_token_claims(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<crate::tokens::Claims>, sea_orm::DbErr> {
+    let Some(claims) = state.tokens.verify(token) else {
+        return Ok(None);
+    };
+    let credential = Credential::Bearer(token.to_owned());
+    let live = lookup::find_current_user(state, &credential, &Default::default()).await?;
+    Ok(live.map(|_| claims))
+}
+
 /// The bearer token first, then the session cookie.
 fn credential(req: &Request) -> Option<Credential> {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {

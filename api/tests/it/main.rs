@@ -1,6 +1,7 @@
 //! Integration tests: the real app on a random port, driven over HTTP with cookie
 //! jars, against a mock OpenID Provider served over real HTTP. One binary.
 
+mod access_tokens;
 mod api_auth;
 mod audit;
 mod bad_input;
