@@ -93,6 +93,30 @@ fn carries_secrets(path: &str) -> bool {
     path.starts_with("/auth/") || path.starts_with("/demo-provider/")
 }
 
+/// The JSON API's CORS policy when `cors.allowed_origins` names other origins:
+/// those origins (and our own) may call it with credentials, the bearer token and
+/// the poll secret; a request from any other origin is refused (403). `None`: no
+/// cross-origin calls, and no CORS headers at all.
+pub fn cors(settings: &worker::config::Settings) -> Option<poem::middleware::Cors> {
+    let allowed = &settings.cors.allowed_origins;
+    if allowed.is_empty() {
+        return None;
+    }
+    let ours = settings.public_url.origin().ascii_serialization();
+    let origins: std::collections::HashSet<String> =
+        allowed.iter().cloned().chain([ours]).collect();
+    // A function (not a list) so that poem adds `Vary: Origin` to every answer.
+    Some(
+        poem::middleware::Cors::new()
+            .allow_origins_fn(move |origin| origins.contains(origin))
+            .allow_credentials(true)
+            .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+            .allow_headers(["authorization", "content-type", "x-poll-secret"])
+            .expose_headers(["location", "retry-after", "www-authenticate"])
+            .max_age(600),
+    )
+}
+
 /// Whether a request may change state on the strength of the session cookie: it
 /// must come from one of our own pages. Browsers send `Sec-Fetch-Site`; older ones
 /// send `Origin` on every POST. A request with neither is not a browser's cross-site

@@ -185,6 +185,7 @@ impl Application {
 /// The route tree with its middleware.
 pub fn routes(state: AppState) -> impl Endpoint {
     let api = openapi::service(state.settings.public_base());
+    let cors = crate::security::cors(&state.settings);
     let mut app = Route::new()
         .at("/", get(routes::index::index))
         .at("/favicon.ico", get(assets::favicon))
@@ -205,7 +206,11 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/auth/logout", post(auth::logout::logout))
         .nest("/static", assets::endpoint())
         // The JSON API keeps full paths (`/api/...`, `/auth/status`).
-        .nest_no_strip("/api", api)
+        .nest_no_strip(
+            "/api",
+            poem::IntoEndpoint::into_endpoint(api)
+                .with_if(cors.is_some(), cors.unwrap_or_default()),
+        )
         .at(
             "/auth/status",
             openapi::service(state.settings.public_base()),

@@ -13,11 +13,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+mod cors;
 mod metrics;
 mod redis;
 mod retention;
 mod sizing;
 mod tokens;
+pub use cors::CorsSettings;
 pub use metrics::MetricsSettings;
 pub use redis::RedisSettings;
 pub use retention::RetentionSettings;
@@ -87,6 +89,9 @@ pub struct Settings {
     /// How long finished operations, ended sessions and spent refresh tokens stay.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// Other origins allowed to call the JSON API from the browser.
+    #[serde(default)]
+    pub cors: CorsSettings,
     /// How long a browser session lasts without use. Default `14d`.
     #[serde(default = "default_session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
@@ -459,6 +464,7 @@ impl Settings {
             bail!("audit.retention: must be at least 1h");
         }
         self.retention.validate()?;
+        self.cors.validate()?;
         for (name, provider) in &self.providers {
             provider
                 .validate(name)

@@ -6,6 +6,7 @@ mod api_auth;
 mod audit;
 mod bad_input;
 mod callback;
+mod cors;
 mod demo;
 mod facebook_sdk;
 mod flow;
