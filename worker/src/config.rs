@@ -17,6 +17,7 @@ mod cors;
 mod metrics;
 mod redis;
 mod retention;
+mod secret_files;
 mod sizing;
 mod tokens;
 pub use cors::CorsSettings;
@@ -45,6 +46,12 @@ pub struct Settings {
     /// absent a development key is generated and saved beside the SQLite file.
     #[serde(default, deserialize_with = "secret_string_or_number")]
     pub secret_key: Option<SecretString>,
+    /// A file holding `secret_key` (container secrets, systemd credentials).
+    pub secret_key_file: Option<std::path::PathBuf>,
+    /// A file holding the password of `database_url`'s user.
+    pub database_password_file: Option<std::path::PathBuf>,
+    /// A file holding the password of `redis_url`.
+    pub redis_password_file: Option<std::path::PathBuf>,
     /// Redis shared by several api instances (request budgets, session cache), e.g.
     /// `redis://127.0.0.1:6379/0`. Default: none (each instance keeps its own).
     #[serde(default)]
@@ -283,6 +290,8 @@ pub struct ProviderSettings {
     pub client_id: Option<String>,
     #[serde(default, deserialize_with = "secret_string_or_number")]
     pub client_secret: Option<SecretString>,
+    /// A file holding `client_secret`.
+    pub client_secret_file: Option<std::path::PathBuf>,
     /// OIDC issuer; discovery at `{issuer}/.well-known/openid-configuration`. Kept
     /// as written (a trailing `/` matters: it is part of the issuer identifier).
     pub issuer: Option<openidconnect::IssuerUrl>,
@@ -403,9 +412,10 @@ impl Settings {
 
     /// Settings from one figment (tests build their own), then validated.
     pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
-        let settings: Self = figment
+        let mut settings: Self = figment
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe_figment_error(e)))?;
+        settings.read_secret_files()?;
         settings.validate()?;
         Ok(settings)
     }
