@@ -211,7 +211,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
             poem::IntoEndpoint::into_endpoint(api)
                 .with_if(cors.is_some(), cors.unwrap_or_default()),
         )
-        .at(
+        .nest_no_strip(
             "/auth/status",
             openapi::service(state.settings.public_base()),
         );
@@ -288,7 +288,6 @@ async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<p
 async fn log_request<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<poem::Response> {
     // Labels are static strings where they can be: this runs on every request.
     let method = method_label(req.method());
-    let route = route_label(req.uri().path());
     let started = std::time::Instant::now();
     let span = tracing::info_span!("request", http.method = method, http.path = %req.uri().path());
     let result = tracing::Instrument::instrument(next.call(req), span.clone()).await;
@@ -298,7 +297,8 @@ async fn log_request<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<p
     };
     let _enter = span.enter();
     let status = status_label(response.status());
-    metrics::counter!("signin_http_requests_total", "method" => method, "route" => route, "status" => status.clone())
+    let route = route_label(&response);
+    metrics::counter!("signin_http_requests_total", "method" => method, "route" => route.clone(), "status" => status.clone())
         .increment(1);
     metrics::histogram!("signin_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
@@ -345,40 +345,31 @@ fn status_label(status: poem::http::StatusCode) -> std::borrow::Cow<'static, str
     std::borrow::Cow::Borrowed(common)
 }
 
-/// The route template of `path`, so metric labels stay few: ids and provider names
-/// become placeholders, anything unknown is `other`.
-fn route_label(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        [""] => "/",
-        ["favicon.ico"] => "/favicon.ico",
-        ["auth", "preloader"] => "/auth/preloader",
-        ["auth", "status"] => "/auth/status",
-        ["auth", "success"] => "/auth/success",
-        ["auth", "error"] => "/auth/error",
-        ["auth", "logout"] => "/auth/logout",
-        ["auth", _, "login"] => "/auth/{provider}/login",
-        ["auth", _, "callback"] => "/auth/{provider}/callback",
-        ["api", "providers"] => "/api/providers",
-        ["api", "me"] => "/api/me",
-        ["api", "me", "password"] => "/api/me/password",
-        ["api", "me", "providers", _] => "/api/me/providers/{provider}",
-        ["api", "auth", "register"] => "/api/auth/register",
-        ["api", "auth", "login"] => "/api/auth/login",
-        ["api", "auth", "refresh"] => "/api/auth/refresh",
-        ["api", "auth", "logout"] => "/api/auth/logout",
-        ["api", "auth", _, "token"] => "/api/auth/{provider}/token",
-        ["api", "sessions"] => "/api/sessions",
-        ["api", "sessions", _] => "/api/sessions/{id}",
-        ["api", "operations", _] => "/api/operations/{id}",
-        ["api", "openapi.json"] => "/api/openapi.json",
-        ["api", "docs", ..] => "/api/docs",
-        ["static", ..] => "/static/{file}",
-        ["demo-provider", "authorize"] => "/demo-provider/authorize",
-        ["demo-provider", "token"] => "/demo-provider/token",
-        ["demo-provider", "userinfo"] => "/demo-provider/userinfo",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        _ => "other",
+/// The route template poem matched (its `PathPattern`, left on the response), so
+/// metric labels stay few: `:provider` becomes `{provider}`, and a request no route
+/// matched is `other`.
+fn route_label(response: &poem::Response) -> std::borrow::Cow<'static, str> {
+    match response.data::<poem::PathPattern>() {
+        Some(pattern) => std::borrow::Cow::Owned(template(&pattern.0)),
+        None => std::borrow::Cow::Borrowed("other"),
     }
+}
+
+/// `/auth/:provider/login` as `/auth/{provider}/login`.
+fn template(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    for (i, segment) in pattern.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        match segment.strip_prefix(':') {
+            Some(name) => {
+                out.push('{');
+                out.push_str(name);
+                out.push('}');
+            }
+            None => out.push_str(segment),
+        }
+    }
+    if out.is_empty() { "/".to_owned() } else { out }
 }

@@ -1,26 +1,20 @@
-//! `migration [up|down|status] [DATABASE_URL]`: apply the schema by hand.
-//! The URL defaults to `SIGNIN_DATABASE_URL`, then the embedded default SQLite file.
+//! `migration [up|down|status|fresh|refresh|reset] [-u DATABASE_URL]`: apply the
+//! schema by hand, with sea-orm-migration's own command line (`migration --help`).
+//! The URL is `-u`, else `DATABASE_URL`, else `SIGNIN_DATABASE_URL` (what the api
+//! and worker read), else the default SQLite file.
 
-use anyhow::{Context, bail};
-use migration::{Migrator, MigratorTrait};
-use sea_orm_migration::sea_orm::Database;
+use migration::Migrator;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().unwrap_or_else(|| "up".to_owned());
-    let url = args
-        .next()
-        .or_else(|| std::env::var("SIGNIN_DATABASE_URL").ok())
-        .unwrap_or_else(|| "sqlite://signin.db?mode=rwc".to_owned());
-    let db = Database::connect(&url)
-        .await
-        .context("connecting to the database")?;
-    match command.as_str() {
-        "up" => Migrator::up(&db, None).await?,
-        "down" => Migrator::down(&db, Some(1)).await?,
-        "status" => Migrator::status(&db).await?,
-        other => bail!("unknown command `{other}`: expected up, down or status"),
+fn main() {
+    if std::env::var_os("DATABASE_URL").is_none() {
+        let url = std::env::var("SIGNIN_DATABASE_URL")
+            .unwrap_or_else(|_| "sqlite://signin.db?mode=rwc".to_owned());
+        // SAFETY: the process has one thread here; the runtime starts below.
+        unsafe { std::env::set_var("DATABASE_URL", url) };
     }
-    Ok(())
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
+        .block_on(sea_orm_migration::cli::run_cli(Migrator));
 }

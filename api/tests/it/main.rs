@@ -2,6 +2,7 @@
 //! jars, against a mock OpenID Provider served over real HTTP. One binary.
 
 mod access_tokens;
+mod apalis_layout;
 mod api_auth;
 mod audit;
 mod bad_input;

@@ -208,3 +208,52 @@ async fn a_provider_that_hangs_is_cut_off_within_the_bound() {
         started.elapsed()
     );
 }
+
+/// Route labels are the patterns poem matched, whatever the route: no table to
+/// keep in step with the routes.
+#[tokio::test]
+async fn request_metrics_are_labelled_with_the_matched_route() {
+    let app = spawn_app().await;
+    let before = metrics(&app).await;
+    let count = |text: &str, route: &str, status: &str| {
+        sample(
+            text,
+            "signin_http_requests_total",
+            &[("route", route), ("status", status)],
+        )
+    };
+    let client = crate::helpers::app_client();
+    let id = uuid::Uuid::new_v4();
+    for path in [
+        "/.well-known/jwks.json".to_owned(),
+        format!("/api/sessions/{id}"),
+        "/no/such/page".to_owned(),
+        "/auth/status".to_owned(),
+    ] {
+        client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+    }
+    app.browser.get_login("mock").await;
+    let after = metrics(&app).await;
+    for (route, status) in [
+        ("/.well-known/jwks.json", "200"),
+        ("/auth/{provider}/login", "303"),
+        // poem-openapi names path parameters by position.
+        ("/api/sessions/{param0}", "405"),
+        ("/auth/status", "404"),
+        ("other", "404"),
+    ] {
+        assert!(
+            count(&after, route, status) - count(&before, route, status) >= 1.0,
+            "{route} {status}:\n{}",
+            after
+                .lines()
+                .filter(|l| l.starts_with("signin_http_requests_total"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
