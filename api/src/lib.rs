@@ -15,4 +15,5 @@ pub mod session;
 pub mod shared;
 pub mod startup;
 pub mod state;
+pub mod text;
 pub mod tokens;

@@ -53,6 +53,33 @@ pub fn service(public_base: &str) -> OpenApiService<Apis, ()> {
     .server(public_base.to_owned())
 }
 
+/// Objects whose parser refuses unknown fields (`deny_unknown_fields`), which the
+/// derive does not write into the document.
+const CLOSED_OBJECTS: &[&str] = &["ProfileUpdate"];
+
+/// The document as served: poem-openapi's, plus what its derive cannot say
+/// (objects closed to unknown fields).
+pub fn document(api: &OpenApiService<Apis, ()>) -> String {
+    let mut document: serde_json::Value =
+        serde_json::from_str(&api.spec()).expect("poem-openapi writes JSON");
+    for name in CLOSED_OBJECTS {
+        let schema = &mut document["components"]["schemas"][*name];
+        assert!(schema.is_object(), "{name} is in the document");
+        schema["additionalProperties"] = serde_json::Value::Bool(false);
+    }
+    document.to_string()
+}
+
+/// `GET /api/openapi.json`: [`document`], made once.
+pub fn document_endpoint(document: String) -> impl poem::Endpoint {
+    let document: std::sync::Arc<str> = document.into();
+    poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.to_string())
+    })
+}
+
 /// `{"error":{"code","message"}}`.
 #[derive(Debug, Object)]
 pub struct ErrorBody {
@@ -76,7 +103,7 @@ pub enum NoContent {
 
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
-        let statuses: [(u16, &'static str); 9] = [
+        let statuses: [(u16, &'static str); 10] = [
             (400, "Malformed request"),
             (401, "Missing, invalid or expired credentials"),
             (
@@ -87,6 +114,10 @@ impl ApiResponse for ApiError {
             (409, "Conflicts with the current state"),
             (410, "Already consumed"),
             (413, "The request body is over 64 KiB (`payload_too_large`)"),
+            (
+                415,
+                "The body is not of the declared content type, or has none (`unsupported_media_type`)",
+            ),
             (429, "Too many attempts; see Retry-After"),
             (
                 503,
@@ -114,5 +145,50 @@ impl ApiResponse for ApiError {
 
     fn register(registry: &mut Registry) {
         <Json<ErrorBody> as ApiResponse>::register(registry);
+    }
+}
+
+/// The methods each path of the document answers, for the `Allow` header a 405
+/// must carry (RFC 9110 15.5.6).
+#[derive(Debug, Default)]
+pub struct AllowedMethods(Vec<(Vec<Option<String>>, String)>);
+
+impl AllowedMethods {
+    /// From the document's `paths`: `{id}` segments match any one segment.
+    pub fn from_spec(spec: &str) -> Self {
+        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let Some(paths) = spec["paths"].as_object() else {
+            return Self::default();
+        };
+        let routes = paths
+            .iter()
+            .map(|(path, operations)| {
+                let segments = path
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                    .collect();
+                let methods: Vec<String> = operations
+                    .as_object()
+                    .map(|ops| ops.keys().map(|m| m.to_uppercase()).collect())
+                    .unwrap_or_default();
+                (segments, methods.join(", "))
+            })
+            .collect();
+        Self(routes)
+    }
+
+    /// The `Allow` value for `path`, if the document has it.
+    pub fn of(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(pattern, _)| {
+                pattern.len() == segments.len()
+                    && pattern
+                        .iter()
+                        .zip(&segments)
+                        .all(|(p, s)| p.as_deref().is_none_or(|p| p == *s))
+            })
+            .map(|(_, methods)| methods.as_str())
     }
 }

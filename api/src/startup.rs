@@ -186,13 +186,18 @@ impl Application {
 pub fn routes(state: AppState) -> impl Endpoint {
     let api = openapi::service(state.settings.public_base());
     let cors = crate::security::cors(&state.settings);
+    let document = openapi::document(&api);
+    let allowed = std::sync::Arc::new(openapi::AllowedMethods::from_spec(&document));
     let mut app = Route::new()
         .at("/", get(routes::index::index))
         .at("/favicon.ico", get(assets::favicon))
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
         .at("/.well-known/jwks.json", get(routes::jwks::jwks))
-        .at("/api/openapi.json", api.spec_endpoint())
+        .at(
+            "/api/openapi.json",
+            get(openapi::document_endpoint(document)),
+        )
         .nest("/api/docs", api.swagger_ui())
         .at("/auth/:provider/login", get(auth::login::login))
         .at(
@@ -220,7 +225,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     }
     let cookie_key = CookieKey::derive_from(&state.keys.cookie);
     app.with(CookieJarManager::with_key(cookie_key))
-        .around(json_errors)
+        .around(move |next, req| json_errors(next, req, allowed.clone()))
         .around(crate::security::security_headers)
         .around(crate::body_limit::limit_body)
         .around(log_request)
@@ -230,11 +235,21 @@ pub fn routes(state: AppState) -> impl Endpoint {
 /// JSON routes answer every error in one shape, `{"error":{"code","message"}}`,
 /// including the ones poem and poem-openapi produce themselves (a body that does
 /// not parse, an unknown path, a wrong method), and are never cached.
-async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<poem::Response> {
+async fn json_errors<E: Endpoint>(
+    next: E,
+    req: poem::Request,
+    allowed: std::sync::Arc<openapi::AllowedMethods>,
+) -> poem::Result<poem::Response> {
     let is_json_route = crate::error::is_json_route(req.uri().path());
+    // Kept for a 405's `Allow` (a `Uri` clone shares its bytes).
+    let uri = req.uri().clone();
+    let mut parse_code = None;
     let response = match next.call(req).await {
         Ok(response) => response.into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => {
+            parse_code = crate::error::parse_error_code(&error);
+            error.into_response()
+        }
     };
     if !is_json_route {
         return Ok(response);
@@ -244,6 +259,13 @@ async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<p
         poem::http::header::CACHE_CONTROL,
         poem::http::HeaderValue::from_static("no-store"),
     );
+    if parts.status == poem::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = allowed
+            .of(uri.path())
+            .and_then(|a| poem::http::HeaderValue::from_str(a).ok())
+    {
+        parts.headers.insert(poem::http::header::ALLOW, allow);
+    }
     let is_json = parts
         .headers
         .get(poem::http::header::CONTENT_TYPE)
@@ -253,9 +275,13 @@ async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<p
         return Ok(poem::Response::from_parts(parts, body));
     }
     let text = body.into_string().await.unwrap_or_default();
+    if let Some((code, message)) = parse_code.filter(|_| parts.status == 400) {
+        return Ok(json_error(parts, code, message.to_owned()));
+    }
     let code = match parts.status.as_u16() {
         400 => "bad_request",
         401 => "unauthorized",
+        403 => "forbidden",
         404 => "not_found",
         405 => "method_not_allowed",
         413 => "payload_too_large",
@@ -271,16 +297,18 @@ async fn json_errors<E: Endpoint>(next: E, req: poem::Request) -> poem::Result<p
     } else {
         text
     };
+    Ok(json_error(parts, code, message))
+}
+
+/// `parts` with the body `{"error":{"code","message"}}`.
+fn json_error(mut parts: poem::ResponseParts, code: &str, message: String) -> poem::Response {
     let body = serde_json::json!({"error": {"code": code, "message": message}});
     parts.headers.insert(
         poem::http::header::CONTENT_TYPE,
         poem::http::HeaderValue::from_static("application/json; charset=utf-8"),
     );
     parts.headers.remove(poem::http::header::CONTENT_LENGTH);
-    Ok(poem::Response::from_parts(
-        parts,
-        poem::Body::from_json(body).unwrap_or_default(),
-    ))
+    poem::Response::from_parts(parts, poem::Body::from_json(body).unwrap_or_default())
 }
 
 /// One line per request: method, path (never the query: it carries codes and

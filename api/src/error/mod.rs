@@ -103,6 +103,45 @@ impl From<sea_orm::DbErr> for ApiError {
 
 /// Whether `path` is a JSON route, whose errors are `{"error":{"code","message"}}`
 /// (the others are pages).
+/// The error code and sentence of a request poem-openapi refused while parsing it
+/// against the document (a parameter or a body field out of its declared bounds):
+/// the ones the route itself uses for that field, so a client sees `invalid_email`
+/// whichever check caught it. `None` for other errors (they stay `bad_request`).
+pub fn parse_error_code(error: &poem::Error) -> Option<(&'static str, &'static str)> {
+    use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
+    let (object, field) = if let Some(param) = error.downcast_ref::<ParseParamError>() {
+        ("", param.name)
+    } else if let Some(payload) = error.downcast_ref::<ParseRequestPayloadError>() {
+        let reason = payload.reason.as_str();
+        let object = reason.split('"').nth(1).unwrap_or_default();
+        let field = reason
+            .split("field `")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or_default();
+        (object, field)
+    } else {
+        return None;
+    };
+    Some(match (object, field) {
+        ("RegisterRequest", "email") => (
+            "invalid_email",
+            "Enter an email address like ada@example.com.",
+        ),
+        ("RegisterRequest" | "PasswordChange", "password") => (
+            "weak_password",
+            "Use at least 10 characters (and at most 256).",
+        ),
+        (_, "limit") => ("invalid_limit", "`limit` must be between 1 and 100."),
+        (_, "wait") => (
+            "invalid_wait",
+            "`wait` must be a whole number of seconds, at most 3600.",
+        ),
+        (_, "operation") => ("invalid_operation", "`operation` must be an operation id."),
+        _ => return None,
+    })
+}
+
 pub fn is_json_route(path: &str) -> bool {
     path.starts_with("/api/") || path == "/auth/status"
 }

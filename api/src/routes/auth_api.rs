@@ -10,6 +10,7 @@ use worker::{
     passwords,
 };
 
+use crate::text::Text;
 use crate::{
     error::ApiError,
     limits::{IpBudget, client_ip},
@@ -21,35 +22,45 @@ use crate::{
 /// A new password account.
 #[derive(Debug, Object)]
 pub struct RegisterRequest {
-    #[oai(validator(max_length = 254))]
-    pub email: String,
-    #[oai(validator(max_length = 256))]
-    pub password: String,
+    /// An address like `ada@example.com` (surrounding spaces are dropped, and it is
+    /// lower-cased): something before the `@`, a domain with a dot inside it.
+    #[oai(validator(
+        max_length = 254,
+        pattern = r"^\s*[^@\s<>\x00-\x1f\x7f-\x9f]+@[^.@\s<>\x00-\x1f\x7f-\x9f][^@\s<>\x00-\x1f\x7f-\x9f]*\.[^@\s<>\x00-\x1f\x7f-\x9f]*[^.@\s<>\x00-\x1f\x7f-\x9f]\s*$"
+    ))]
+    pub email: Text,
+    /// At least 10 characters, and not common or built from your name or email.
+    #[oai(validator(min_length = 10, max_length = 256))]
+    pub password: Text,
     #[oai(validator(max_length = 100))]
-    pub first_name: Option<String>,
+    #[oai(nullable)]
+    pub first_name: Option<Text>,
     #[oai(validator(max_length = 100))]
-    pub last_name: Option<String>,
+    #[oai(nullable)]
+    pub last_name: Option<Text>,
     /// A label for the session list ("Ada's iPhone").
     #[oai(validator(max_length = 100))]
-    pub device: Option<String>,
+    #[oai(nullable)]
+    pub device: Option<Text>,
 }
 
 /// Email and password.
 #[derive(Debug, Object)]
 pub struct LoginRequest {
     #[oai(validator(max_length = 254))]
-    pub email: String,
+    pub email: Text,
     #[oai(validator(max_length = 256))]
-    pub password: String,
+    pub password: Text,
     #[oai(validator(max_length = 100))]
-    pub device: Option<String>,
+    #[oai(nullable)]
+    pub device: Option<Text>,
 }
 
 /// A refresh token to exchange.
 #[derive(Debug, Object)]
 pub struct RefreshRequest {
     #[oai(validator(max_length = 256))]
-    pub refresh_token: String,
+    pub refresh_token: Text,
 }
 
 /// 201 with tokens.
@@ -96,13 +107,13 @@ impl AuthApi {
         .collect();
         passwords::check_policy(&body.password, &context)
             .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
-        let password = body.password;
+        let password = body.password.0;
         let hash = state.hashing.hash(password).await?;
-        let trim = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let trim = |v: Option<Text>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         match accounts::register_password_user(&state.db, &email, hash, trim(body.first_name), trim(body.last_name)).await? {
             Registered::Created(user) => {
                 tracing::info!(user.id = %user.id, "password account registered");
-                let tokens = session::start_api_session(state, user.id, Client::of(req), body.device).await?;
+                let tokens = session::start_api_session(state, user.id, Client::of(req), body.device.map(String::from)).await?;
                 record_password_sign_in(state, req, user.id, tokens.session_id);
                 Ok(Created::Created(Json(tokens)))
             }
@@ -134,13 +145,13 @@ impl AuthApi {
             .as_ref()
             .and_then(|u| u.password_hash.clone())
             .unwrap_or_else(|| passwords::dummy_hash().to_owned());
-        let password = body.password;
+        let password = body.password.0;
         let matches = state.hashing.verify(password, hash).await?;
         match user {
             Some(user) if matches => {
                 tracing::info!(user.id = %user.id, "password sign-in");
                 let tokens =
-                    session::start_api_session(state, user.id, Client::of(req), body.device)
+                    session::start_api_session(state, user.id, Client::of(req), body.device.map(String::from))
                         .await?;
                 record_password_sign_in(state, req, user.id, tokens.session_id);
                 Ok(Json(tokens))

@@ -17,6 +17,7 @@ pub struct IntrospectionRequest {
     /// The access token to check (one longer than 2048 characters is not ours).
     pub token: String,
     /// Ignored: only access tokens are introspected.
+    #[oai(nullable)]
     pub token_type_hint: Option<String>,
 }
 

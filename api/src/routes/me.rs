@@ -19,6 +19,7 @@ use worker::{
     passwords,
 };
 
+use crate::text::Text;
 use crate::{
     error::ApiError,
     limits::client_ip,
@@ -34,11 +35,16 @@ pub struct AuthEventView {
     /// `sign_in_started`, `sign_in_succeeded`, `sign_in_failed`, `linked`,
     /// `unlinked`, `password_failure`, `session_revoked` or `refresh_token_reuse`.
     pub kind: String,
+    #[oai(nullable)]
     pub provider: Option<String>,
     /// The error code of a failure.
+    #[oai(nullable)]
     pub code: Option<String>,
+    #[oai(nullable)]
     pub session_id: Option<Uuid>,
+    #[oai(nullable)]
     pub ip: Option<String>,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -50,11 +56,16 @@ const MAX_EVENTS: u64 = 100;
 #[derive(Debug, Object)]
 pub struct Me {
     pub id: Uuid,
+    #[oai(nullable)]
     pub email: Option<String>,
     pub email_verified: bool,
+    #[oai(nullable)]
     pub first_name: Option<String>,
+    #[oai(nullable)]
     pub last_name: Option<String>,
+    #[oai(nullable)]
     pub display_name: Option<String>,
+    #[oai(nullable)]
     pub avatar_url: Option<String>,
     /// Names of the linked providers.
     pub providers: Vec<String>,
@@ -67,18 +78,23 @@ pub struct Me {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProfileUpdate {
-    pub first_name: MaybeUndefined<String>,
-    pub last_name: MaybeUndefined<String>,
-    pub display_name: MaybeUndefined<String>,
+    #[oai(nullable)]
+    pub first_name: MaybeUndefined<Text>,
+    #[oai(nullable)]
+    pub last_name: MaybeUndefined<Text>,
+    #[oai(nullable)]
+    pub display_name: MaybeUndefined<Text>,
 }
 
 /// A new password; `current_password` is required when one is set already.
 #[derive(Debug, Object)]
 pub struct PasswordChange {
+    /// At least 10 characters, and not common or built from your name or email.
+    #[oai(validator(min_length = 10, max_length = 256))]
+    pub password: Text,
     #[oai(validator(max_length = 256))]
-    pub password: String,
-    #[oai(validator(max_length = 256))]
-    pub current_password: Option<String>,
+    #[oai(nullable)]
+    pub current_password: Option<Text>,
 }
 
 /// The signed-in user's account.
@@ -122,7 +138,7 @@ impl MeApi {
             }
         }
         // Undefined: leave as is; null: clear; a string: set.
-        let clean = |v: MaybeUndefined<String>| match v {
+        let clean = |v: MaybeUndefined<Text>| match v {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(s) => Some(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
@@ -164,7 +180,7 @@ impl MeApi {
                 .limits
                 .check_login(client_ip(req), &format!("user:{}", user.id))
                 .await?;
-            let given = body.0.current_password.clone().unwrap_or_default();
+            let given = body.0.current_password.clone().unwrap_or_default().0;
             let existing = existing.clone();
             if !state.hashing.verify(given, existing).await? {
                 let event = audit::Event::new(EventKind::PasswordFailure)
@@ -185,7 +201,7 @@ impl MeApi {
         .collect();
         passwords::check_policy(&body.0.password, &context)
             .map_err(|e| ApiError::bad_request("weak_password", e.to_string()))?;
-        let password = body.0.password;
+        let password = body.0.password.0;
         let hash = state.hashing.hash(password).await?;
         if accounts::set_password(&state.db, user.id, hash).await?
             == accounts::PasswordSet::EmailInUse
@@ -248,6 +264,7 @@ impl MeApi {
         Data(state): Data<&AppState>,
         current: CurrentUser,
         /// At most this many (1–100, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u64>>,
         /// Only events older than this time (RFC 3339), to page back.
         before: Query<Option<chrono::DateTime<chrono::Utc>>>,

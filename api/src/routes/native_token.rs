@@ -14,6 +14,7 @@ use worker::{
     providers::Provider,
 };
 
+use crate::text::Text;
 use crate::{
     error::ApiError,
     limits::IpBudget,
@@ -27,20 +28,27 @@ use crate::{
 #[derive(Debug, Object)]
 pub struct NativeTokenRequest {
     #[oai(validator(max_length = 4096))]
-    pub code: Option<String>,
+    #[oai(nullable)]
+    pub code: Option<Text>,
     #[oai(validator(min_length = 43, max_length = 128))]
-    pub code_verifier: Option<String>,
+    #[oai(nullable)]
+    pub code_verifier: Option<Text>,
     #[oai(validator(max_length = 2048))]
-    pub redirect_uri: Option<String>,
+    #[oai(nullable)]
+    pub redirect_uri: Option<Text>,
     #[oai(validator(max_length = 8192))]
-    pub id_token: Option<String>,
+    #[oai(nullable)]
+    pub id_token: Option<Text>,
     #[oai(validator(max_length = 512))]
-    pub nonce: Option<String>,
+    #[oai(nullable)]
+    pub nonce: Option<Text>,
     /// Facebook: the user access token the SDK gave the app.
     #[oai(validator(min_length = 1, max_length = 4096))]
-    pub access_token: Option<String>,
+    #[oai(nullable)]
+    pub access_token: Option<Text>,
     /// Link the provider account to the signed-in user (send the bearer token)
     /// instead of signing in.
+    #[oai(nullable)]
     pub link: Option<bool>,
 }
 
@@ -160,13 +168,14 @@ impl NativeTokenApi {
 /// `unsupported_grant` for a form this provider cannot take.
 fn job_for(provider: &Provider, form: NativeTokenRequest) -> Result<SignInJob, ApiError> {
     let unsupported = |message: &str| ApiError::bad_request("unsupported_grant", message);
+    let text = |v: Option<Text>| v.map(String::from);
     let fields = (
-        form.code,
-        form.code_verifier,
-        form.redirect_uri,
-        form.id_token,
-        form.nonce,
-        form.access_token,
+        text(form.code),
+        text(form.code_verifier),
+        text(form.redirect_uri),
+        text(form.id_token),
+        text(form.nonce),
+        text(form.access_token),
     );
     Ok(match fields {
         (Some(code), Some(verifier), Some(redirect_uri), None, nonce, None) => {

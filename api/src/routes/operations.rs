@@ -26,8 +26,10 @@ pub struct OperationResult {
     /// `pending`, `ok` or `error`.
     pub status: String,
     /// Present when `error`.
+    #[oai(nullable)]
     pub error: Option<ErrorDetail>,
     /// Present when `ok`, in the first answer only.
+    #[oai(nullable)]
     pub tokens: Option<TokenPair>,
 }
 
@@ -62,7 +64,8 @@ impl OperationsApi {
         /// The poll secret from the token exchange.
         #[oai(name = "X-Poll-Secret")]
         secret: Header<Option<String>>,
-        /// Seconds to wait for the status to leave `pending` (at most 30).
+        /// Seconds to wait for the status to leave `pending` (capped at 30).
+        #[oai(validator(minimum(value = "0"), maximum(value = "3600")))]
         wait: Query<Option<u64>>,
     ) -> Result<OperationResponse, ApiError> {
         state.limits.check(IpBudget::StatusPoll, req).await?;

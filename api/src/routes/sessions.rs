@@ -15,8 +15,11 @@ pub struct SessionInfo {
     /// `browser` (cookie) or `api` (tokens).
     pub kind: String,
     /// The label the app gave, if any.
+    #[oai(nullable)]
     pub device: Option<String>,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
+    #[oai(nullable)]
     pub ip: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,

@@ -131,7 +131,7 @@ pub fn is_plausible_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
-    email.len() <= 254
+    email.chars().count() <= 254
         && !local.is_empty()
         && domain.contains('.')
         && !domain.contains('@')

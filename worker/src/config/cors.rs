@@ -20,6 +20,7 @@ impl CorsSettings {
             let parsed = Url::parse(origin).ok();
             let exact = parsed.as_ref().is_some_and(|url| {
                 matches!(url.scheme(), "http" | "https")
+                    && !origin.contains('*')
                     && url.origin().ascii_serialization() == *origin
             });
             if !exact {

@@ -50,11 +50,19 @@ impl StatusApi {
         Data(state): Data<&AppState>,
         req: &Request,
         uri: &Uri,
-        /// Seconds to wait for the status to leave `pending` (at most 30).
-        #[oai(name = "wait")]
+        /// Seconds to wait for the status to leave `pending` (capped at 30).
+        #[oai(
+            name = "wait",
+            validator(minimum(value = "0"), maximum(value = "3600"))
+        )]
         _wait: Query<Option<u64>>,
-        /// A specific operation of this browser.
-        #[oai(name = "operation")]
+        /// A specific operation of this browser (its id).
+        #[oai(
+            name = "operation",
+            validator(
+                pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$"
+            )
+        )]
         _operation: Query<Option<String>>,
     ) -> Result<StatusResponse, ApiError> {
         state.limits.check(IpBudget::StatusPoll, req).await?;
