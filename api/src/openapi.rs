@@ -57,11 +57,14 @@ pub fn service(public_base: &str) -> OpenApiService<Apis, ()> {
 /// derive does not write into the document.
 const CLOSED_OBJECTS: &[&str] = &["ProfileUpdate"];
 
-/// The document as served: poem-openapi's, plus what its derive cannot say
-/// (objects closed to unknown fields).
+/// The document as served: poem-openapi's, plus what its derive cannot say: the
+/// error codes (`ERROR_CODES`) and the objects closed to unknown fields.
 pub fn document(api: &OpenApiService<Apis, ()>) -> String {
     let mut document: serde_json::Value =
         serde_json::from_str(&api.spec()).expect("poem-openapi writes JSON");
+    let code = &mut document["components"]["schemas"]["ErrorDetail"]["properties"]["code"];
+    assert!(code.is_object(), "ErrorDetail.code is in the document");
+    code["enum"] = serde_json::json!(crate::error::ERROR_CODES);
     for name in CLOSED_OBJECTS {
         let schema = &mut document["components"]["schemas"][*name];
         assert!(schema.is_object(), "{name} is in the document");
@@ -190,5 +193,49 @@ impl AllowedMethods {
                         .all(|(p, s)| p.as_deref().is_none_or(|p| p == *s))
             })
             .map(|(_, methods)| methods.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typescript_client_knows_exactly_the_documents_error_codes() {
+        let document: serde_json::Value =
+            serde_json::from_str(&document(&service("http://127.0.0.1:8080"))).unwrap();
+        let listed: Vec<&str> =
+            document["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"]
+                .as_array()
+                .expect("the document lists the error codes")
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
+        assert_eq!(listed, crate::error::ERROR_CODES);
+        let types = include_str!("../../static/signin-client.d.ts");
+        let union = types
+            .split("export type ServerErrorCode =")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .expect("ServerErrorCode in signin-client.d.ts");
+        let mut in_types: Vec<&str> = union
+            .split('|')
+            .map(|member| member.trim().trim_matches('\''))
+            .filter(|member| !member.is_empty())
+            .collect();
+        in_types.sort_unstable();
+        assert_eq!(
+            in_types, listed,
+            "static/signin-client.d.ts ServerErrorCode"
+        );
+    }
+
+    #[test]
+    fn a_405_names_the_methods_of_its_path() {
+        let allowed = AllowedMethods::from_spec(&document(&service("http://127.0.0.1:8080")));
+        assert_eq!(allowed.of("/api/me"), Some("GET, PATCH"));
+        let session = allowed.of("/api/sessions/0b6e5b9e-1c52-4c55-9d36-9b6b3d1c2a11");
+        assert_eq!(session, Some("DELETE"));
+        assert_eq!(allowed.of("/api/nowhere"), None);
     }
 }

@@ -81,6 +81,11 @@ mod tests {
         assert_eq!(parse(Value::from(12)), None);
         assert_eq!(parse(Value::Null), None);
         // poem-openapi's own String is lenient: the reason for this type.
-        assert_eq!(String::parse_from_json(Some(Value::from(false))).ok().as_deref(), Some("false"));
+        assert_eq!(
+            String::parse_from_json(Some(Value::from(false)))
+                .ok()
+                .as_deref(),
+            Some("false")
+        );
     }
 }

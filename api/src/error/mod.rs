@@ -2,6 +2,7 @@
 //! JSON `{"error":{"code","message"}}`, `PageError` as the HTML error page. Only
 //! `Internal` is a 500; it is logged once with its cause chain, the body stays generic.
 
+mod codes;
 mod page;
 
 use poem::{
@@ -12,6 +13,7 @@ use poem::{
 };
 use serde_json::json;
 
+pub use codes::ERROR_CODES;
 pub use page::PageError;
 
 /// Errors of the JSON routes.

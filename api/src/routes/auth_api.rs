@@ -150,9 +150,13 @@ impl AuthApi {
         match user {
             Some(user) if matches => {
                 tracing::info!(user.id = %user.id, "password sign-in");
-                let tokens =
-                    session::start_api_session(state, user.id, Client::of(req), body.device.map(String::from))
-                        .await?;
+                let tokens = session::start_api_session(
+                    state,
+                    user.id,
+                    Client::of(req),
+                    body.device.map(String::from),
+                )
+                .await?;
                 record_password_sign_in(state, req, user.id, tokens.session_id);
                 Ok(Json(tokens))
             }
