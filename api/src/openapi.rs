@@ -32,16 +32,7 @@ pub type Apis = (
 /// The service for `public_url`.
 pub fn service(public_base: &str) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (
-            ProvidersApi,
-            MeApi,
-            AuthApi,
-            NativeTokenApi,
-            IntrospectApi,
-            SessionsApi,
-            OperationsApi,
-            StatusApi,
-        ),
+        Apis::default(),
         "social-signin",
         env!("CARGO_PKG_VERSION"),
     )

@@ -72,6 +72,7 @@ pub enum Created {
 }
 
 /// Password and token sign-in.
+#[derive(Default)]
 pub struct AuthApi;
 
 #[OpenApi]

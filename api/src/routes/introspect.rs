@@ -44,6 +44,7 @@ pub struct Introspection {
 }
 
 /// Token introspection for other services.
+#[derive(Default)]
 pub struct IntrospectApi;
 
 #[OpenApi]

@@ -98,6 +98,7 @@ pub struct PasswordChange {
 }
 
 /// The signed-in user's account.
+#[derive(Default)]
 pub struct MeApi;
 
 #[OpenApi]

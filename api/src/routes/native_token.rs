@@ -70,6 +70,7 @@ pub enum Accepted {
 }
 
 /// Native and SDK social sign-in.
+#[derive(Default)]
 pub struct NativeTokenApi;
 
 #[OpenApi]

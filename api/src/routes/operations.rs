@@ -46,6 +46,7 @@ pub enum OperationResponse {
 }
 
 /// Native sign-in operations.
+#[derive(Default)]
 pub struct OperationsApi;
 
 #[OpenApi]

@@ -15,6 +15,7 @@ pub struct ProviderInfo {
 }
 
 /// Provider discovery.
+#[derive(Default)]
 pub struct ProvidersApi;
 
 #[OpenApi]

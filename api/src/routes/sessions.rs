@@ -28,6 +28,7 @@ pub struct SessionInfo {
 }
 
 /// Session management.
+#[derive(Default)]
 pub struct SessionsApi;
 
 #[OpenApi]

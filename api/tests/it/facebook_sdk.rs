@@ -67,6 +67,16 @@ async fn given_debug_token(provider: &MockProvider, answer: ResponseTemplate) {
         .await;
 }
 
+/// Graph calling the token valid (`token_info` with `extra`) and `/me` naming its user.
+async fn given_graph_accepts(provider: &MockProvider, extra: Value) {
+    given_debug_token(
+        provider,
+        ResponseTemplate::new(200).set_body_json(token_info(extra)),
+    )
+    .await;
+    given_me(provider, FB_USER).await;
+}
+
 async fn given_me(provider: &MockProvider, id: &str) {
     Mock::given(method("GET"))
         .and(path(format!("/{VERSION}/me")))
@@ -140,12 +150,7 @@ async fn requests_to(provider: &MockProvider, suffix: &str) -> usize {
 #[tokio::test]
 async fn an_access_token_of_our_app_signs_in_a_new_then_the_same_user() {
     let app = facebook_app(json!({})).await;
-    given_debug_token(
-        &app.provider,
-        ResponseTemplate::new(200).set_body_json(token_info(json!({}))),
-    )
-    .await;
-    given_me(&app.provider, FB_USER).await;
+    given_graph_accepts(&app.provider, json!({})).await;
 
     let done = sign_in(&app, &json!({"access_token": ACCESS_TOKEN})).await;
     assert_eq!(done["status"], "ok", "{done}");
@@ -169,12 +174,7 @@ async fn an_access_token_of_our_app_signs_in_a_new_then_the_same_user() {
 #[tokio::test]
 async fn an_access_token_of_a_native_app_id_is_accepted() {
     let app = facebook_app(json!({})).await;
-    given_debug_token(
-        &app.provider,
-        ResponseTemplate::new(200).set_body_json(token_info(json!({"app_id": "ios-app-id"}))),
-    )
-    .await;
-    given_me(&app.provider, FB_USER).await;
+    given_graph_accepts(&app.provider, json!({"app_id": "ios-app-id"})).await;
     let done = sign_in(&app, &json!({"access_token": ACCESS_TOKEN})).await;
     assert_eq!(done["status"], "ok", "{done}");
 }
@@ -250,12 +250,7 @@ async fn graph_answering_5xx_then_ok_is_retried() {
         .with_priority(1)
         .mount(&app.provider.server)
         .await;
-    given_debug_token(
-        &app.provider,
-        ResponseTemplate::new(200).set_body_json(token_info(json!({}))),
-    )
-    .await;
-    given_me(&app.provider, FB_USER).await;
+    given_graph_accepts(&app.provider, json!({})).await;
     let done = sign_in(&app, &json!({"access_token": ACCESS_TOKEN})).await;
     assert_eq!(done["status"], "ok", "{done}");
     assert_eq!(requests_to(&app.provider, "debug_token").await, 2);
@@ -376,12 +371,7 @@ async fn the_readme_examples_sign_in() {
         "an access-token and a Limited Login example"
     );
     let app = facebook_app(json!({})).await;
-    given_debug_token(
-        &app.provider,
-        ResponseTemplate::new(200).set_body_json(token_info(json!({}))),
-    )
-    .await;
-    given_me(&app.provider, FB_USER).await;
+    given_graph_accepts(&app.provider, json!({})).await;
     for mut body in bodies {
         let fields = body.as_object_mut().unwrap();
         if fields.contains_key("access_token") {

@@ -35,6 +35,7 @@ pub enum StatusResponse {
 }
 
 /// The browser flow's status endpoint.
+#[derive(Default)]
 pub struct StatusApi;
 
 #[OpenApi]
