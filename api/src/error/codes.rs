@@ -117,12 +117,12 @@ mod tests {
             let text = std::fs::read_to_string(root.join(file)).unwrap();
             found.extend(literals_after(&text, prefix));
         }
-        let startup = std::fs::read_to_string(root.join("api/src/startup.rs")).unwrap();
-        let json_errors = startup
+        let json_errors = std::fs::read_to_string(root.join("api/src/json_errors.rs")).unwrap();
+        let json_errors = json_errors
             .split("async fn json_errors")
             .nth(1)
             .and_then(|rest| rest.split("\n}\n").next())
-            .expect("json_errors in startup.rs");
+            .expect("json_errors in json_errors.rs");
         found.extend(literals_after(json_errors, "=> "));
         found
     }
