@@ -270,6 +270,7 @@ impl JobQueue {
             Storage::Postgres(storage) => {
                 let pubsub = Pubsub::new(storage.pool().clone(), QUEUE_NAME.to_owned());
                 let strategy = Wakeups::every(self.poll.unwrap_or(POSTGRES_POLL))
+                    .looking_again()
                     .on(pubsub)
                     .on(wake_rx);
                 let backend = storage.clone().poll_with_strategy(strategy);
