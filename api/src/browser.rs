@@ -172,13 +172,16 @@ pub fn one_tap_nonce(jar: &CookieJar, settings: &Settings) -> String {
     nonce
 }
 
-/// This browser's One Tap nonce if it is still good; the cookie is removed either
-/// way, so a nonce signs in once.
-pub fn take_one_tap_nonce(jar: &CookieJar, settings: &Settings) -> Option<String> {
-    let found = read_one_tap(jar, settings);
-    expire(jar, ONE_TAP_COOKIE, "/", settings);
-    let (nonce, created_at) = found?;
+/// This browser's One Tap nonce if it is still good.
+pub fn current_one_tap_nonce(jar: &CookieJar, settings: &Settings) -> Option<String> {
+    let (nonce, created_at) = read_one_tap(jar, settings)?;
     (Utc::now().timestamp() - created_at <= ONE_TAP_TTL.as_secs() as i64).then_some(nonce)
+}
+
+/// Spends this browser's One Tap nonce (once its sign-in is queued): a nonce signs
+/// in once.
+pub fn spend_one_tap_nonce(jar: &CookieJar, settings: &Settings) {
+    expire(jar, ONE_TAP_COOKIE, "/", settings);
 }
 
 fn read_one_tap(jar: &CookieJar, settings: &Settings) -> Option<(String, i64)> {

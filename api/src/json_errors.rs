@@ -14,7 +14,7 @@ pub async fn json_errors<E: Endpoint>(
 ) -> poem::Result<poem::Response> {
     let is_json_route = crate::error::is_json_route(req.uri().path());
     // Kept for a 405's `Allow` (a `Uri` clone shares its bytes).
-    let uri = req.uri().clone();
+    let uri = is_json_route.then(|| req.uri().clone());
     let mut parse_code = None;
     let response = match next.call(req).await {
         Ok(response) => response.into_response(),
@@ -32,8 +32,9 @@ pub async fn json_errors<E: Endpoint>(
         poem::http::HeaderValue::from_static("no-store"),
     );
     if parts.status == poem::http::StatusCode::METHOD_NOT_ALLOWED
-        && let Some(allow) = allowed
-            .of(uri.path())
+        && let Some(allow) = uri
+            .as_ref()
+            .and_then(|uri| allowed.of(uri.path()))
             .and_then(|a| poem::http::HeaderValue::from_str(a).ok())
     {
         parts.headers.insert(poem::http::header::ALLOW, allow);
@@ -46,10 +47,10 @@ pub async fn json_errors<E: Endpoint>(
     if parts.status.is_success() || parts.status.is_redirection() || is_json {
         return Ok(poem::Response::from_parts(parts, body));
     }
-    let text = body.into_string().await.unwrap_or_default();
     if let Some((code, message)) = parse_code.filter(|_| parts.status == 400) {
         return Ok(json_error(parts, code, message.to_owned()));
     }
+    let text = body.into_string().await.unwrap_or_default();
     let code = match parts.status.as_u16() {
         400 => "bad_request",
         401 => "unauthorized",

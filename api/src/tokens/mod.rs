@@ -33,6 +33,9 @@ pub struct TokenIssuer {
     keys: Vec<SigningKey>,
     issuer: String,
     audience: String,
+    /// What `verify` checks besides the signature, made once (every key has the
+    /// configured algorithm).
+    validation: Validation,
     ttl: chrono::Duration,
     /// The public keys, as served.
     jwks: JwkSet,
@@ -57,15 +60,23 @@ impl TokenIssuer {
         };
         let current = &keys[0];
         tracing::info!(algorithm = ?current.algorithm, kid = %current.kid, previous = keys.len() - 1, "access tokens");
+        let issuer = tokens
+            .issuer
+            .clone()
+            .unwrap_or_else(|| settings.public_base().to_owned());
+        let audience = tokens
+            .audience
+            .clone()
+            .unwrap_or_else(|| settings.public_base().to_owned());
+        let mut validation = Validation::new(current.algorithm);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
+        validation.leeway = 5;
         Ok(Self {
-            issuer: tokens
-                .issuer
-                .clone()
-                .unwrap_or_else(|| settings.public_base().to_owned()),
-            audience: tokens
-                .audience
-                .clone()
-                .unwrap_or_else(|| settings.public_base().to_owned()),
+            issuer,
+            audience,
+            validation,
             ttl: chrono::Duration::from_std(tokens.access_ttl)
                 .unwrap_or(chrono::Duration::minutes(15)),
             keys,
@@ -100,12 +111,7 @@ impl TokenIssuer {
         }
         let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
         let key = self.keys.iter().find(|k| k.kid == kid)?;
-        let mut validation = Validation::new(key.algorithm);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
-        validation.leeway = 5;
-        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
             .ok()
             .map(|data| data.claims)
     }

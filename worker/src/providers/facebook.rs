@@ -212,20 +212,8 @@ impl Provider {
             GraphCall::DebugToken => "debug_token",
             GraphCall::Token | GraphCall::Me => "userinfo",
         };
-        let response = self
-            .timed(endpoint, self.http.get_json(url, Some(token)))
-            .await?;
-        if response.status() != 200 {
-            return Err(graph_error(response.body(), call).unwrap_or_else(|| {
-                ProviderError::Profile(format!(
-                    "{} answered HTTP {}",
-                    url.path(),
-                    response.status()
-                ))
-            }));
-        }
-        serde_json::from_slice(response.body())
-            .map_err(|e| ProviderError::Profile(format!("{} is not JSON: {e}", url.path())))
+        self.get_json_as(endpoint, url, token, |body| graph_error(body, call))
+            .await
     }
 
     /// Facebook's `appsecret_proof`: HMAC-SHA256 of the access token with the app secret.

@@ -515,15 +515,30 @@ impl Provider {
         url: &Url,
         access_token: &str,
     ) -> Result<serde_json::Value, ProviderError> {
+        self.get_json_as("userinfo", url, access_token, |_| None)
+            .await
+    }
+
+    /// GET a JSON document with `token`, timed as `endpoint`; a non-200 answer is
+    /// the error `error_of` reads from its body, else a profile error.
+    async fn get_json_as(
+        &self,
+        endpoint: &'static str,
+        url: &Url,
+        token: &str,
+        error_of: impl FnOnce(&[u8]) -> Option<ProviderError>,
+    ) -> Result<serde_json::Value, ProviderError> {
         let response = self
-            .timed("userinfo", self.http.get_json(url, Some(access_token)))
+            .timed(endpoint, self.http.get_json(url, Some(token)))
             .await?;
         if response.status() != 200 {
-            return Err(ProviderError::Profile(format!(
-                "{} answered HTTP {}",
-                url.path(),
-                response.status()
-            )));
+            return Err(error_of(response.body()).unwrap_or_else(|| {
+                ProviderError::Profile(format!(
+                    "{} answered HTTP {}",
+                    url.path(),
+                    response.status()
+                ))
+            }));
         }
         serde_json::from_slice(response.body())
             .map_err(|e| ProviderError::Profile(format!("{} is not JSON: {e}", url.path())))

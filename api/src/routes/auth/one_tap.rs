@@ -60,9 +60,9 @@ pub async fn one_tap(
     let Some(browser_key) = browser::browser_key(jar, &state.settings) else {
         return Err(PageError::BadState);
     };
-    let nonce = browser::take_one_tap_nonce(jar, &state.settings).ok_or(PageError::BadRequest(
-        "This sign-in prompt has expired. Reload the page and try again.",
-    ))?;
+    let nonce = browser::current_one_tap_nonce(jar, &state.settings).ok_or(
+        PageError::BadRequest("This sign-in prompt has expired. Reload the page and try again."),
+    )?;
     let redeemer_hash = browser::redeemer_hash(&browser_key);
     let client_key = state
         .limits
@@ -88,11 +88,15 @@ pub async fn one_tap(
         client: crate::session::Client::of(req).for_job(),
         ..SignInJob::default()
     };
+    // A refusal above (a full queue, too many pending) spends nothing: the same
+    // page can post again.
+    let started = follow(state.jobs.start(&state.writer, new, job).await?)?;
+    browser::spend_one_tap_nonce(jar, &state.settings);
     let event = audit::Event::new(EventKind::SignInStarted).provider(&provider.name);
     state
         .audit
         .record(crate::session::Client::of(req).audit(event));
-    follow(state.jobs.start(&state.writer, new, job).await?)
+    Ok(started)
 }
 
 /// Google's double submit: the form field equals the cookie, and neither is empty.
