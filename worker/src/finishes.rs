@@ -20,7 +20,7 @@ use sea_orm::{
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::commit_watch;
+use crate::{commit_watch, recent_finishes::RecentFinishes};
 
 /// Wakes the long-polling status requests of this process when an operation
 /// finishes, and knows which operations they wait on.
@@ -29,6 +29,8 @@ pub struct OperationEvents {
     sender: broadcast::Sender<Finished>,
     /// Operations some request waits on, with how many requests wait.
     waited: Arc<Mutex<HashMap<Uuid, usize>>>,
+    /// Finished operations a status request may be answered from.
+    recent: RecentFinishes,
 }
 
 /// What a waiter hears: one operation finished (with its committed row, when the
@@ -47,6 +49,7 @@ impl Default for OperationEvents {
         Self {
             sender: broadcast::channel(EVENT_BUFFER).0,
             waited: Arc::default(),
+            recent: RecentFinishes::default(),
         }
     }
 }
@@ -59,10 +62,19 @@ impl OperationEvents {
 
     /// Tells the waiters on `operation` that it finished as it is here (its row as
     /// committed): they answer from it without reading the database again.
+    /// The row is also kept among the [`Self::recent`] finishes.
     pub fn finished_as(&self, operation: Model) {
+        let operation = Arc::new(operation);
+        self.recent.remember(operation.clone());
         let _ = self
             .sender
-            .send(Finished::One(operation.id, Some(Arc::new(operation))));
+            .send(Finished::One(operation.id, Some(operation)));
+    }
+
+    /// Operations that finished lately, by id: a status request for one is
+    /// answered from here without reading the database.
+    pub fn recent(&self) -> &RecentFinishes {
+        &self.recent
     }
 
     /// Tells every waiter to re-check (operations expired in bulk, or a lost

@@ -18,6 +18,7 @@ pub mod passwords;
 mod proptest_config;
 pub mod provider_tokens;
 pub mod providers;
+pub mod recent_finishes;
 pub mod replay;
 pub mod shutdown;
 pub mod sweep;

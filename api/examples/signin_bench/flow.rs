@@ -23,6 +23,8 @@ pub struct Timings {
     pub callback_to_ok: Duration,
     /// Login to `/api/me`.
     pub flow: Duration,
+    /// The operation the callback started.
+    pub operation: String,
 }
 
 /// A fresh browser: its own cookie jar (`jar`, or an internal one).
@@ -107,6 +109,7 @@ pub async fn one_flow(
         callback: callback_done - callback_started,
         callback_to_ok,
         flow,
+        operation: operation.clone(),
     };
     if !finish {
         return Ok(timings(flow_started.elapsed()));

@@ -64,6 +64,7 @@ pub async fn sign_ins(
                         callback,
                         callback_to_ok,
                         flow,
+                        ..
                     }) => {
                         s.callback.push(callback);
                         s.callback_to_ok.push(callback_to_ok);

@@ -1,6 +1,7 @@
 //! `--status-load` and `--session-load`: one sign-in up to `ok` (or through to a
 //! session), then `wrk` (on PATH) on one route with that browser's cookies,
-//! `--clients` connections for `--seconds`.
+//! `--clients` connections for `--seconds`. The status is asked for by operation
+//! id, as `preloader.js` does.
 
 use std::sync::Arc;
 
@@ -22,11 +23,15 @@ pub async fn after_one_sign_in(
     let client = new_client(Some(jar.clone()))?;
     // The status route needs the operation unredeemed; a session check, the session.
     let through_success = path != "/auth/status";
-    one_flow(&client, base, provider, "load@example.com", through_success).await?;
+    let flow = one_flow(&client, base, provider, "load@example.com", through_success).await?;
     let cookies = jar
         .cookies(base)
         .ok_or_else(|| anyhow::anyhow!("the sign-in left no cookies"))?;
-    let url = base.join(path)?;
+    // The status of the operation by id, as `preloader.js` asks for it.
+    let url = match through_success {
+        true => base.join(path)?,
+        false => base.join(&format!("{path}?operation={}", flow.operation))?,
+    };
     let check = client.get(url.clone()).send().await?.status();
     anyhow::ensure!(check.is_success(), "{path} answers {check} before the load");
     println!(

@@ -224,6 +224,39 @@ async fn a_finish_committed_by_another_process_answers_the_long_poll_at_once_on_
 }
 
 /// The one operation of a test's app.
+#[tokio::test]
+async fn a_finished_operation_asked_for_by_id_is_answered_from_memory() {
+    let app = spawn_app().await;
+    app.sign_in(&app.browser, "remembered").await;
+    let operation = the_operation(&app).await;
+    assert_eq!(operation.status, async_operation::OperationStatus::Ok);
+    let ask = |query: String| {
+        let app = &app;
+        async move { app.get_status(&query).await }
+    };
+    // The row is gone from the database: only the copy in memory can answer.
+    async_operation::Entity::delete_by_id(operation.id)
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let by_id = ask(format!("?operation={}", operation.id)).await;
+    assert_eq!(by_id.status(), StatusCode::OK);
+    assert_eq!(by_id.json::<Value>().await.unwrap()["status"], "ok");
+    // Without the id ("this browser's latest") the database answers, and has none.
+    assert_eq!(ask(String::new()).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_malformed_operation_id_is_a_400_json() {
+    let app = spawn_app().await;
+    for id in ["not-an-id", "1234", "%00"] {
+        let response = app.get_status(&format!("?operation={id}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{id}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{id}: {body}");
+    }
+}
+
 async fn the_operation(app: &crate::helpers::TestApp) -> async_operation::Model {
     async_operation::Entity::find()
         .one(&app.db)

@@ -27,10 +27,15 @@ pub(crate) async fn browser_operation(
     jar: &CookieJar,
     id: Option<Uuid>,
 ) -> Result<Option<Operation>, sea_orm::DbErr> {
-    let Some(key) = browser::browser_key(jar, &state.settings) else {
+    let Some(redeemer_hash) = browser_redeemer_hash(state, jar) else {
         return Ok(None);
     };
-    operations::find_for_browser(&state.reader, &browser::redeemer_hash(&key), id).await
+    operations::find_for_browser(&state.reader, &redeemer_hash, id).await
+}
+
+/// The hash operations of this browser are bound to; `None` without a browser key.
+pub(crate) fn browser_redeemer_hash(state: &AppState, jar: &CookieJar) -> Option<String> {
+    browser::browser_key(jar, &state.settings).map(|key| browser::redeemer_hash(&key))
 }
 
 /// `operation=<uuid>` from a query, or `Err` for a malformed one.

@@ -6,7 +6,7 @@ use poem::{Request, http::Uri, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 use worker::operations;
 
-use super::{browser_operation, long_poll, parse_operation_id, wait_duration};
+use super::{browser_redeemer_hash, long_poll, parse_operation_id, wait_duration};
 use crate::{
     error::ApiError, limits::IpBudget, openapi::ErrorDetail, routes::QueryParams, state::AppState,
 };
@@ -58,13 +58,8 @@ impl StatusApi {
         )]
         _wait: Query<Option<u64>>,
         /// A specific operation of this browser (its id).
-        #[oai(
-            name = "operation",
-            validator(
-                pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$"
-            )
-        )]
-        _operation: Query<Option<String>>,
+        #[oai(name = "operation")]
+        _operation: Query<Option<uuid::Uuid>>,
     ) -> Result<StatusResponse, ApiError> {
         state.limits.check(IpBudget::StatusPoll, req).await?;
         // Read strictly (no repeated or oversized parameters) from the raw query.
@@ -107,15 +102,39 @@ async fn current(
     id: Option<uuid::Uuid>,
 ) -> Result<Operation, ApiError> {
     let missing = || ApiError::NotFound("No sign-in is in progress in this browser.");
-    let operation = browser_operation(state, jar, id)
-        .await?
-        .ok_or_else(missing)?;
+    let operation = recent_or_read(state, jar, id).await?.ok_or_else(missing)?;
     if operations::is_stale(&operation, state.settings.operation_timeout) {
         let (code, message) = operations::TIMEOUT;
         operations::mark_error(&state.db, operation.id, code, message).await?;
-        return browser_operation(state, jar, Some(operation.id))
+        return recent_or_read(state, jar, Some(operation.id))
             .await?
             .ok_or_else(missing);
+    }
+    Ok(operation)
+}
+
+/// This browser's operation (`id` when given and bound here, else its latest),
+/// except that a finished operation asked for by id comes from memory when this
+/// process finished or read it lately: nothing this route reports of it (status,
+/// error, restart target) changes once it has finished. A finished one read here
+/// is kept for the browser's next ask.
+async fn recent_or_read(
+    state: &AppState,
+    jar: &poem::web::cookie::CookieJar,
+    id: Option<uuid::Uuid>,
+) -> Result<Option<Operation>, ApiError> {
+    let Some(redeemer_hash) = browser_redeemer_hash(state, jar) else {
+        return Ok(None);
+    };
+    let recent = state.events.recent();
+    if let Some(finished) = id.and_then(|id| recent.get(id, &redeemer_hash)) {
+        return Ok(Some(Operation::clone(&finished)));
+    }
+    let operation = operations::find_for_browser(&state.reader, &redeemer_hash, id).await?;
+    if let Some(operation) = &operation
+        && operation.status != OperationStatus::Pending
+    {
+        recent.remember(std::sync::Arc::new(operation.clone()));
     }
     Ok(operation)
 }
