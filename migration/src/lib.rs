@@ -17,6 +17,7 @@ mod m20261129_000011_add_client_key;
 mod m20261129_000012_unique_password_email;
 mod m20261129_000013_add_link_session;
 mod m20261130_000014_jobs_ack_plan;
+mod m20261130_000015_pending_index;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000012_unique_password_email::Migration),
             Box::new(m20261129_000013_add_link_session::Migration),
             Box::new(m20261130_000014_jobs_ack_plan::Migration),
+            Box::new(m20261130_000015_pending_index::Migration),
         ]
     }
 }

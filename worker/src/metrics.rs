@@ -32,11 +32,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use chrono::Utc;
-use entity::async_operation::{self, Entity as AsyncOperation, OperationStatus};
+use entity::async_operation::{self, Entity as AsyncOperation};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 use crate::db::DbPool;
 
@@ -82,8 +80,7 @@ pub struct QueueStats {
 
 /// Reads queue depth and pending operations.
 pub async fn queue_stats(db: &DatabaseConnection, pool: &DbPool) -> Result<QueueStats, DbErr> {
-    let pending =
-        AsyncOperation::find().filter(async_operation::Column::Status.eq(OperationStatus::Pending));
+    let pending = AsyncOperation::find().filter(crate::operations::is_pending());
     let pending_operations = pending.clone().count(db).await?;
     let oldest = pending
         .order_by_asc(async_operation::Column::CreatedAt)

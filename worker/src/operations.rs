@@ -180,10 +180,21 @@ pub async fn count_pending_from(db: &impl ConnectionTrait, client_key: &str) -> 
         .await
 }
 
+/// `status = 'pending'` with the value written into the SQL rather than bound: only
+/// then can a plan use the partial index of pending operations
+/// (`idx_async_operation_pending`), on SQLite and in the generic plans PostgreSQL
+/// caches for prepared statements alike.
+pub fn is_pending() -> Expr {
+    Expr::cust(format!(
+        "\"status\" = '{}'",
+        OperationStatus::Pending.as_str()
+    ))
+}
+
 /// How many operations are pending in all, counting no further than `limit`: the
-/// inner `LIMIT` stops the scan of `idx_async_operation_status_created` there, so
-/// the cost is bounded by `limit` however full the queue is, and the table itself
-/// is never read.
+/// inner `LIMIT` stops the scan of `idx_async_operation_pending` there, so the
+/// cost is bounded by `limit` however full the queue is, and the table itself is
+/// never read.
 pub async fn count_pending_up_to(db: &impl ConnectionTrait, limit: u64) -> Result<u64, DbErr> {
     let backend = db.get_database_backend();
     let placeholder = match backend {
@@ -324,7 +335,7 @@ pub async fn expire_stale(db: &impl ConnectionTrait, timeout: Duration) -> Resul
         .col_expr(Column::ErrorMessage, Expr::value(TIMEOUT.1))
         .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Status.eq(OperationStatus::Pending))
+        .filter(is_pending())
         .filter(Column::CreatedAt.lt(cutoff))
         .exec(db)
         .await?;

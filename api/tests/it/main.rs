@@ -31,6 +31,7 @@ mod presets;
 /// The worker's proptest configuration, shared by path (it is test-only there).
 #[path = "../../../worker/src/proptest_config.rs"]
 mod proptest_config;
+mod query_plans;
 mod redeem;
 mod refresh;
 mod security;
