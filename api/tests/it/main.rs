@@ -41,3 +41,4 @@ mod sign_in_job;
 mod status;
 mod success;
 mod sweep;
+mod writes;

@@ -1,0 +1,31 @@
+//! How writes reach PostgreSQL: a write of several statements in a transaction of
+//! its own, a write of one statement without `BEGIN` and `COMMIT` around it.
+
+use sea_orm::{ConnectionTrait, DbErr};
+use worker::writer::{WriteConn, Writer};
+
+use crate::helpers::{Backend, spawn_app_without_worker_on};
+
+/// `VACUUM`, which PostgreSQL refuses inside a transaction block: it succeeds
+/// only when no `BEGIN` was sent before it.
+async fn vacuum(db: &WriteConn<'_>) -> Result<(), DbErr> {
+    db.execute_unprepared("VACUUM async_operation")
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn a_write_of_one_statement_skips_begin_and_commit_on_postgres() {
+    let Some(app) = spawn_app_without_worker_on(Backend::Postgres).await else {
+        return;
+    };
+    let writer = Writer::new(app.db.clone());
+    let single = writer.run_statement(|db| Box::pin(vacuum(db))).await;
+    assert!(single.is_ok(), "run_statement sent BEGIN first: {single:?}");
+    let in_transaction = writer.run(|db| Box::pin(vacuum(db))).await;
+    let refused = in_transaction.expect_err("run did not begin a transaction");
+    assert!(
+        refused.to_string().contains("transaction block"),
+        "{refused}"
+    );
+}
