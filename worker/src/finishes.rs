@@ -253,7 +253,7 @@ pub fn listen_for_finishes(pool: sea_orm::sqlx::PgPool, events: OperationEvents)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use chrono::Utc;
@@ -262,7 +262,9 @@ mod tests {
 
     use super::OperationEvents;
 
-    fn finished_row(id: Uuid) -> Model {
+    /// An `ok` operation `id` bound to the browser hash `h` (also for
+    /// `recent_finishes`' tests).
+    pub(crate) fn finished_row(id: Uuid) -> Model {
         let now = Utc::now();
         Model {
             id,

@@ -81,26 +81,10 @@ mod tests {
     use super::*;
 
     fn operation(status: OperationStatus, redeemer_hash: &str) -> Arc<Model> {
-        let now = chrono::Utc::now();
         Arc::new(Model {
-            id: Uuid::new_v4(),
             status,
-            provider: "mock".into(),
-            user_id: None,
-            error_code: None,
-            error_message: None,
             redeemer_hash: redeemer_hash.into(),
-            kind: "browser".into(),
-            next_path: None,
-            link_user_id: None,
-            link_session_id: None,
-            redeemed_at: None,
-            exchange_started_at: None,
-            token_response: None,
-            state_hash: None,
-            client_key: None,
-            created_at: now,
-            updated_at: now,
+            ..crate::finishes::tests::finished_row(Uuid::new_v4())
         })
     }
 
