@@ -692,7 +692,9 @@ fn the_security_checklist_names_only_tests_that_exist() {
         let Some((file, rest)) = cell.split_once(".rs::") else {
             continue;
         };
-        let is_test_path = file.starts_with("api/tests/") || rest.starts_with("tests::");
+        let is_test_path = file.starts_with("api/tests/")
+            || file.ends_with("/tests")
+            || rest.starts_with("tests::");
         if !is_test_path || file.contains('<') {
             continue;
         }
