@@ -4,86 +4,35 @@
 
 mod apple;
 mod discovery;
+mod error;
 pub mod facebook;
 pub mod http;
 mod jwk;
 mod oidc;
 pub mod presets;
 pub mod profile;
+mod registry;
 
-use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use anyhow::Context;
 use openidconnect::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
-    IssuerUrl, OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
-    TokenResponse, TokenUrl,
-    core::{CoreClient, CoreErrorResponseType, CoreIdToken, CoreJsonWebKeySet, CoreTokenResponse},
+    IssuerUrl, OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl, RefreshToken, TokenResponse,
+    TokenUrl,
+    core::{CoreClient, CoreIdToken, CoreJsonWebKeySet, CoreTokenResponse},
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::config::{ClaimPointers, ProviderKind, ProviderSettings, Settings, UserinfoMode};
+use crate::config::{ClaimPointers, ProviderKind, UserinfoMode};
+pub use error::ProviderError;
+use error::token_error;
 pub use facebook::AccessTokenProblem;
 use http::ProviderHttp;
 pub use http::TransportError;
 pub use profile::Profile;
-
-/// What can go wrong talking to a provider.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    /// Connection refused before sending, 5xx or 429: the provider is unwell.
-    #[error("provider unavailable: {0}")]
-    Unavailable(#[source] TransportError),
-    /// The request went out and no answer came back (timeout or broken connection).
-    #[error("provider did not answer: {0}")]
-    NoAnswer(#[source] TransportError),
-    /// `invalid_grant`: the code is expired, used, or was issued to someone else.
-    #[error("authorization code rejected (invalid_grant)")]
-    InvalidGrant,
-    /// Any other OAuth error response (`invalid_client`, …): usually misconfiguration.
-    #[error("provider refused the request: {0}")]
-    Rejected(String),
-    /// The ID token failed validation.
-    #[error("invalid ID token: {0}")]
-    InvalidIdToken(String),
-    /// The profile could not be read or lacks a subject.
-    #[error("invalid profile: {0}")]
-    Profile(String),
-    /// The account is outside the allowed Google Workspace domain (`hd`).
-    #[error("account outside the allowed domain")]
-    DomainNotAllowed,
-    /// Discovery or JWKS could not be used.
-    #[error("discovery failed: {0}")]
-    Discovery(String),
-    /// A Facebook SDK access token that must not sign anyone in.
-    #[error("access token refused: {0}")]
-    AccessToken(AccessTokenProblem),
-}
-
-impl ProviderError {
-    /// Whether a retry can help. `idempotent` steps (profile, discovery) may also
-    /// retry when the answer was lost; the code exchange may not (the code may be spent).
-    pub fn is_retryable(&self, idempotent: bool) -> bool {
-        match self {
-            Self::Unavailable(_) => true,
-            Self::NoAnswer(_) => idempotent,
-            _ => false,
-        }
-    }
-}
-
-impl From<TransportError> for ProviderError {
-    fn from(error: TransportError) -> Self {
-        match error {
-            TransportError::NotSent(_) | TransportError::Unavailable(_) => Self::Unavailable(error),
-            TransportError::Timeout | TransportError::Broken(_) => Self::NoAnswer(error),
-            TransportError::TooLarge => Self::Profile("response larger than 1 MiB".to_owned()),
-            TransportError::Invalid(e) => Self::Rejected(e),
-        }
-    }
-}
+pub use registry::ProviderRegistry;
 
 /// What the token endpoint gave us.
 pub struct TokenSet {
@@ -111,25 +60,6 @@ impl TokenSet {
             expires_in: response.expires_in(),
             id_token: response.id_token().cloned(),
         }
-    }
-}
-
-/// Classifies a failed token request.
-fn token_error(
-    error: RequestTokenError<
-        TransportError,
-        openidconnect::StandardErrorResponse<CoreErrorResponseType>,
-    >,
-) -> ProviderError {
-    match error {
-        RequestTokenError::ServerResponse(err) => match err.error() {
-            CoreErrorResponseType::InvalidGrant => ProviderError::InvalidGrant,
-            other => ProviderError::Rejected(other.to_string()),
-        },
-        RequestTokenError::Request(transport) => ProviderError::from(transport),
-        RequestTokenError::Parse(e, body) => error_in_body(&body)
-            .unwrap_or_else(|| ProviderError::Rejected(format!("unreadable token response: {e}"))),
-        RequestTokenError::Other(e) => ProviderError::Rejected(e),
     }
 }
 
@@ -627,162 +557,6 @@ impl Provider {
                 .unwrap_or_default(),
         })
     }
-}
-
-/// Every configured provider, by name, in configuration order.
-#[derive(Debug)]
-pub struct ProviderRegistry {
-    providers: BTreeMap<String, Arc<Provider>>,
-}
-
-impl ProviderRegistry {
-    /// Resolves every provider of `settings`; adds the demo provider when none is
-    /// configured and `public_url` is loopback.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let client = ProviderHttp::build_client().context("building the HTTP client")?;
-        let mut configured = settings.providers.clone();
-        if configured.is_empty() && is_loopback(&settings.public_url) {
-            tracing::info!(
-                "no provider configured: the demo provider is on at {}/demo-provider/",
-                settings.public_base()
-            );
-            configured.insert("demo".to_owned(), Default::default());
-        }
-        let mut providers = BTreeMap::new();
-        for (name, config) in configured {
-            let kind = config
-                .resolved_kind(&name)
-                .with_context(|| format!("providers.{name}.kind: required"))?;
-            if kind == ProviderKind::Demo && !is_loopback(&settings.public_url) {
-                anyhow::bail!(
-                    "providers.{name}.kind: the demo provider needs a loopback public_url"
-                );
-            }
-            let preset = presets::preset(kind, settings.public_base(), &config);
-            let (client_id, client_secret) = match kind {
-                ProviderKind::Demo => (
-                    presets::DEMO_CLIENT_ID.to_owned(),
-                    Some(SecretString::from(presets::DEMO_CLIENT_SECRET)),
-                ),
-                _ => (
-                    config.client_id.clone().unwrap_or_default(),
-                    config.client_secret.clone(),
-                ),
-            };
-            let apple = match kind {
-                ProviderKind::Apple => Some(apple_secret(&name, &config)?),
-                _ => None,
-            };
-            let provider = Provider {
-                display_name: config
-                    .display_name
-                    .clone()
-                    .or_else(|| preset.display_name.map(str::to_owned))
-                    .unwrap_or_else(|| name.clone()),
-                kind,
-                client_id,
-                client_secret,
-                configured_issuer: config.issuer.clone().or(preset.issuer),
-                scopes: config
-                    .scopes
-                    .clone()
-                    .unwrap_or_else(|| preset.scopes.iter().map(|s| (*s).to_owned()).collect()),
-                redirect_uri: settings.redirect_uri(&name),
-                hd: config.hd.clone().filter(|_| kind == ProviderKind::Google),
-                overrides: Overrides {
-                    authorize_url: config.authorize_url.clone().or(preset.authorize_url),
-                    token_url: config.token_url.clone().or(preset.token_url),
-                    userinfo_url: config.userinfo_url.clone().or(preset.userinfo_url),
-                    jwks_url: config.jwks_url.clone().or(preset.jwks_url),
-                },
-                apple,
-                claims: config.claims.clone(),
-                native_client_ids: config.native_client_ids.clone(),
-                native_redirect_uris: config.native_redirect_uris.clone(),
-                graph_base: preset.graph_base,
-                one_tap: config.one_tap,
-                userinfo: config.userinfo,
-                http: ProviderHttp::new(
-                    client.clone(),
-                    config.timeout.unwrap_or(Duration::from_secs(10)),
-                ),
-                endpoints: OnceCell::new(),
-                jwks: Default::default(),
-                name: name.clone(),
-            };
-            providers.insert(name, Arc::new(provider));
-        }
-        if providers.is_empty() {
-            tracing::warn!("no sign-in provider is configured");
-        }
-        Ok(Self { providers })
-    }
-
-    /// The provider called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
-        self.providers.get(name)
-    }
-
-    /// All providers, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.providers.values()
-    }
-
-    /// Whether the built-in demo provider is among them (the api then serves it).
-    pub fn has_demo(&self) -> bool {
-        self.providers
-            .values()
-            .any(|p| p.kind == ProviderKind::Demo)
-    }
-
-    /// Resolves discovery for every provider in the background, logging failures, so
-    /// the first sign-in does not pay for it and misconfiguration shows up at start.
-    pub fn warm_up(self: &Arc<Self>) {
-        for provider in self.providers.values().cloned() {
-            tokio::spawn(async move {
-                if let Err(error) = provider.endpoints().await {
-                    tracing::warn!(provider = %provider.name, %error, "provider discovery failed; will retry on first use");
-                }
-            });
-        }
-    }
-}
-
-/// Loads Apple's signing key from `private_key` or `private_key_file`.
-fn apple_secret(name: &str, config: &ProviderSettings) -> anyhow::Result<apple::AppleSecret> {
-    let pem = match (&config.private_key, &config.private_key_file) {
-        (Some(pem), _) => pem.clone(),
-        (None, Some(path)) => {
-            SecretString::from(std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "providers.{name}.private_key_file: cannot read {}",
-                    path.display()
-                )
-            })?)
-        }
-        (None, None) => anyhow::bail!("providers.{name}.private_key: required for kind apple"),
-    };
-    apple::AppleSecret::new(
-        config.team_id.as_deref().unwrap_or_default(),
-        config.key_id.as_deref().unwrap_or_default(),
-        &pem,
-    )
-    .with_context(|| format!("providers.{name}"))
-}
-
-/// A failed token request's error, where oauth2 could not read one: GitHub
-/// answers HTTP 200 with an OAuth error body, and Facebook's Graph an error object
-/// instead of the OAuth string.
-fn error_in_body(body: &[u8]) -> Option<ProviderError> {
-    if let Some(graph) = facebook::graph_error(body, facebook::GraphCall::Token) {
-        return Some(graph);
-    }
-    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let code = json.get("error")?.as_str()?;
-    Some(match code {
-        "invalid_grant" | "bad_verification_code" => ProviderError::InvalidGrant,
-        other => ProviderError::Rejected(other.to_owned()),
-    })
 }
 
 /// Whether `url`'s host is a loopback address or `localhost`.
