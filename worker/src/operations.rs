@@ -182,13 +182,13 @@ pub async fn count_pending_from(db: &impl ConnectionTrait, client_key: &str) -> 
 
 /// `status = 'pending'` with the value written into the SQL rather than bound: only
 /// then can a plan use the partial index of pending operations
-/// (`idx_async_operation_pending`), on SQLite and in the generic plans PostgreSQL
-/// caches for prepared statements alike.
+/// (`idx_async_operation_pending`, whose predicate it repeats), on SQLite and in the
+/// generic plans PostgreSQL caches for prepared statements alike.
+const PENDING: &str = "\"status\" = 'pending'";
+
+/// [`PENDING`] as a filter.
 pub fn is_pending() -> Expr {
-    Expr::cust(format!(
-        "\"status\" = '{}'",
-        OperationStatus::Pending.as_str()
-    ))
+    Expr::cust(PENDING)
 }
 
 /// How many operations are pending in all, counting no further than `limit`: the
@@ -201,11 +201,9 @@ pub async fn count_pending_up_to(db: &impl ConnectionTrait, limit: u64) -> Resul
         sea_orm::DatabaseBackend::Postgres => "$1",
         _ => "?",
     };
-    // The status is a literal so SQLite plans the index scan up front.
     let sql = format!(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM async_operation WHERE status = '{}' \
-         LIMIT {placeholder}) AS capped",
-        OperationStatus::Pending.as_str()
+        "SELECT COUNT(*) FROM (SELECT 1 FROM async_operation WHERE {PENDING} \
+         LIMIT {placeholder}) AS capped"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let row = db

@@ -65,13 +65,13 @@ impl RecentFinishes {
         (operation.redeemer_hash == redeemer_hash).then(|| operation.clone())
     }
 
-    /// How many entries are kept (for tests).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().expect("not poisoned").len()
     }
 
-    /// Whether nothing is kept.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

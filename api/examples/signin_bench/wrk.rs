@@ -28,9 +28,10 @@ pub async fn after_one_sign_in(
         .cookies(base)
         .ok_or_else(|| anyhow::anyhow!("the sign-in left no cookies"))?;
     // The status of the operation by id, as `preloader.js` asks for it.
-    let url = match through_success {
-        true => base.join(path)?,
-        false => base.join(&format!("{path}?operation={}", flow.operation))?,
+    let url = if through_success {
+        base.join(path)?
+    } else {
+        base.join(&format!("{path}?operation={}", flow.operation))?
     };
     let check = client.get(url.clone()).send().await?.status();
     anyhow::ensure!(check.is_success(), "{path} answers {check} before the load");

@@ -249,7 +249,7 @@ async fn a_finished_operation_asked_for_by_id_is_answered_from_memory() {
 #[tokio::test]
 async fn a_malformed_operation_id_is_a_400_json() {
     let app = spawn_app().await;
-    for id in ["not-an-id", "1234", "%00"] {
+    for id in ["not-an-id", "1234", "%00", ""] {
         let response = app.get_status(&format!("?operation={id}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{id}");
         let body: Value = response.json().await.unwrap();
