@@ -27,6 +27,7 @@ use crate::{
     writer::Writer,
 };
 
+mod loopback_tls;
 pub mod stable_plans;
 
 /// The raw pool behind the sea-orm connection; apalis storages are built from it.
@@ -113,9 +114,11 @@ impl Database {
         if settings.is_postgres() {
             let options = PgConnectOptions::from_str(url)
                 .context("database_url: not a valid postgres URL")?;
+            let options = loopback_tls::plain_on_loopback(options, url);
             let size = settings.pool_size(process);
             tracing::info!(
                 database = "postgres",
+                database.sslmode = ?options.get_ssl_mode(),
                 database.max_connections = size,
                 worker.concurrency = concurrency,
                 "connection pool and job slots"
