@@ -131,7 +131,7 @@ impl AuditLog {
                 let count = batch.len();
                 let rows: Vec<_> = batch.drain(..).collect();
                 let stored = writer
-                    .run_statement(move |db| {
+                    .run_atomic(move |db| {
                         Box::pin(async move { AuthEvent::insert_many(rows).exec(db).await })
                     })
                     .await;

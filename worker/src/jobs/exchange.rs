@@ -124,7 +124,7 @@ async fn mark_started(state: &WorkerState, id: Uuid, first: bool) -> Result<bool
     let update = mark(id, first);
     let updated = state
         .writer
-        .run_statement(move |db| Box::pin(async move { update.exec(db).await }))
+        .run_atomic(move |db| Box::pin(async move { update.exec(db).await }))
         .await?;
     Ok(updated.rows_affected == 1)
 }
@@ -149,7 +149,7 @@ async fn store(state: &WorkerState, id: Uuid, sealed: String) -> Result<(), DbEr
         .filter(Column::Status.eq(OperationStatus::Pending));
     state
         .writer
-        .run_statement(move |db| Box::pin(async move { update.exec(db).await }))
+        .run_atomic(move |db| Box::pin(async move { update.exec(db).await }))
         .await?;
     Ok(())
 }

@@ -189,9 +189,10 @@ async fn store(
     let mut tries = 1;
     loop {
         let (provider, profile, sealed) = (provider.name.clone(), profile.clone(), sealed.clone());
+        // One transaction of its own (`accounts::sign_in` begins it).
         let result = state
             .writer
-            .run(move |db| {
+            .run_atomic(move |db| {
                 Box::pin(async move {
                     accounts::sign_in(db, operation_id, &provider, &profile, &sealed, intent).await
                 })

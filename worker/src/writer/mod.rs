@@ -144,12 +144,14 @@ impl Writer {
         })?
     }
 
-    /// [`Self::run`] for a write of exactly one statement. On PostgreSQL the
-    /// statement runs straight on the pool: one statement is atomic by itself, and
-    /// the `BEGIN` and `COMMIT` around it would be two more round trips, each
-    /// parsed and answered by the server. On SQLite it joins the owner's batch like
-    /// any write. A write of several statements must use [`Self::run`].
-    pub async fn run_statement<T, F>(&self, write: F) -> Result<T, DbErr>
+    /// [`Self::run`] for a write that is atomic by itself: exactly one statement,
+    /// or statements all inside one transaction it begins itself
+    /// ([`WriteConn::begin`]). On PostgreSQL it runs straight on the pool: the
+    /// `BEGIN` and `COMMIT` around one statement, or the `SAVEPOINT` and `RELEASE`
+    /// a transaction inside a transaction becomes, would be two more round trips,
+    /// each parsed and answered by the server. On SQLite it joins the owner's batch
+    /// like any write. Any other write must use [`Self::run`].
+    pub async fn run_atomic<T, F>(&self, write: F) -> Result<T, DbErr>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c WriteConn<'c>) -> BoxFuture<'c, Result<T, DbErr>> + Send + 'static,
