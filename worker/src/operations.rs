@@ -8,7 +8,8 @@ use chrono::Utc;
 use entity::async_operation::{self, Column, Entity as AsyncOperation, Model, OperationStatus};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::Expr,
+    QueryTrait,
+    sea_query::{Asterisk, Expr, Func, Query},
 };
 use uuid::Uuid;
 
@@ -24,17 +25,31 @@ pub const QUEUE_UNAVAILABLE: (&str, &str) = (
 
 pub use crate::finishes::{FinishWatch, NOTIFY_CHANNEL, OperationEvents, listen_for_finishes};
 
-/// On PostgreSQL, announces that `id` finished (delivered at commit).
-async fn announce(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
-    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        db.execute_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [NOTIFY_CHANNEL.into(), id.to_string().into()],
-        ))
-        .await?;
+/// Runs `update`, which finishes operation `id` (it matches that one row while
+/// still pending), and returns the finished row. On PostgreSQL the same statement
+/// announces the finish (`pg_notify` in its `RETURNING`, evaluated for an updated
+/// row only and delivered at commit): no round trip of its own.
+async fn finish(
+    db: &impl ConnectionTrait,
+    update: sea_orm::UpdateMany<AsyncOperation>,
+    id: Uuid,
+) -> Result<Option<Model>, DbErr> {
+    let backend = db.get_database_backend();
+    let mut returning = vec![Expr::col(Asterisk)];
+    if backend == sea_orm::DatabaseBackend::Postgres {
+        returning.push(
+            Func::cust("pg_notify")
+                .arg(NOTIFY_CHANNEL)
+                .arg(id.to_string())
+                .into(),
+        );
     }
-    Ok(())
+    let mut query = update.into_query();
+    query.returning(Query::returning().exprs(returning));
+    AsyncOperation::find()
+        .from_raw_sql(backend.build(&query))
+        .one(db)
+        .await
 }
 
 /// Operations started by a browser's callback.
@@ -230,20 +245,14 @@ pub async fn mark_ok(
     id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<Model>, DbErr> {
-    let finished = AsyncOperation::update_many()
+    let update = AsyncOperation::update_many()
         .col_expr(Column::Status, Expr::value(OperationStatus::Ok.as_str()))
         .col_expr(Column::UserId, Expr::value(user_id))
         .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(OperationStatus::Pending))
-        .exec_with_returning(db)
-        .await?
-        .pop();
-    if finished.is_some() {
-        announce(db, id).await?;
-    }
-    Ok(finished)
+        .filter(Column::Status.eq(OperationStatus::Pending));
+    finish(db, update, id).await
 }
 
 /// Moves a pending operation to `error`. False if it was no longer pending.
@@ -253,20 +262,15 @@ pub async fn mark_error(
     code: &str,
     message: &str,
 ) -> Result<bool, DbErr> {
-    let result = AsyncOperation::update_many()
+    let update = AsyncOperation::update_many()
         .col_expr(Column::Status, Expr::value(OperationStatus::Error.as_str()))
         .col_expr(Column::ErrorCode, Expr::value(code))
         .col_expr(Column::ErrorMessage, Expr::value(message))
         .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(OperationStatus::Pending))
-        .exec(db)
-        .await?;
-    if result.rows_affected == 1 {
-        announce(db, id).await?;
-    }
-    Ok(result.rows_affected == 1)
+        .filter(Column::Status.eq(OperationStatus::Pending));
+    Ok(finish(db, update, id).await?.is_some())
 }
 
 /// How long after it finished `ok` an operation can be redeemed. The preloader and
