@@ -2,6 +2,7 @@
 //! its own, a write of one statement without `BEGIN` and `COMMIT` around it, and a
 //! write that begins its own transaction without a savepoint inside another.
 
+use futures::future::BoxFuture;
 use sea_orm::{ConnectionTrait, DbErr};
 use worker::writer::{WriteConn, Writer};
 
@@ -15,22 +16,6 @@ async fn vacuum(db: &WriteConn<'_>) -> Result<(), DbErr> {
         .map(drop)
 }
 
-#[tokio::test]
-async fn a_write_of_one_statement_skips_begin_and_commit_on_postgres() {
-    let Some(app) = spawn_app_without_worker_on(Backend::Postgres).await else {
-        return;
-    };
-    let writer = Writer::new(app.db.clone());
-    let single = writer.run_atomic(|db| Box::pin(vacuum(db))).await;
-    assert!(single.is_ok(), "run_atomic sent BEGIN first: {single:?}");
-    let in_transaction = writer.run(|db| Box::pin(vacuum(db))).await;
-    let refused = in_transaction.expect_err("run did not begin a transaction");
-    assert!(
-        refused.to_string().contains("transaction block"),
-        "{refused}"
-    );
-}
-
 /// `SET TRANSACTION ISOLATION LEVEL`, which PostgreSQL refuses in a subtransaction:
 /// it succeeds only when the transaction the write began is a real one, not a
 /// savepoint inside a transaction begun for it.
@@ -41,15 +26,32 @@ async fn own_transaction(db: &WriteConn<'_>) -> Result<(), DbErr> {
     txn.commit().await
 }
 
-#[tokio::test]
-async fn a_write_that_begins_its_own_transaction_gets_no_savepoint_on_postgres() {
+/// `write` succeeds through `Writer::run_atomic` and is refused through
+/// `Writer::run` with an error that says `refusal`.
+async fn atomic_alone_but_not_in_run<F>(write: F, refusal: &str)
+where
+    F: for<'c> Fn(&'c WriteConn<'c>) -> BoxFuture<'c, Result<(), DbErr>>
+        + Copy
+        + Send
+        + 'static,
+{
     let Some(app) = spawn_app_without_worker_on(Backend::Postgres).await else {
         return;
     };
     let writer = Writer::new(app.db.clone());
-    let alone = writer.run_atomic(|db| Box::pin(own_transaction(db))).await;
-    assert!(alone.is_ok(), "run_atomic nested the transaction: {alone:?}");
-    let nested = writer.run(|db| Box::pin(own_transaction(db))).await;
-    let refused = nested.expect_err("run did not nest the transaction");
-    assert!(refused.to_string().contains("subtransaction"), "{refused}");
+    let alone = writer.run_atomic(write).await;
+    assert!(alone.is_ok(), "run_atomic sent BEGIN or SAVEPOINT first: {alone:?}");
+    let wrapped = writer.run(write).await;
+    let refused = wrapped.expect_err("run did not wrap the write in a transaction");
+    assert!(refused.to_string().contains(refusal), "{refused}");
+}
+
+#[tokio::test]
+async fn a_write_of_one_statement_skips_begin_and_commit_on_postgres() {
+    atomic_alone_but_not_in_run(|db| Box::pin(vacuum(db)), "transaction block").await;
+}
+
+#[tokio::test]
+async fn a_write_that_begins_its_own_transaction_gets_no_savepoint_on_postgres() {
+    atomic_alone_but_not_in_run(|db| Box::pin(own_transaction(db)), "subtransaction").await;
 }
