@@ -1,7 +1,8 @@
-//! With the embedded worker on SQLite, a job the callback queues runs in the same
-//! process at once (`worker::jobs` hand-over): its row is written locked by the
-//! process's in-process holder. When every slot is busy it waits in the queue, and
-//! when the process dies holding it, another process's worker runs it again.
+//! With the embedded worker, on SQLite and on PostgreSQL, a job the callback queues
+//! runs in the same process at once (`worker::jobs` hand-over): its row is written
+//! locked by the process's in-process holder. When every slot is busy it waits in
+//! the queue, and when the process dies holding it, another process's worker runs
+//! it again.
 
 use std::{
     io::{BufRead, BufReader},
@@ -12,14 +13,14 @@ use std::{
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
-use tempfile::TempDir;
 use worker::{
     jobs::SignInJob,
     operations::{self, NewOperation},
 };
 
 use crate::helpers::{
-    Browser, MockProvider, assert_to_preloader, mock_provider, preloader_operation_of, spawn_app,
+    Backend, Browser, MockProvider, Storage, TestApp, assert_to_preloader, mock_provider,
+    preloader_operation_of, spawn_app, spawn_app_on,
 };
 
 /// "Held until the test is done with it."
@@ -27,10 +28,14 @@ const HOLD: Duration = Duration::from_secs(3600);
 
 /// The job row of `operation`: (status, holder) while it exists.
 async fn job_row(db: &DatabaseConnection, operation: &str) -> Option<(String, Option<String>)> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Postgres => "SELECT status, lock_by FROM apalis.jobs WHERE idempotency_key = $1",
+        _ => "SELECT status, lock_by FROM Jobs WHERE idempotency_key = ?",
+    };
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            "SELECT status, lock_by FROM Jobs WHERE idempotency_key = ?",
+            db.get_database_backend(),
+            sql,
             [operation.into()],
         ))
         .await
@@ -39,6 +44,19 @@ async fn job_row(db: &DatabaseConnection, operation: &str) -> Option<(String, Op
         row.try_get("", "status").unwrap(),
         row.try_get("", "lock_by").unwrap(),
     ))
+}
+
+/// `SELECT count(*) AS n FROM {table}` on `db`.
+async fn count(db: &DatabaseConnection, from: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT count(*) AS n FROM {from}"),
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<i64>("", "n")
+    .unwrap()
 }
 
 /// Polls `check` every 20 ms until it returns `Some`; panics naming `what` after `limit`.
@@ -60,21 +78,15 @@ where
 /// Waits until the app's in-process holder is registered: from then on its
 /// callbacks' jobs are held by the process while a slot is free.
 async fn holder_registered(db: &DatabaseConnection) {
+    let workers = match db.get_database_backend() {
+        DbBackend::Postgres => "apalis.workers",
+        _ => "Workers",
+    };
+    let from = format!("{workers} WHERE id LIKE '%-in-process'");
     wait_for(
         "the in-process holder is registered",
         Duration::from_secs(10),
-        || async {
-            let holders = db
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Sqlite,
-                    "SELECT count(*) AS n FROM Workers WHERE id LIKE '%-in-process'",
-                ))
-                .await
-                .unwrap()?
-                .try_get::<i64>("", "n")
-                .unwrap();
-            (holders == 1).then_some(())
-        },
+        || async { (count(db, &from).await == 1).then_some(()) },
     )
     .await;
 }
@@ -99,9 +111,7 @@ async fn start(browser: &Browser, provider: &MockProvider, sub: &str, delay: Dur
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_queued_here_runs_here_and_leaves_no_row() {
-    let app = spawn_app().await;
+async fn runs_here_and_leaves_no_row(app: TestApp) {
     holder_registered(&app.db).await;
     let operation = start(&app, &app.provider, "held", Duration::from_secs(2)).await;
     // While its token request is answered, the job is held by this process, not
@@ -120,10 +130,8 @@ async fn a_job_queued_here_runs_here_and_leaves_no_row() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_every_slot_busy_the_job_waits_in_the_queue() {
+async fn with_every_slot_busy_waits_in_the_queue(app: TestApp) {
     // The test app runs 2 jobs at once: hold two, and a third has no slot.
-    let app = spawn_app().await;
     holder_registered(&app.db).await;
     let mut held = Vec::new();
     for sub in ["first", "second"] {
@@ -152,18 +160,38 @@ async fn with_every_slot_busy_the_job_waits_in_the_queue() {
     );
 }
 
-/// A real `api` process with the embedded worker on `dir`'s SQLite file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_queued_here_runs_here_and_leaves_no_row() {
+    runs_here_and_leaves_no_row(spawn_app().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_queued_here_runs_here_and_leaves_no_row_on_postgres() {
+    if let Some(app) = spawn_app_on(Backend::Postgres).await {
+        runs_here_and_leaves_no_row(app).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_slot_busy_the_job_waits_in_the_queue() {
+    with_every_slot_busy_waits_in_the_queue(spawn_app().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_slot_busy_the_job_waits_in_the_queue_on_postgres() {
+    if let Some(app) = spawn_app_on(Backend::Postgres).await {
+        with_every_slot_busy_waits_in_the_queue(app).await;
+    }
+}
+
+/// A real `api` process with the embedded worker on `database_url`.
 struct Api {
     child: Child,
     address: String,
 }
 
 impl Api {
-    fn spawn(dir: &TempDir, provider: &MockProvider) -> Self {
-        let database_url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("signin.db").display()
-        );
+    fn spawn(database_url: &str, provider: &MockProvider) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -231,17 +259,14 @@ impl Drop for Api {
 /// next process re-runs the job once the holder's heartbeat is stale (about 15 s),
 /// and the sign-in ends `exchange_interrupted` (the preloader restarts it) with the
 /// code presented once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_held_by_a_killed_process_runs_again_elsewhere() {
+async fn killed_holder_runs_again_elsewhere(backend: Backend) {
+    let Some(storage) = Storage::create(backend).await else {
+        return;
+    };
+    let database_url = storage.url();
     let provider = MockProvider::start_with(false, false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut first = Api::spawn(&dir, &provider);
-    let db = Database::connect(format!(
-        "sqlite://{}?mode=rw",
-        dir.path().join("signin.db").display()
-    ))
-    .await
-    .unwrap();
+    let mut first = Api::spawn(&database_url, &provider);
+    let db = Database::connect(&database_url).await.unwrap();
     holder_registered(&db).await;
     let browser = Browser::new(&first.address);
     let operation = start(&browser, &provider, "killed", HOLD).await;
@@ -258,7 +283,7 @@ async fn a_job_held_by_a_killed_process_runs_again_elsewhere() {
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    let second = Api::spawn(&dir, &provider);
+    let second = Api::spawn(&database_url, &provider);
     let browser = Browser {
         address: second.address.clone(),
         ..browser
@@ -278,18 +303,20 @@ async fn a_job_held_by_a_killed_process_runs_again_elsewhere() {
         "the code went once"
     );
     for table in ["user_profile", "social_account"] {
-        let rows = db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                format!("SELECT count(*) AS n FROM {table}"),
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap();
+        let rows = count(&db, table).await;
         assert_eq!(rows, 0, "{table}: the interrupted sign-in made nothing");
     }
+    db.close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_held_by_a_killed_process_runs_again_elsewhere() {
+    killed_holder_runs_again_elsewhere(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_held_by_a_killed_process_runs_again_elsewhere_on_postgres() {
+    killed_holder_runs_again_elsewhere(Backend::Postgres).await;
 }
 
 /// A callback whose request is dropped while its write waits for the writer (the

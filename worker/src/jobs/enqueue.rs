@@ -1,6 +1,6 @@
 //! How a callback queues its job: with its operation, in one write (one
 //! transaction), so no crash can leave an operation without its job; held by this
-//! process when it runs its own jobs on SQLite (see `handoff`).
+//! process when it runs its own jobs (see `handoff`).
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
@@ -127,9 +127,10 @@ impl JobQueue {
     /// operation it serves (on SQLite in the writer's batch, no turn of its own on
     /// the writer connection). The row is the one apalis' own push writes (its 1.0
     /// layouts; `push_in_writes_what_apalis_reads` checks both), or, when this
-    /// process runs its own jobs on SQLite and has a slot free, that row as apalis'
-    /// lock leaves it, held by this process (`handoff`). On PostgreSQL the insert
-    /// fires apalis' trigger, whose `NOTIFY` wakes the workers at the commit.
+    /// process runs its own jobs and has a slot free, that row as apalis' lock
+    /// leaves it, held by this process (`handoff`). On PostgreSQL the insert of a
+    /// queued row fires apalis' trigger, whose `NOTIFY` wakes the workers at the
+    /// commit.
     async fn push_in(
         &self,
         db: &WriteConn<'_>,
@@ -139,8 +140,12 @@ impl JobQueue {
         let args =
             serde_json::to_vec(&QueuedJob::seal(job, &self.keys)).expect("a queued job serializes");
         if let Storage::Postgres(_) = self.storage {
-            insert_postgres_row(db, job, args).await?;
-            return Ok(PushedIn::Queued);
+            let holder = held.as_ref().map(|h| (h.task_id(), h.holder()));
+            let inserted = insert_postgres_row(db, job, args, holder).await?;
+            return Ok(match held {
+                Some(reservation) if inserted => PushedIn::Held(reservation),
+                _ => PushedIn::Queued,
+            });
         }
         let (id, status, holder) = match &held {
             Some(h) => (
@@ -158,30 +163,49 @@ impl JobQueue {
     }
 }
 
-/// The job's `Pending` row in apalis' PostgreSQL table, as its push writes it
-/// (empty metadata, priority 0, due now). Nothing when it was pushed before.
+/// The job's row in apalis' PostgreSQL table: `Pending`, as its push writes it
+/// (empty metadata, priority 0, due now), or, with `held` (row id, holder),
+/// `Running` and locked by the holder as apalis' lock leaves it. A held row is due a
+/// microsecond after the transaction's `now()`, which apalis' insert trigger
+/// compares with: no worker is woken to fetch a row nobody else may take (should
+/// the holder die, apalis' heartbeat re-queues it seconds later, long due). `false`
+/// when the operation's job was pushed before (nothing inserted).
 async fn insert_postgres_row(
     db: &impl ConnectionTrait,
     job: &SignInJob,
     args: Vec<u8>,
-) -> Result<(), DbErr> {
+    held: Option<(&str, &str)>,
+) -> Result<bool, DbErr> {
+    let (sql, id, holder) = match held {
+        Some((id, holder)) => (INSERT_HELD, id.to_owned(), Some(holder.to_owned())),
+        None => (INSERT_PENDING, ulid::Ulid::generate().to_string(), None),
+    };
+    let mut values = vec![
+        id.into(),
+        QUEUE_NAME.into(),
+        args.into(),
+        (MAX_ATTEMPTS as i32).into(),
+        job.operation_id.to_string().into(),
+    ];
+    values.extend(holder.map(Into::into));
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
-         priority, metadata, idempotency_key) \
-         VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0, ''::hstore, $5) \
-         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-        [
-            ulid::Ulid::generate().to_string().into(),
-            QUEUE_NAME.into(),
-            args.into(),
-            (MAX_ATTEMPTS as i32).into(),
-            job.operation_id.to_string().into(),
-        ],
+        sql,
+        values,
     ))
     .await
-    .map(|_| ())
+    .map(|done| done.rows_affected() == 1)
 }
+
+const INSERT_PENDING: &str = "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, \
+     max_attempts, run_at, priority, metadata, idempotency_key) \
+     VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0, ''::hstore, $5) \
+     ON CONFLICT (job_type, idempotency_key) DO NOTHING";
+const INSERT_HELD: &str = "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, \
+     max_attempts, run_at, priority, metadata, idempotency_key, lock_by, lock_at) \
+     VALUES ($1, $2, $3, 'Running', 0, $4, now() + interval '1 microsecond', 0, ''::hstore, $5, \
+     $6, now()) \
+     ON CONFLICT (job_type, idempotency_key) DO NOTHING";
 
 /// The job's row: `Pending` for any worker to fetch, or `Running` and locked by
 /// `holder` as apalis' lock leaves it. `false` when the operation's job was pushed

@@ -1,12 +1,14 @@
-//! On SQLite with the embedded worker, a job the callback queues goes straight to
-//! this process's worker instead of waiting for the queue to hand it out.
+//! With the embedded worker, a job the callback queues goes straight to this
+//! process's worker instead of waiting for the queue to hand it out.
 //!
-//! Through the queue a job waits for the batch that commits it, then for a fetch
-//! and a lock (two more writes, each waiting its turn on the one writer
-//! connection), and its acknowledgement is a third: under load that was a fifth of
-//! callback→ok (docs/benchmarks.md). Here the callback's own write inserts the job
-//! row already locked by this process's *holder*, a row in apalis' `Workers` table
-//! like any worker's, and once that write commits the job runs on a free slot. The
+//! Through the queue a job waits for the write that commits it, then for a fetch
+//! and a lock (another write: on SQLite a turn on the one writer connection, on
+//! PostgreSQL apalis' `get_jobs`, its costliest statement), and its acknowledgement
+//! is a third: under load that was a fifth of callback→ok on SQLite, and on
+//! PostgreSQL the embedded worker's pick-up alone took 66 ms at the median
+//! (docs/benchmarks.md). Here the callback's own write inserts the job row already
+//! locked by this process's *holder*, a row in apalis' workers table like any
+//! worker's, and once that write commits the job runs on a free slot. The
 //! operation is marked as exchanging in the same write (the job is sent on at once),
 //! and the rows of done jobs are deleted together every [`DELETE_DONE_EVERY`].
 //!
@@ -22,7 +24,7 @@ use std::sync::{
 };
 
 use entity::async_operation::Model;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
@@ -38,8 +40,10 @@ const DELETE_DONE_EVERY: std::time::Duration = std::time::Duration::from_millis(
 
 /// This process's side of the hand-over; see the module docs.
 pub(super) struct Handoff {
-    /// The `Workers` row that holds handed-over jobs: unique to the process.
+    /// The workers row that holds handed-over jobs: unique to the process.
     holder: String,
+    /// The statements of the holder's database.
+    sql: &'static Sql,
     /// Jobs in flight in this process, shared with the jobs the queue hands out.
     slots: Arc<Semaphore>,
     /// Registered and beating: only then may a job be held by `holder`.
@@ -111,10 +115,15 @@ struct Handed {
 }
 
 impl Handoff {
-    pub(super) fn new(holder: String, slots: Arc<Semaphore>) -> Self {
+    pub(super) fn new(holder: String, slots: Arc<Semaphore>, backend: DbBackend) -> Self {
         let (to_runner, runner) = mpsc::unbounded_channel();
         Self {
             holder,
+            sql: if backend == DbBackend::Postgres {
+                &POSTGRES
+            } else {
+                &SQLITE
+            },
             slots,
             live: AtomicBool::new(false),
             to_runner,
@@ -143,11 +152,10 @@ impl Handoff {
         let Some(mut handed) = self.runner.lock().expect("not poisoned").take() else {
             return;
         };
-        let holder = self.holder.clone();
+        let (holder, sql) = (self.holder.clone(), self.sql);
         if let Err(error) = write(
             &state.writer,
-            REGISTER,
-            vec![holder.clone().into(), QUEUE_NAME.into()],
+            sql.register(vec![holder.clone().into(), QUEUE_NAME.into()]),
         )
         .await
         {
@@ -170,19 +178,19 @@ impl Handoff {
                 () = shutdown.clone() => break,
                 _ = beat.tick() => {
                     let writer = state.writer.clone();
-                    let values = vec![holder.clone().into()];
+                    let beat = sql.keep_alive(vec![holder.clone().into()]);
                     tokio::spawn(async move {
-                        if let Err(error) = write(&writer, KEEP_ALIVE, values).await {
+                        if let Err(error) = write(&writer, beat).await {
                             tracing::warn!(%error, "the in-process job holder missed a heartbeat");
                         }
                     });
                 }
                 _ = flush.tick(), if !done.is_empty() => {
                     let ids = std::mem::take(&mut done);
-                    tokio::spawn(delete_done(state.writer.clone(), holder.clone(), ids));
+                    tokio::spawn(delete_done(state.writer.clone(), sql, holder.clone(), ids));
                 }
                 Some(job) = handed.recv() => {
-                    running.spawn(run_one(state.clone(), holder.clone(), job));
+                    running.spawn(run_one(state.clone(), sql, holder.clone(), job));
                 }
                 Some(finished) = running.join_next(), if !running.is_empty() => {
                     done.extend(finished.ok().flatten());
@@ -193,7 +201,7 @@ impl Handoff {
         // Jobs reserved before the flag fell arrive still: run them too.
         handed.close();
         while let Some(job) = handed.recv().await {
-            running.spawn(run_one(state.clone(), holder.clone(), job));
+            running.spawn(run_one(state.clone(), sql, holder.clone(), job));
         }
         let drained = tokio::time::timeout(DRAIN, async {
             while let Some(finished) = running.join_next().await {
@@ -207,14 +215,19 @@ impl Handoff {
                 "handed-over jobs still running at shutdown; they will be re-queued"
             );
         }
-        delete_done(state.writer.clone(), holder, done).await;
+        delete_done(state.writer.clone(), sql, holder, done).await;
     }
 }
 
 /// Runs one handed-over job. Returns its row's id when it is done, for
 /// [`delete_done`]; otherwise acknowledges it as apalis would: `Failed` (run again
 /// by the queue) on a database error, `Killed` when aborted.
-async fn run_one(state: WorkerState, holder: String, handed: Handed) -> Option<String> {
+async fn run_one(
+    state: WorkerState,
+    sql: &'static Sql,
+    holder: String,
+    handed: Handed,
+) -> Option<String> {
     metrics::counter!("signin_jobs_handed_over_total", "provider" => handed.job.provider.clone())
         .increment(1);
     let (status, error) =
@@ -229,7 +242,7 @@ async fn run_one(state: WorkerState, holder: String, handed: Handed) -> Option<S
         handed.task_id.into(),
         holder.into(),
     ];
-    if let Err(error) = write(&state.writer, ACK_FAILED, values).await {
+    if let Err(error) = write(&state.writer, sql.ack_failed(values)).await {
         tracing::error!(%error, "could not acknowledge a handed-over job");
     }
     None
@@ -238,42 +251,73 @@ async fn run_one(state: WorkerState, holder: String, handed: Handed) -> Option<S
 /// Deletes the rows of done jobs `ids`, together: one write every
 /// [`DELETE_DONE_EVERY`] instead of one per job. A row a crash leaves behind is
 /// re-queued with its holder's others, and its run finds the operation finished.
-async fn delete_done(writer: Writer, holder: String, ids: Vec<String>) {
+async fn delete_done(writer: Writer, sql: &Sql, holder: String, ids: Vec<String>) {
     if ids.is_empty() {
         return;
     }
     let ids = serde_json::to_string(&ids).expect("ids serialize");
-    if let Err(error) = write(&writer, DELETE_DONE, vec![holder.into(), ids.into()]).await {
+    if let Err(error) = write(&writer, sql.delete_done(vec![holder.into(), ids.into()])).await {
         tracing::warn!(%error, "could not delete done jobs; the sweeper will not either, the queue re-runs them if the process dies");
     }
 }
 
-/// The holder's row, as apalis registers a worker of the queue.
-const REGISTER: &str = "INSERT INTO Workers (id, worker_type, storage_name, layers, last_seen, started_at) \
-     VALUES (?, ?, 'SqliteStorage', 'in-process hand-over', strftime('%s', 'now'), strftime('%s', 'now'))";
-const KEEP_ALIVE: &str = "UPDATE Workers SET last_seen = strftime('%s', 'now') WHERE id = ?";
-const ACK_FAILED: &str = "UPDATE Jobs SET status = ?, attempts = 1, last_result = ?, \
-     done_at = strftime('%s', 'now') WHERE id = ? AND lock_by = ?";
-const DELETE_DONE: &str =
-    "DELETE FROM Jobs WHERE lock_by = ? AND id IN (SELECT value FROM json_each(?))";
+/// The holder's statements on one database: its row as apalis registers a worker
+/// of the queue, its heartbeat, a failed run's acknowledgement as apalis writes
+/// it, and the deletion of done jobs (their ids as a JSON array).
+pub(super) struct Sql {
+    backend: DbBackend,
+    register: &'static str,
+    keep_alive: &'static str,
+    ack_failed: &'static str,
+    delete_done: &'static str,
+}
 
-/// Runs `sql` with `values` as a write of its own.
-async fn write(
-    writer: &Writer,
-    sql: &'static str,
-    values: Vec<sea_orm::Value>,
-) -> Result<(), DbErr> {
+const SQLITE: Sql = Sql {
+    backend: DbBackend::Sqlite,
+    register: "INSERT INTO Workers (id, worker_type, storage_name, layers, last_seen, started_at) \
+         VALUES (?, ?, 'SqliteStorage', 'in-process hand-over', strftime('%s', 'now'), strftime('%s', 'now'))",
+    keep_alive: "UPDATE Workers SET last_seen = strftime('%s', 'now') WHERE id = ?",
+    ack_failed: "UPDATE Jobs SET status = ?, attempts = 1, last_result = ?, \
+         done_at = strftime('%s', 'now') WHERE id = ? AND lock_by = ?",
+    delete_done: "DELETE FROM Jobs WHERE lock_by = ? AND id IN (SELECT value FROM json_each(?))",
+};
+
+const POSTGRES: Sql = Sql {
+    backend: DbBackend::Postgres,
+    register: "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen, started_at) \
+         VALUES ($1, $2, 'PostgresStorage', 'in-process hand-over', now(), now())",
+    keep_alive: "UPDATE apalis.workers SET last_seen = now() WHERE id = $1",
+    ack_failed: "UPDATE apalis.jobs SET status = $1, attempts = 1, last_result = $2::jsonb, \
+         done_at = now() WHERE id = $3 AND lock_by = $4",
+    delete_done: "DELETE FROM apalis.jobs WHERE lock_by = $1 \
+         AND id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+};
+
+impl Sql {
+    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(self.backend, sql, values)
+    }
+
+    fn register(&self, values: Vec<Value>) -> Statement {
+        self.statement(self.register, values)
+    }
+
+    fn keep_alive(&self, values: Vec<Value>) -> Statement {
+        self.statement(self.keep_alive, values)
+    }
+
+    fn ack_failed(&self, values: Vec<Value>) -> Statement {
+        self.statement(self.ack_failed, values)
+    }
+
+    fn delete_done(&self, values: Vec<Value>) -> Statement {
+        self.statement(self.delete_done, values)
+    }
+}
+
+/// Runs `statement` as a write of its own.
+async fn write(writer: &Writer, statement: Statement) -> Result<(), DbErr> {
     writer
-        .run(move |db| {
-            Box::pin(async move {
-                db.execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    sql,
-                    values,
-                ))
-                .await
-                .map(|_| ())
-            })
-        })
+        .run_atomic(move |db| Box::pin(async move { db.execute_raw(statement).await.map(|_| ()) }))
         .await
 }

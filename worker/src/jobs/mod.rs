@@ -62,7 +62,7 @@ pub struct JobQueue {
     keys: Arc<crate::crypto::Keys>,
     /// Jobs in flight in this process, whichever way they came.
     slots: Slots,
-    /// SQLite with the embedded worker: jobs queued here run here; see `handoff`.
+    /// With the embedded worker: jobs queued here run here; see `handoff`.
     handoff: Option<Arc<Handoff>>,
 }
 
@@ -128,15 +128,17 @@ impl JobQueue {
         }
     }
 
-    /// For the worker embedded in `api` on SQLite: a job this process queues runs
-    /// on this process's worker at once, without waiting for the queue to hand it
-    /// out (see `handoff`). Does nothing on PostgreSQL.
+    /// For the worker embedded in `api`: a job this process queues runs on this
+    /// process's worker at once, without waiting for the queue to hand it out (see
+    /// `handoff`).
     #[must_use]
     pub fn run_own_jobs_in_process(mut self) -> Self {
-        if let Storage::Sqlite(_) = self.storage {
-            let holder = format!("{}-in-process", worker_name());
-            self.handoff = Some(Arc::new(Handoff::new(holder, self.slots.0.clone())));
-        }
+        let backend = match self.storage {
+            Storage::Sqlite(_) => sea_orm::DbBackend::Sqlite,
+            Storage::Postgres(_) => sea_orm::DbBackend::Postgres,
+        };
+        let holder = format!("{}-in-process", worker_name());
+        self.handoff = Some(Arc::new(Handoff::new(holder, self.slots.0.clone(), backend)));
         self
     }
 

@@ -462,13 +462,13 @@ fn test_server_url(variable: &str, server: &str) -> Option<String> {
 }
 
 /// A SQLite file in a temp dir, or a PostgreSQL database dropped afterwards.
-enum Storage {
+pub enum Storage {
     Sqlite(TempDir),
     Postgres { base_url: String, name: String },
 }
 
 impl Storage {
-    async fn create(backend: Backend) -> Option<Self> {
+    pub async fn create(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Sqlite => Some(Self::Sqlite(TempDir::new().expect("temp dir"))),
             Backend::Postgres => {
@@ -487,7 +487,7 @@ impl Storage {
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         match self {
             Self::Sqlite(dir) => format!(
                 "sqlite://{}?mode=rwc",
