@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::Utc;
 use entity::async_operation::{self, Column, Entity as AsyncOperation, Model, OperationStatus};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QueryTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
     sea_query::{Asterisk, Expr, Func, Query},
 };
 use uuid::Uuid;

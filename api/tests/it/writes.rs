@@ -30,17 +30,17 @@ async fn own_transaction(db: &WriteConn<'_>) -> Result<(), DbErr> {
 /// `Writer::run` with an error that says `refusal`.
 async fn atomic_alone_but_not_in_run<F>(write: F, refusal: &str)
 where
-    F: for<'c> Fn(&'c WriteConn<'c>) -> BoxFuture<'c, Result<(), DbErr>>
-        + Copy
-        + Send
-        + 'static,
+    F: for<'c> Fn(&'c WriteConn<'c>) -> BoxFuture<'c, Result<(), DbErr>> + Copy + Send + 'static,
 {
     let Some(app) = spawn_app_without_worker_on(Backend::Postgres).await else {
         return;
     };
     let writer = Writer::new(app.db.clone());
     let alone = writer.run_atomic(write).await;
-    assert!(alone.is_ok(), "run_atomic sent BEGIN or SAVEPOINT first: {alone:?}");
+    assert!(
+        alone.is_ok(),
+        "run_atomic sent BEGIN or SAVEPOINT first: {alone:?}"
+    );
     let wrapped = writer.run(write).await;
     let refused = wrapped.expect_err("run did not wrap the write in a transaction");
     assert!(refused.to_string().contains(refusal), "{refused}");

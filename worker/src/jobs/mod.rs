@@ -138,7 +138,11 @@ impl JobQueue {
             Storage::Postgres(_) => sea_orm::DbBackend::Postgres,
         };
         let holder = format!("{}-in-process", worker_name());
-        self.handoff = Some(Arc::new(Handoff::new(holder, self.slots.0.clone(), backend)));
+        self.handoff = Some(Arc::new(Handoff::new(
+            holder,
+            self.slots.0.clone(),
+            backend,
+        )));
         self
     }
 
