@@ -9,7 +9,7 @@ use entity::async_operation::{self, Column, Entity as AsyncOperation, Model, Ope
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
-    sea_query::{Asterisk, Expr, Func, Query},
+    sea_query::{Asterisk, Expr, ExprTrait, Func, Query},
 };
 use uuid::Uuid;
 
@@ -25,14 +25,13 @@ pub const QUEUE_UNAVAILABLE: (&str, &str) = (
 
 pub use crate::finishes::{FinishWatch, NOTIFY_CHANNEL, OperationEvents, listen_for_finishes};
 
-/// Runs `update`, which finishes operation `id` (it matches that one row while
+/// Runs `update`, which finishes one operation (it matches that one row while
 /// still pending), and returns the finished row. On PostgreSQL the same statement
-/// announces the finish (`pg_notify` in its `RETURNING`, evaluated for an updated
-/// row only and delivered at commit): no round trip of its own.
+/// announces the finish (`pg_notify` of the row's id in its `RETURNING`, evaluated
+/// for an updated row only and delivered at commit): no round trip of its own.
 async fn finish(
     db: &impl ConnectionTrait,
     update: sea_orm::UpdateMany<AsyncOperation>,
-    id: Uuid,
 ) -> Result<Option<Model>, DbErr> {
     let backend = db.get_database_backend();
     let mut returning = vec![Expr::col(Asterisk)];
@@ -40,7 +39,7 @@ async fn finish(
         returning.push(
             Func::cust("pg_notify")
                 .arg(NOTIFY_CHANNEL)
-                .arg(id.to_string())
+                .arg(Expr::col(Column::Id).cast_as("text"))
                 .into(),
         );
     }
@@ -252,7 +251,7 @@ pub async fn mark_ok(
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(OperationStatus::Pending));
-    finish(db, update, id).await
+    finish(db, update).await
 }
 
 /// Moves a pending operation to `error`. False if it was no longer pending.
@@ -270,7 +269,7 @@ pub async fn mark_error(
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(OperationStatus::Pending));
-    Ok(finish(db, update, id).await?.is_some())
+    Ok(finish(db, update).await?.is_some())
 }
 
 /// How long after it finished `ok` an operation can be redeemed. The preloader and

@@ -158,7 +158,7 @@ impl Handoff {
         let (holder, sql) = (self.holder.clone(), self.sql);
         if let Err(error) = write(
             &state.writer,
-            sql.register(vec![holder.clone().into(), QUEUE_NAME.into()]),
+            sql.statement(sql.register, vec![holder.clone().into(), QUEUE_NAME.into()]),
         )
         .await
         {
@@ -181,7 +181,7 @@ impl Handoff {
                 () = shutdown.clone() => break,
                 _ = beat.tick() => {
                     let writer = state.writer.clone();
-                    let beat = sql.keep_alive(vec![holder.clone().into()]);
+                    let beat = sql.statement(sql.keep_alive, vec![holder.clone().into()]);
                     tokio::spawn(async move {
                         if let Err(error) = write(&writer, beat).await {
                             tracing::warn!(%error, "the in-process job holder missed a heartbeat");
@@ -245,7 +245,7 @@ async fn run_one(
         handed.task_id.into(),
         holder.into(),
     ];
-    if let Err(error) = write(&state.writer, sql.ack_failed(values)).await {
+    if let Err(error) = write(&state.writer, sql.statement(sql.ack_failed, values)).await {
         tracing::error!(%error, "could not acknowledge a handed-over job");
     }
     None
@@ -259,7 +259,12 @@ async fn delete_done(writer: Writer, sql: &Sql, holder: String, ids: Vec<String>
         return;
     }
     let ids = serde_json::to_string(&ids).expect("ids serialize");
-    if let Err(error) = write(&writer, sql.delete_done(vec![holder.into(), ids.into()])).await {
+    if let Err(error) = write(
+        &writer,
+        sql.statement(sql.delete_done, vec![holder.into(), ids.into()]),
+    )
+    .await
+    {
         tracing::warn!(%error, "could not delete done jobs; the sweeper will not either, the queue re-runs them if the process dies");
     }
 }

@@ -7,10 +7,10 @@ use sea_orm::{DbBackend, Statement, Value};
 /// it, and the deletion of done jobs (their ids as a JSON array).
 pub(super) struct Sql {
     backend: DbBackend,
-    register: &'static str,
-    keep_alive: &'static str,
-    ack_failed: &'static str,
-    delete_done: &'static str,
+    pub(super) register: &'static str,
+    pub(super) keep_alive: &'static str,
+    pub(super) ack_failed: &'static str,
+    pub(super) delete_done: &'static str,
 }
 
 pub(super) const SQLITE: Sql = Sql {
@@ -35,23 +35,8 @@ pub(super) const POSTGRES: Sql = Sql {
 };
 
 impl Sql {
-    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+    /// `sql` (one of this database's statements above) with `values`.
+    pub(super) fn statement(&self, sql: &'static str, values: Vec<Value>) -> Statement {
         Statement::from_sql_and_values(self.backend, sql, values)
-    }
-
-    pub(super) fn register(&self, values: Vec<Value>) -> Statement {
-        self.statement(self.register, values)
-    }
-
-    pub(super) fn keep_alive(&self, values: Vec<Value>) -> Statement {
-        self.statement(self.keep_alive, values)
-    }
-
-    pub(super) fn ack_failed(&self, values: Vec<Value>) -> Statement {
-        self.statement(self.ack_failed, values)
-    }
-
-    pub(super) fn delete_done(&self, values: Vec<Value>) -> Statement {
-        self.statement(self.delete_done, values)
     }
 }
