@@ -86,15 +86,25 @@ pub enum Claim {
 
 /// Records `new` as the one operation for its `state_hash`: a second callback with
 /// the same state gets the first one's operation, never a second row (and so never
-/// a second job for the same code).
-pub async fn claim_state(db: &impl ConnectionTrait, new: NewOperation) -> Result<Claim, DbErr> {
+/// a second job for the same code). `exchange_started`: the new row is written
+/// with its exchange already marked (`exchange_started_at`), for a job this
+/// process runs at once (see `jobs::exchange`); a found one is left as it is.
+pub async fn claim_state(
+    db: &impl ConnectionTrait,
+    new: NewOperation,
+    exchange_started: bool,
+) -> Result<Claim, DbErr> {
     let Some(state_hash) = new.state_hash.clone() else {
-        return create_pending(db, new).await.map(Claim::New);
+        let row = pending_row(new, exchange_started);
+        return AsyncOperation::insert(row)
+            .exec_with_returning(db)
+            .await
+            .map(Claim::New);
     };
     let redeemer_hash = new.redeemer_hash.clone();
     // `ON CONFLICT DO NOTHING`, not a caught unique violation: in a PostgreSQL
     // transaction a failed statement would abort the rest of the write.
-    let inserted = AsyncOperation::insert(pending_row(new))
+    let inserted = AsyncOperation::insert(pending_row(new, exchange_started))
         .on_conflict_do_nothing_on([Column::StateHash])
         .exec_with_returning_many(db)
         .await?;
@@ -127,13 +137,14 @@ pub async fn find_by_state(
 
 /// Records a new pending operation.
 pub async fn create_pending(db: &impl ConnectionTrait, new: NewOperation) -> Result<Model, DbErr> {
-    AsyncOperation::insert(pending_row(new))
+    AsyncOperation::insert(pending_row(new, false))
         .exec_with_returning(db)
         .await
 }
 
-/// The row of a new pending operation.
-fn pending_row(new: NewOperation) -> async_operation::ActiveModel {
+/// The row of a new pending operation, its exchange marked as begun now if
+/// `exchange_started`.
+fn pending_row(new: NewOperation, exchange_started: bool) -> async_operation::ActiveModel {
     let now = Utc::now();
     async_operation::ActiveModel {
         id: Set(Uuid::new_v4()),
@@ -148,7 +159,7 @@ fn pending_row(new: NewOperation) -> async_operation::ActiveModel {
         link_user_id: Set(new.link.map(|link| link.user_id)),
         link_session_id: Set(new.link.map(|link| link.session_id)),
         redeemed_at: Set(None),
-        exchange_started_at: Set(None),
+        exchange_started_at: Set(exchange_started.then_some(now)),
         token_response: Set(None),
         state_hash: Set(new.state_hash),
         client_key: Set(new.client_key),

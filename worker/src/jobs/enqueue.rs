@@ -58,13 +58,17 @@ impl JobQueue {
         let (claim, job, pushed) = writer
             .run(move |db| {
                 Box::pin(async move {
-                    let claim = operations::claim_state(db, new).await?;
+                    // A job this process runs at once is sent on to the provider
+                    // without a write of its own before the token request: its
+                    // operation is written with the exchange marked.
+                    let slot = queue.handoff.as_ref().and_then(|h| h.reserve());
+                    let marked = slot.is_some() && job.id_token.is_none();
+                    let claim = operations::claim_state(db, new, marked).await?;
                     let Claim::New(operation) = &claim else {
                         return Ok((claim, job, PushedIn::No));
                     };
                     job.operation_id = operation.id;
-                    let held = queue.handoff.as_ref().and_then(|h| h.reserve());
-                    let held = held.map(|slot| slot.for_operation(operation.clone()));
+                    let held = slot.map(|slot| slot.for_operation(operation.clone()));
                     let pushed = match queue.push_in(db, &job, held).await {
                         Ok(pushed) => pushed,
                         // The failed statement aborted PostgreSQL's transaction:
@@ -77,17 +81,12 @@ impl JobQueue {
                             PushedIn::No
                         }
                     };
-                    // A held job is sent on to the provider at once: its operation
-                    // is marked in this write, not in one of its own before the
-                    // token request. Should that fail, so does the whole write (a
-                    // marked operation whose job was queued instead would look, to
-                    // the run that fetches it, like an interrupted exchange).
-                    if let PushedIn::Held(_) = &pushed
-                        && job.id_token.is_none()
-                    {
-                        super::exchange::mark(job.operation_id, true)
-                            .exec(db)
-                            .await?;
+                    // Not held after all: the run that fetches the job marks it
+                    // itself, and must not find it marked (that looks like an
+                    // interrupted exchange). Should the unmarking fail, so does the
+                    // whole write.
+                    if marked && !matches!(pushed, PushedIn::Held(_)) {
+                        super::exchange::unmark(job.operation_id).exec(db).await?;
                     }
                     Ok((claim, job, pushed))
                 })

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::async_operation::{Column, Entity as AsyncOperation, Model, OperationStatus};
 use openidconnect::core::CoreIdToken;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, UpdateMany, sea_query::Expr};
@@ -129,9 +129,8 @@ async fn mark_started(state: &WorkerState, id: Uuid, first: bool) -> Result<bool
     Ok(updated.rows_affected == 1)
 }
 
-/// The statement of [`mark_started`], for a write that has others: a job handed
-/// over in process is marked in its callback's write (see `handoff`).
-pub(super) fn mark(id: Uuid, first: bool) -> UpdateMany<AsyncOperation> {
+/// The statement of [`mark_started`].
+fn mark(id: Uuid, first: bool) -> UpdateMany<AsyncOperation> {
     let update = AsyncOperation::update_many()
         .col_expr(Column::ExchangeStartedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
@@ -140,6 +139,17 @@ pub(super) fn mark(id: Uuid, first: bool) -> UpdateMany<AsyncOperation> {
         true => update.filter(Column::ExchangeStartedAt.is_null()),
         false => update,
     }
+}
+
+/// Clears the mark of an operation written marked (`operations::claim_state`)
+/// whose job could not be handed over in process after all.
+pub(super) fn unmark(id: Uuid) -> UpdateMany<AsyncOperation> {
+    AsyncOperation::update_many()
+        .col_expr(
+            Column::ExchangeStartedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(Column::Id.eq(id))
 }
 
 async fn store(state: &WorkerState, id: Uuid, sealed: String) -> Result<(), DbErr> {

@@ -9,7 +9,7 @@
 //! (docs/benchmarks.md). Here the callback's own write inserts the job row already
 //! locked by this process's *holder*, a row in apalis' workers table like any
 //! worker's, and once that write commits the job runs on a free slot. The
-//! operation is marked as exchanging in the same write (the job is sent on at once),
+//! operation is written already marked as exchanging (the job is sent on at once),
 //! and the rows of done jobs are deleted together every [`DELETE_DONE_EVERY`].
 //!
 //! Crash safety is the queue's: the holder beats like an apalis worker, so when the
