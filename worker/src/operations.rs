@@ -95,9 +95,7 @@ pub async fn claim_state(
     exchange_started: bool,
 ) -> Result<Claim, DbErr> {
     let Some(state_hash) = new.state_hash.clone() else {
-        let row = pending_row(new, exchange_started);
-        return AsyncOperation::insert(row)
-            .exec_with_returning(db)
+        return insert_pending(db, new, exchange_started)
             .await
             .map(Claim::New);
     };
@@ -137,7 +135,15 @@ pub async fn find_by_state(
 
 /// Records a new pending operation.
 pub async fn create_pending(db: &impl ConnectionTrait, new: NewOperation) -> Result<Model, DbErr> {
-    AsyncOperation::insert(pending_row(new, false))
+    insert_pending(db, new, false).await
+}
+
+async fn insert_pending(
+    db: &impl ConnectionTrait,
+    new: NewOperation,
+    exchange_started: bool,
+) -> Result<Model, DbErr> {
+    AsyncOperation::insert(pending_row(new, exchange_started))
         .exec_with_returning(db)
         .await
 }

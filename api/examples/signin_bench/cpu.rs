@@ -1,5 +1,7 @@
-//! CPU time of processes, read from `/proc`, so the benchmark can say what one
-//! sign-in costs each process (api, each worker, PostgreSQL, the driver itself).
+//! CPU time and context switches of processes, read from `/proc`, so the benchmark
+//! can say what one sign-in costs each process (api, each worker, PostgreSQL, the
+//! driver itself). Context switches do not move with a noisy machine's speed, and
+//! on SQLite they count the round trips to sqlx's connection threads.
 
 use std::time::Duration;
 
@@ -33,18 +35,52 @@ impl Watched {
         }
     }
 
-    /// CPU used so far: user + system time of the process (all its threads) and of
-    /// its children already reaped; with `tree`, plus every live descendant's.
-    pub fn cpu(&self) -> Option<Duration> {
-        let mut ticks = own_ticks(self.pid)?;
+    /// The process and, with `tree`, its live descendants.
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.pid];
         if self.tree {
-            ticks += descendants(self.pid)
-                .into_iter()
-                .filter_map(own_ticks)
-                .sum::<u64>();
+            pids.extend(descendants(self.pid));
         }
-        Some(Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND))
+        pids
     }
+
+    /// What the process has used so far. CPU: user + system time of the process
+    /// (all its threads) and of its children already reaped; with `tree`, plus
+    /// every live descendant's. Context switches: those of its live threads (and,
+    /// with `tree`, its descendants'), voluntary or not.
+    pub fn usage(&self) -> Option<Usage> {
+        let pids = self.pids();
+        own_ticks(self.pid)?;
+        let ticks: u64 = pids.iter().copied().filter_map(own_ticks).sum();
+        Some(Usage {
+            cpu: Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND),
+            switches: pids.into_iter().map(switches).sum(),
+        })
+    }
+}
+
+/// CPU time and context switches used by a watched process so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub switches: u64,
+}
+
+/// Context switches of every live thread of `pid` (`/proc/<pid>/task/*/status`).
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches:"))
+                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces).
@@ -94,11 +130,11 @@ pub fn parent(pid: u32) -> Option<u32> {
     parent_of(pid)
 }
 
-/// CPU of every watched process, in order (zero for one that has gone).
-pub fn sample(watched: &[Watched]) -> Vec<Duration> {
+/// Usage of every watched process, in order (zero for one that has gone).
+pub fn sample(watched: &[Watched]) -> Vec<Usage> {
     watched
         .iter()
-        .map(|w| w.cpu().unwrap_or_default())
+        .map(|w| w.usage().unwrap_or_default())
         .collect()
 }
 

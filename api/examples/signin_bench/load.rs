@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::{
     Args,
-    cpu::{self, Watched},
+    cpu::{self, Usage, Watched},
     flow::{Timings, new_client, one_flow},
 };
 
@@ -131,12 +131,12 @@ pub async fn sign_ins(
     Ok(done)
 }
 
-/// CPU milliseconds per sign-in of each watched process, and of the product's
-/// processes together (everything but the benchmark itself).
+/// CPU milliseconds and context switches per sign-in of each watched process, and
+/// the CPU of the product's processes together (everything but the benchmark).
 fn print_cpu(
     watched: &[Watched],
-    before: &[Duration],
-    after: &[Duration],
+    before: &[Usage],
+    after: &[Usage],
     done: usize,
     elapsed: Duration,
 ) {
@@ -146,15 +146,16 @@ fn print_cpu(
     let per_sign_in = |d: Duration| d.as_secs_f64() * 1000.0 / done as f64;
     let mut product = Duration::ZERO;
     for ((w, b), a) in watched.iter().zip(before).zip(after) {
-        let used = a.saturating_sub(*b);
+        let used = a.cpu.saturating_sub(b.cpu);
         if w.name != "benchmark" {
             product += used;
         }
         println!(
-            "CPU {:<10} {:>6.2} ms per sign-in  ({:.2} cores)",
+            "CPU {:<10} {:>6.2} ms per sign-in  ({:.2} cores, {:.1} context switches per sign-in)",
             w.name,
             per_sign_in(used),
-            used.as_secs_f64() / elapsed.as_secs_f64()
+            used.as_secs_f64() / elapsed.as_secs_f64(),
+            a.switches.saturating_sub(b.switches) as f64 / done as f64
         );
     }
     println!(
