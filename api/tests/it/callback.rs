@@ -243,19 +243,7 @@ async fn compare_with_apalis_push(
     let authorize = app.start_login("mock", "").await;
     assert_to_preloader(&app.return_from_provider(&authorize, "abc").await);
     // The same kind of job through apalis' push, for comparison.
-    let job = worker::jobs::SignInJob {
-        operation_id: uuid::Uuid::new_v4(),
-        provider: "mock".into(),
-        code: "c".into(),
-        pkce_verifier: "v".into(),
-        nonce: None,
-        form_user: None,
-        redirect_uri: None,
-        id_token: None,
-        access_token: None,
-        one_tap: false,
-        client: Default::default(),
-    };
+    let job = crate::helpers::code_job(uuid::Uuid::new_v4(), "c", "v", None);
     app.state.jobs.push(job).await.unwrap();
     let rows = app
         .db

@@ -5,10 +5,9 @@ use entity::prelude::{SocialAccount, UserProfile};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use uuid::Uuid;
-use worker::jobs::SignInJob;
 
 use crate::helpers::{
-    Authorize, Backend, Options, TestApp, assert_to_preloader, spawn_app, spawn_app_with,
+    Authorize, Backend, Options, TestApp, assert_to_preloader, code_job, spawn_app, spawn_app_with,
     spawn_app_without_worker_on,
 };
 
@@ -206,19 +205,12 @@ async fn repeated_and_concurrent_runs_make_one_user_and_one_link(backend: Backen
         .await
         .unwrap()
         .unwrap();
-    let job = SignInJob {
-        operation_id: operation.id,
-        provider: "mock".into(),
-        code: "twice".into(),
-        pkce_verifier: "v".repeat(43),
-        nonce: authorize.nonce.clone(),
-        form_user: None,
-        redirect_uri: None,
-        id_token: None,
-        access_token: None,
-        one_tap: false,
-        client: Default::default(),
-    };
+    let job = code_job(
+        operation.id,
+        "twice",
+        &"v".repeat(43),
+        authorize.nonce.clone(),
+    );
     let state = worker_state(&app);
     let (a, b) = tokio::join!(
         worker::jobs::sign_in::run(&job, &state),
@@ -245,19 +237,7 @@ async fn repeated_and_concurrent_runs_make_one_user_and_one_link_on_postgres() {
 #[tokio::test]
 async fn a_job_for_a_missing_operation_is_an_error_not_a_panic() {
     let app = spawn_app().await;
-    let job = SignInJob {
-        operation_id: Uuid::new_v4(),
-        provider: "mock".into(),
-        code: "x".into(),
-        pkce_verifier: "v".repeat(43),
-        nonce: None,
-        form_user: None,
-        redirect_uri: None,
-        id_token: None,
-        access_token: None,
-        one_tap: false,
-        client: Default::default(),
-    };
+    let job = code_job(Uuid::new_v4(), "x", &"v".repeat(43), None);
     let error = worker::jobs::sign_in::run(&job, &worker_state(&app))
         .await
         .unwrap_err();

@@ -4,13 +4,10 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use worker::{
-    jobs::SignInJob,
-    operations::{self, NewOperation},
-};
+use worker::operations::{self, NewOperation};
 
 use super::{holder_registered, is_in_process, job_row, start, wait_for};
-use crate::helpers::spawn_app;
+use crate::helpers::{code_job, spawn_app};
 
 /// A callback whose request is dropped while its write waits for the writer (the
 /// browser went away): the write still commits, and its job still runs, instead of
@@ -50,19 +47,12 @@ async fn a_dropped_callback_still_runs_its_job() {
         state_hash: None,
         client_key: None,
     };
-    let job = SignInJob {
-        operation_id: uuid::Uuid::nil(),
-        provider: "mock".into(),
-        code: "code-dropped".into(),
-        pkce_verifier: "verifier".into(),
-        nonce: Some("nonce-dropped".into()),
-        form_user: None,
-        redirect_uri: None,
-        id_token: None,
-        access_token: None,
-        one_tap: false,
-        client: Default::default(),
-    };
+    let job = code_job(
+        uuid::Uuid::nil(),
+        "code-dropped",
+        "verifier",
+        Some("nonce-dropped".into()),
+    );
     let start = app.state.jobs.start(&app.state.writer, new, job);
     // Precondition: the start was dropped unfinished, its write still queued.
     let dropped = tokio::time::timeout(Duration::from_millis(300), start).await;

@@ -630,3 +630,26 @@ pub fn set_cookie_value(response: &Response, name: &str) -> Option<String> {
         .and_then(|c| c.split(';').next())
         .map(str::to_owned)
 }
+
+/// A browser sign-in job for `operation_id` with the mock provider: the code to
+/// exchange, its PKCE verifier and the ID token's expected nonce.
+pub fn code_job(
+    operation_id: Uuid,
+    code: &str,
+    pkce_verifier: &str,
+    nonce: Option<String>,
+) -> worker::jobs::SignInJob {
+    worker::jobs::SignInJob {
+        operation_id,
+        provider: "mock".into(),
+        code: code.into(),
+        pkce_verifier: pkce_verifier.into(),
+        nonce,
+        form_user: None,
+        redirect_uri: None,
+        id_token: None,
+        access_token: None,
+        one_tap: false,
+        client: Default::default(),
+    }
+}
