@@ -25,14 +25,25 @@ pub const QUEUE_UNAVAILABLE: (&str, &str) = (
 
 pub use crate::finishes::{FinishWatch, NOTIFY_CHANNEL, OperationEvents, listen_for_finishes};
 
-/// Runs `update`, which finishes one operation (it matches that one row while
-/// still pending), and returns the finished row. On PostgreSQL the same statement
-/// announces the finish (`pg_notify` of the row's id in its `RETURNING`, evaluated
-/// for an updated row only and delivered at commit): no round trip of its own.
+/// Moves operation `id` from pending to `status`, with what `outcome` sets besides
+/// (the user, or the error), drops its stored token response, and returns the
+/// finished row: `None` if it was no longer pending. On PostgreSQL the same
+/// statement announces the finish (`pg_notify` of the row's id in its `RETURNING`,
+/// evaluated for an updated row only and delivered at commit): no round trip of
+/// its own.
 async fn finish(
     db: &impl ConnectionTrait,
-    update: sea_orm::UpdateMany<AsyncOperation>,
+    id: Uuid,
+    status: OperationStatus,
+    outcome: impl FnOnce(sea_orm::UpdateMany<AsyncOperation>) -> sea_orm::UpdateMany<AsyncOperation>,
 ) -> Result<Option<Model>, DbErr> {
+    let update = AsyncOperation::update_many()
+        .col_expr(Column::Status, Expr::value(status.as_str()))
+        .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(OperationStatus::Pending));
+    let update = outcome(update);
     let backend = db.get_database_backend();
     let mut returning = vec![Expr::col(Asterisk)];
     if backend == sea_orm::DatabaseBackend::Postgres {
@@ -261,14 +272,10 @@ pub async fn mark_ok(
     id: Uuid,
     user_id: Uuid,
 ) -> Result<Option<Model>, DbErr> {
-    let update = AsyncOperation::update_many()
-        .col_expr(Column::Status, Expr::value(OperationStatus::Ok.as_str()))
-        .col_expr(Column::UserId, Expr::value(user_id))
-        .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(OperationStatus::Pending));
-    finish(db, update).await
+    finish(db, id, OperationStatus::Ok, |update| {
+        update.col_expr(Column::UserId, Expr::value(user_id))
+    })
+    .await
 }
 
 /// Moves a pending operation to `error`. False if it was no longer pending.
@@ -278,15 +285,13 @@ pub async fn mark_error(
     code: &str,
     message: &str,
 ) -> Result<bool, DbErr> {
-    let update = AsyncOperation::update_many()
-        .col_expr(Column::Status, Expr::value(OperationStatus::Error.as_str()))
-        .col_expr(Column::ErrorCode, Expr::value(code))
-        .col_expr(Column::ErrorMessage, Expr::value(message))
-        .col_expr(Column::TokenResponse, Expr::value(Option::<String>::None))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(OperationStatus::Pending));
-    Ok(finish(db, update).await?.is_some())
+    let finished = finish(db, id, OperationStatus::Error, |update| {
+        update
+            .col_expr(Column::ErrorCode, Expr::value(code))
+            .col_expr(Column::ErrorMessage, Expr::value(message))
+    })
+    .await?;
+    Ok(finished.is_some())
 }
 
 /// How long after it finished `ok` an operation can be redeemed. The preloader and

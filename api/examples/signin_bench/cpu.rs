@@ -50,8 +50,8 @@ impl Watched {
     /// with `tree`, its descendants'), voluntary or not.
     pub fn usage(&self) -> Option<Usage> {
         let pids = self.pids();
-        own_ticks(self.pid)?;
-        let ticks: u64 = pids.iter().copied().filter_map(own_ticks).sum();
+        let ticks =
+            own_ticks(self.pid)? + pids[1..].iter().copied().filter_map(own_ticks).sum::<u64>();
         Some(Usage {
             cpu: Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND),
             switches: pids.into_iter().map(switches).sum(),
@@ -73,12 +73,12 @@ fn switches(pid: u32) -> u64 {
     };
     tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
-        .flat_map(|status| {
+        .map(|status| {
             status
                 .lines()
                 .filter(|line| line.contains("ctxt_switches:"))
                 .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
+                .sum::<u64>()
         })
         .sum()
 }
