@@ -73,10 +73,7 @@ pub async fn register_password_user(
 /// The unique index on the password users' emails refused a row: another user
 /// already signs in with a password as this email.
 fn is_password_email_taken(error: &DbErr) -> bool {
-    matches!(
-        error.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
+    crate::writer::is_unique_violation(error)
 }
 
 /// How setting a password ended.

@@ -39,7 +39,7 @@ impl WriteConn<'_> {
     /// a transaction of its own straight on a pool.
     pub async fn begin(&self) -> Result<WriteTxn<'_>, DbErr> {
         Ok(match self {
-            Self::Held(held) => WriteTxn::Savepoint(held.savepoint(INNER)),
+            Self::Held(held) => WriteTxn::Savepoint(held.savepoint(INNER)?),
             Self::Transaction(txn) => WriteTxn::Transaction(txn.begin().await?),
             Self::Pool(conn) => WriteTxn::Transaction(conn.begin_with_options(immediate()).await?),
         })
@@ -49,17 +49,14 @@ impl WriteConn<'_> {
 impl WriteTxn<'_> {
     pub async fn commit(self) -> Result<(), DbErr> {
         match self {
-            Self::Savepoint(savepoint) => {
-                savepoint.release();
-                Ok(())
-            }
+            Self::Savepoint(savepoint) => savepoint.release(),
             Self::Transaction(txn) => txn.commit().await,
         }
     }
 
     pub async fn rollback(self) -> Result<(), DbErr> {
         match self {
-            Self::Savepoint(savepoint) => savepoint.rollback().await,
+            Self::Savepoint(savepoint) => savepoint.rollback(),
             Self::Transaction(txn) => txn.rollback().await,
         }
     }

@@ -21,6 +21,7 @@
 
 mod conn;
 mod held;
+mod sqlite;
 
 pub use conn::{WriteConn, WriteTxn, immediate};
 
@@ -34,7 +35,9 @@ use std::{
 };
 use tracing::Instrument;
 
-use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionTrait, sqlx::SqlitePool};
+use sea_orm::{
+    DatabaseConnection, DbBackend, DbErr, RuntimeErr, TransactionTrait, sqlx::SqlitePool,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use held::{Held, WRITE};
@@ -163,19 +166,28 @@ impl Writer {
     }
 }
 
+/// A unique index or primary key refused the row. Asks the driver's error its
+/// kind, which every connection answers, the SQLite writer's included; sea-orm's
+/// `DbErr::sql_err` only knows sqlx's own error types, and the writer's
+/// statements do not run through sqlx ([`held`]).
+pub fn is_unique_violation(error: &DbErr) -> bool {
+    match error {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e
+            .as_database_error()
+            .is_some_and(|e| e.kind() == sea_orm::sqlx::error::ErrorKind::UniqueViolation),
+        _ => false,
+    }
+}
+
 async fn in_savepoint<T, F>(held: &Held, write: F) -> Result<T, DbErr>
 where
     F: for<'c> FnOnce(&'c WriteConn<'c>) -> BoxFuture<'c, Result<T, DbErr>>,
 {
-    let savepoint = held.savepoint(WRITE);
-    let result = write(&WriteConn::Held(held)).await;
-    match result {
-        Ok(value) => {
-            savepoint.release();
-            Ok(value)
-        }
+    let savepoint = held.savepoint(WRITE)?;
+    match write(&WriteConn::Held(held)).await {
+        Ok(value) => savepoint.release().map(|()| value),
         Err(error) => {
-            savepoint.rollback().await?;
+            savepoint.rollback()?;
             Err(error)
         }
     }
@@ -195,7 +207,11 @@ async fn own(
             return;
         }
         let held = match pool.acquire().await {
-            Ok(conn) => Held::new(conn),
+            Ok(conn) => Held::new(conn).await,
+            Err(error) => Err(DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error)))),
+        };
+        let held = match held {
+            Ok(held) => held,
             Err(error) => {
                 // Dropping the jobs tells their callers; the next batch tries again.
                 tracing::error!(%error, writes = batch.len(), "could not take the writer connection");
@@ -228,7 +244,7 @@ async fn own(
 /// back (or not begun).
 async fn run_batch(held: &Held, batch: &mut Vec<Job>) {
     metrics::histogram!("signin_db_write_batch_size").record(batch.len() as f64);
-    if let Err(error) = held.begin().await {
+    if let Err(error) = held.begin() {
         tracing::error!(%error, writes = batch.len(), "could not begin a write transaction");
         batch.clear();
         return;
@@ -237,7 +253,7 @@ async fn run_batch(held: &Held, batch: &mut Vec<Job>) {
     for job in batch.drain(..) {
         deliveries.push(job(held).await);
     }
-    let commit_error = held.commit().await.err();
+    let commit_error = held.commit().err();
     if let Some(error) = &commit_error {
         tracing::error!(%error, writes = deliveries.len(), "a write transaction did not commit");
     }

@@ -45,13 +45,41 @@ where
     futures::future::join_all(ns.map(|n| writer.run(write(n)))).await
 }
 
+/// Holds the owner of the writer inside a write of its own until the returned
+/// sender is used (or dropped): writes sent meanwhile queue up together.
+async fn hold_the_owner(writer: &Writer) -> std::sync::mpsc::Sender<()> {
+    let (started, owner_inside) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let writer = writer.clone();
+    tokio::spawn(async move {
+        writer
+            .run(move |_| {
+                Box::pin(async move {
+                    // Blocks the owner's own thread: only a test may.
+                    let _ = started.send(());
+                    let _ = released.recv_timeout(std::time::Duration::from_secs(10));
+                    Ok(())
+                })
+            })
+            .await
+    });
+    tokio::task::spawn_blocking(move || {
+        owner_inside.recv_timeout(std::time::Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .expect("the owner runs the holding write");
+    release
+}
+
 /// Writes queued together share a transaction, and a write that fails halfway
-/// leaves nothing behind while the writes beside it commit. (On one runtime
-/// thread all 64 are queued before the owner first runs.)
+/// leaves nothing behind while the writes beside it commit. The owner is held
+/// until all 64 are queued, so they make exactly one batch.
 #[tokio::test]
 async fn writes_queued_together_commit_together_and_a_failing_one_rolls_back_alone() {
     let (writer, conn) = table().await;
-    let results = all_at_once(&writer, 0..64, |n| {
+    let release = hold_the_owner(&writer).await;
+    let all = all_at_once(&writer, 0..64, |n| {
         move |db| {
             Box::pin(async move {
                 db.execute_raw(insert(n)).await?;
@@ -62,13 +90,21 @@ async fn writes_queued_together_commit_together_and_a_failing_one_rolls_back_alo
                 Ok(n)
             })
         }
-    })
-    .await;
+    });
+    let mut all = std::pin::pin!(all);
+    // The first poll queues every write (each is sent when first polled).
+    assert!(futures::poll!(&mut all).is_pending());
+    release.send(()).unwrap();
+    let results = all.await;
     for (n, result) in results.iter().enumerate() {
         assert_eq!(result.is_ok(), n % 2 == 0, "write {n}: {result:?}");
     }
     assert_eq!(rows(&conn).await, (0..64).step_by(2).collect::<Vec<_>>());
-    assert_eq!(writer.transactions(), 1, "64 writes queued at once");
+    assert_eq!(
+        writer.transactions(),
+        2,
+        "the holding write's transaction, then one for the 64 queued at once"
+    );
 }
 
 /// A caller hears of its write only once it is committed: a transaction that
