@@ -6,7 +6,7 @@ use sea_orm::{
     QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
-use super::held::{Held, INNER, Savepoint};
+use super::held::{Held, Name, Savepoint};
 
 /// Where a write's statements run: in the owner's batch on SQLite, in a
 /// transaction of its own on PostgreSQL, or straight on a pool. Queries take it like
@@ -39,7 +39,7 @@ impl WriteConn<'_> {
     /// a transaction of its own straight on a pool.
     pub async fn begin(&self) -> Result<WriteTxn<'_>, DbErr> {
         Ok(match self {
-            Self::Held(held) => WriteTxn::Savepoint(held.savepoint(INNER)?),
+            Self::Held(held) => WriteTxn::Savepoint(held.savepoint(Name::Inner)?),
             Self::Transaction(txn) => WriteTxn::Transaction(txn.begin().await?),
             Self::Pool(conn) => WriteTxn::Transaction(conn.begin_with_options(immediate()).await?),
         })

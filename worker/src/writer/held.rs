@@ -52,16 +52,31 @@ pub struct Held {
 /// without either is undone with the savepoint or transaction around it.
 pub struct Savepoint<'a> {
     pub(super) held: &'a Held,
-    name: &'static str,
+    name: Name,
 }
 
 /// The most prepared statements kept while held: more than the writes use (rusqlite
 /// keeps 16 by default, fewer than a sign-in's distinct statements).
 const STATEMENTS: usize = 64;
 
-/// The savepoint around each write, and around a transaction inside one.
-pub const WRITE: &str = "write";
-pub const INNER: &str = "inner";
+/// A savepoint's name: the one around each write, or around a transaction
+/// inside one.
+#[derive(Clone, Copy)]
+pub enum Name {
+    Write,
+    Inner,
+}
+
+impl Name {
+    /// The statements that take, keep and undo it (static, so preparing one is a
+    /// lookup in the statement cache).
+    fn sql(self) -> [&'static str; 3] {
+        match self {
+            Self::Write => ["SAVEPOINT write", "RELEASE write", "ROLLBACK TO write"],
+            Self::Inner => ["SAVEPOINT inner", "RELEASE inner", "ROLLBACK TO inner"],
+        }
+    }
+}
 
 impl Held {
     /// Takes `conn`'s SQLite handle from sqlx's thread for as long as it is held.
@@ -117,8 +132,9 @@ impl Held {
         self.in_transaction.load(Ordering::Relaxed)
     }
 
-    pub fn savepoint(&self, name: &'static str) -> Result<Savepoint<'_>, DbErr> {
-        self.run(|db| sqlite::batch(db, &format!("SAVEPOINT {name}")))?;
+    pub fn savepoint(&self, name: Name) -> Result<Savepoint<'_>, DbErr> {
+        let [take, _, _] = name.sql();
+        self.run(|db| sqlite::batch(db, take))?;
         Ok(Savepoint { held: self, name })
     }
 
@@ -160,13 +176,16 @@ impl Drop for Held {
 impl Savepoint<'_> {
     /// Keeps what was done since the savepoint.
     pub fn release(self) -> Result<(), DbErr> {
-        self.held
-            .run(|db| sqlite::batch(db, &format!("RELEASE {}", self.name)))
+        let [_, keep, _] = self.name.sql();
+        self.held.run(|db| sqlite::batch(db, keep))
     }
 
     pub fn rollback(self) -> Result<(), DbErr> {
-        let sql = format!("ROLLBACK TO {0}; RELEASE {0}", self.name);
-        let rolled_back = self.held.run(|db| sqlite::batch(db, &sql));
+        let [_, keep, undo] = self.name.sql();
+        // Undone, then taken off the stack of savepoints.
+        let rolled_back = self
+            .held
+            .run(|db| sqlite::batch(db, undo).and_then(|()| sqlite::batch(db, keep)));
         if rolled_back.is_err() {
             self.held.poisoned.store(true, Ordering::Relaxed);
         }

@@ -40,7 +40,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use held::{Held, WRITE};
+use held::{Held, Name};
 
 /// The most writes one transaction takes; more wait for the next.
 const MAX_BATCH: usize = 128;
@@ -183,7 +183,7 @@ async fn in_savepoint<T, F>(held: &Held, write: F) -> Result<T, DbErr>
 where
     F: for<'c> FnOnce(&'c WriteConn<'c>) -> BoxFuture<'c, Result<T, DbErr>>,
 {
-    let savepoint = held.savepoint(WRITE)?;
+    let savepoint = held.savepoint(Name::Write)?;
     match write(&WriteConn::Held(held)).await {
         Ok(value) => savepoint.release().map(|()| value),
         Err(error) => {

@@ -103,10 +103,11 @@ fn nothing() -> Statement {
     Statement::from_string(DbBackend::Sqlite, String::new())
 }
 
-/// Runs `sql`, statements without values (`BEGIN`, `SAVEPOINT write`).
+/// Runs `sql`, one statement without values (`BEGIN`, `SAVEPOINT write`).
 pub fn batch(db: &Connection, sql: &str) -> Result<(), DbErr> {
     logged(sql);
-    db.execute_batch(sql).map_err(exec_err)
+    let mut prepared = db.prepare_cached(sql).map_err(exec_err)?;
+    prepared.raw_execute().map(drop).map_err(exec_err)
 }
 
 /// Logs `sql` as sqlx logs the statements it runs (target, level, the first four
