@@ -91,7 +91,7 @@ impl Application {
             }
             worker::db::DbPool::Sqlite(_) if !settings.worker.embedded => {
                 worker::finishes::watch_sqlite_commits(
-                    db.reader.get_sqlite_connection_pool().clone(),
+                    db.reader.pool().get_sqlite_connection_pool().clone(),
                     db.reader.clone(),
                     events.clone(),
                 );
@@ -138,7 +138,10 @@ impl Application {
     ) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
         let state = self.state.clone();
-        tokio::spawn(self.metrics.serve(state.reader.clone(), shutdown.clone()));
+        tokio::spawn(
+            self.metrics
+                .serve(state.reader.pool().clone(), shutdown.clone()),
+        );
         // Limiter maps forget addresses whose budgets refilled.
         let limits = state.limits.clone();
         tokio::spawn(async move {

@@ -18,7 +18,7 @@ pub struct AppState {
     /// The hot writes; see `worker::writer`.
     pub writer: worker::writer::Writer,
     /// Hot reads (status polls, session checks); see `worker::db`.
-    pub reader: sea_orm::DatabaseConnection,
+    pub reader: worker::reader::Reader,
     /// `db`'s pool, for queue statistics.
     pub pool: worker::db::DbPool,
     pub settings: Arc<Settings>,

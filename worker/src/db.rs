@@ -24,6 +24,7 @@ use sea_orm::{
 
 use crate::{
     config::{Process, Settings},
+    reader::Reader,
     writer::Writer,
 };
 
@@ -44,7 +45,7 @@ pub struct Database {
     /// SQLite).
     pub conn: DatabaseConnection,
     /// For hot reads that may run beside writes: status polls, session checks.
-    pub reader: DatabaseConnection,
+    pub reader: Reader,
     /// `conn`'s pool, for the job queue (whose fetches are writes).
     pub pool: DbPool,
     /// Runs the hot writes; on SQLite, the owner of `conn`'s one connection that
@@ -82,6 +83,9 @@ impl MigrationTurn {
 /// Read connections on SQLite, beside the single writer. Measured with
 /// `signin_bench --status-load`: 2 gave 12.7k status polls/s, 4 gave 17.7k, 8 gave 21.6k.
 const SQLITE_READERS: u32 = 8;
+
+/// How long a SQLite connection waits for another's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Held between migrations on PostgreSQL so that `api` and `worker` starting together
 /// do not race (sea-orm takes no lock of its own).
@@ -131,7 +135,7 @@ impl Database {
                 .context("connecting to PostgreSQL")?;
             let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
             Ok(Self {
-                reader: conn.clone(),
+                reader: Reader::pooled(conn.clone()),
                 writer: Writer::new(conn.clone()),
                 conn,
                 pool: DbPool::Postgres(pool),
@@ -142,7 +146,7 @@ impl Database {
                 .context("database_url: not a valid sqlite URL")?
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(BUSY_TIMEOUT)
                 .foreign_keys(true)
                 // No `mmap_size`: mapped pages of the database file count in the
                 // process's RSS and grow with the file (76 MB after 5,700 sign-ins
@@ -166,7 +170,7 @@ impl Database {
                 let pool = sqlite_pool(options, 1).await?;
                 let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
                 return Ok(Self {
-                    reader: conn.clone(),
+                    reader: Reader::pooled(conn.clone()),
                     writer: Writer::new(conn.clone()),
                     conn,
                     pool: DbPool::Sqlite(pool),
@@ -176,12 +180,14 @@ impl Database {
             // The writer first: it creates the file and switches it to WAL.
             let sqlite_file = Some(options.get_filename().to_path_buf());
             let writer = sqlite_pool(options.clone(), 1).await?;
-            let readers = sqlite_pool(options, SQLITE_READERS).await?;
+            let readers = sqlite_pool(options.clone(), SQLITE_READERS).await?;
+            let readers = SqlxSqliteConnector::from_sqlx_sqlite_pool(readers);
+            let reader = Reader::open(options.get_filename(), BUSY_TIMEOUT, readers)?;
             let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone());
             Ok(Self {
                 writer: Writer::new(conn.clone()),
                 conn,
-                reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(readers),
+                reader,
                 pool: DbPool::Sqlite(writer),
                 sqlite_file,
             })
@@ -284,7 +290,7 @@ mod migration_tests {
         let DbPool::Sqlite(writer) = &db.pool else {
             panic!("not SQLite")
         };
-        let readers = db.reader.get_sqlite_connection_pool();
+        let readers = db.reader.pool().get_sqlite_connection_pool();
         for (name, pool) in [("the migrating connection", writer), ("a new one", readers)] {
             let rows = sqlx::query(ACK).fetch_all(pool).await.unwrap();
             let details: Vec<String> = rows

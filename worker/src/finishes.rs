@@ -14,13 +14,13 @@ use std::{
 
 use entity::async_operation::{Column, Entity as AsyncOperation, Model, OperationStatus};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, EntityTrait, QueryFilter, QuerySelect,
     sqlx::{self, SqlitePool},
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::{commit_watch, recent_finishes::RecentFinishes};
+use crate::{commit_watch, reader::Reader, recent_finishes::RecentFinishes};
 
 /// Wakes the long-polling status requests of this process when an operation
 /// finishes, and knows which operations they wait on.
@@ -161,7 +161,7 @@ pub const NOTIFY_CHANNEL: &str = "signin_operation_finished";
 /// requests waiting on operations they finished (see `commit_watch`). Only while
 /// some request waits, and then one read by primary key of the waited-on
 /// operations per change (or per new waiter). Runs until the process ends.
-pub fn watch_sqlite_commits(pool: SqlitePool, reader: DatabaseConnection, events: OperationEvents) {
+pub fn watch_sqlite_commits(pool: SqlitePool, reader: Reader, events: OperationEvents) {
     let restarted = events.clone();
     commit_watch::keep_watching(
         pool,
@@ -176,7 +176,7 @@ pub fn watch_sqlite_commits(pool: SqlitePool, reader: DatabaseConnection, events
 
 async fn watch(
     mut connection: sqlx::SqliteConnection,
-    reader: &DatabaseConnection,
+    reader: &Reader,
     events: &OperationEvents,
 ) -> anyhow::Error {
     let mut tick = tokio::time::interval(commit_watch::TICK);

@@ -18,9 +18,11 @@ pub mod passwords;
 mod proptest_config;
 pub mod provider_tokens;
 pub mod providers;
+pub mod reader;
 pub mod recent_finishes;
 pub mod replay;
 pub mod shutdown;
+mod sqlite;
 pub mod sweep;
 pub mod telemetry;
 pub mod writer;
@@ -37,8 +39,8 @@ pub struct WorkerState {
     pub db: sea_orm::DatabaseConnection,
     /// The hot writes of a sign-in; see [`writer`].
     pub writer: writer::Writer,
-    /// Reads that may run beside writes; see [`db`].
-    pub reader: sea_orm::DatabaseConnection,
+    /// Reads that may run beside writes; see [`reader`].
+    pub reader: reader::Reader,
     pub settings: Arc<config::Settings>,
     pub providers: Arc<providers::ProviderRegistry>,
     pub keys: Arc<crypto::Keys>,

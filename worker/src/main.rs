@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics =
         MetricsListener::bind(settings.worker.metrics_listen, "worker.metrics_listen").await?;
     // Ends with the process.
-    tokio::spawn(metrics.serve(db.reader.clone(), std::future::pending()));
+    tokio::spawn(metrics.serve(db.reader.pool().clone(), std::future::pending()));
     let queue = JobQueue::new(&db, settings.worker.concurrency, keys.clone());
     queue.watch_pushes_of_other_processes(&db);
     let state = WorkerState {

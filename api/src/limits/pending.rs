@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{DatabaseConnection, DbErr};
-use worker::{config::LimitSettings, operations};
+use sea_orm::DbErr;
+use worker::{config::LimitSettings, operations, reader::Reader};
 
 /// How long a refused client should wait: pending operations end within seconds
 /// (at most `operation_timeout`).
@@ -65,7 +65,7 @@ impl PendingCaps {
     /// refresh, within a second.
     pub async fn admit(
         &self,
-        reader: &DatabaseConnection,
+        reader: &Reader,
         req: &poem::Request,
         redeemer_hash: Option<&str>,
     ) -> Result<Option<String>, Refused> {
@@ -117,7 +117,7 @@ struct Reading {
 }
 
 impl TotalGauge {
-    async fn count(&self, reader: &DatabaseConnection, cap: u64) -> Result<u64, DbErr> {
+    async fn count(&self, reader: &Reader, cap: u64) -> Result<u64, DbErr> {
         let last = self.reading();
         if last.at.is_some_and(|at| at.elapsed() < TOTAL_REFRESH) {
             return Ok(last.count);

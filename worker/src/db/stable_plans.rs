@@ -77,7 +77,7 @@ mod tests {
         let mut conn = writer.acquire().await.unwrap();
         assert!(is_enabled(&mut conn).await.unwrap(), "the writer");
         // Hold them all at once, so that each is a different connection.
-        let readers = db.reader.get_sqlite_connection_pool();
+        let readers = db.reader.pool().get_sqlite_connection_pool();
         let mut held = Vec::new();
         for n in 0..readers.options().get_max_connections() {
             let mut conn = readers.acquire().await.unwrap();

@@ -188,7 +188,7 @@ impl JobQueue {
     pub fn watch_pushes_of_other_processes(&self, db: &Database) {
         if let DbPool::Sqlite(_) = db.pool {
             push_watch::spawn(
-                db.reader.get_sqlite_connection_pool().clone(),
+                db.reader.pool().get_sqlite_connection_pool().clone(),
                 self.wake.clone(),
             );
         }

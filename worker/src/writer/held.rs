@@ -25,7 +25,7 @@ use sea_orm::{
     sqlx::{Sqlite, pool::PoolConnection},
 };
 
-use super::sqlite;
+use crate::sqlite;
 
 /// The checked-out writer connection; statements run on it one at a time, on the
 /// thread that calls.

@@ -21,7 +21,6 @@
 
 mod conn;
 mod held;
-mod sqlite;
 
 pub use conn::{WriteConn, WriteTxn, immediate};
 

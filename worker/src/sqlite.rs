@@ -1,12 +1,13 @@
-//! sea-orm's statements on the writer's rusqlite connection, with values stored
-//! exactly as sqlx stores them and rows read back as sea-orm reads sqlx's.
+//! sea-orm's statements on rusqlite connections (the SQLite writer's and the hot
+//! readers'), with values stored exactly as sqlx stores them and rows read back
+//! as sea-orm reads sqlx's.
 //!
-//! The readers and apalis still go through sqlx, and timestamps are compared as
-//! text in SQL (`expires_at > ?`), so a value written here must be byte for byte
-//! what sea-orm's sqlx binding writes (`sea-query-sqlx`, `sqlx-sqlite`'s encoders):
-//! a UUID as its 16 bytes, a boolean as 0 or 1, a timestamp with its zone as RFC
-//! 3339 with as many fractional digits as it needs, JSON as its text. The tests in
-//! `writer::tests` write every type both ways and compare the bytes.
+//! apalis and other processes' connections still go through sqlx, and timestamps
+//! are compared as text in SQL (`expires_at > ?`), so a value written here must be
+//! byte for byte what sea-orm's sqlx binding writes (`sea-query-sqlx`,
+//! `sqlx-sqlite`'s encoders): a UUID as its 16 bytes, a boolean as 0 or 1, a
+//! timestamp with its zone as RFC 3339 with as many fractional digits as it needs,
+//! JSON as its text. The tests write every type both ways and compare the bytes.
 //!
 //! A row comes back as sea-orm values, which must carry the type the reader asks
 //! for; SQLite knows a column's declared type (`uuid_text`,
