@@ -90,11 +90,13 @@ impl Application {
                 worker::finishes::listen_for_finishes(pool.clone(), events.clone());
             }
             worker::db::DbPool::Sqlite(_) if !settings.worker.embedded => {
-                worker::finishes::watch_sqlite_commits(
-                    db.reader.pool().get_sqlite_connection_pool().clone(),
-                    db.reader.clone(),
-                    events.clone(),
-                );
+                if let Some(file) = db.sqlite_file() {
+                    worker::finishes::watch_sqlite_commits(
+                        file.to_path_buf(),
+                        db.reader.clone(),
+                        events.clone(),
+                    );
+                }
             }
             worker::db::DbPool::Sqlite(_) => {}
         }

@@ -85,7 +85,7 @@ impl MigrationTurn {
 const SQLITE_READERS: u32 = 8;
 
 /// How long a SQLite connection waits for another's lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Held between migrations on PostgreSQL so that `api` and `worker` starting together
 /// do not race (sea-orm takes no lock of its own).
@@ -182,7 +182,7 @@ impl Database {
             let writer = sqlite_pool(options.clone(), 1).await?;
             let readers = sqlite_pool(options.clone(), SQLITE_READERS).await?;
             let readers = SqlxSqliteConnector::from_sqlx_sqlite_pool(readers);
-            let reader = Reader::open(options.get_filename(), BUSY_TIMEOUT, readers)?;
+            let reader = Reader::open(options.get_filename(), readers)?;
             let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone());
             Ok(Self {
                 writer: Writer::new(conn.clone()),
@@ -192,6 +192,12 @@ impl Database {
                 sqlite_file,
             })
         }
+    }
+
+    /// The SQLite database file (none in memory or on PostgreSQL), for connections
+    /// outside the pools (the commit watches).
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.sqlite_file.as_deref()
     }
 
     /// Applies our migrations and the job queue's. Safe to run from several processes.

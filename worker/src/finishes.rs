@@ -8,15 +8,13 @@
 
 use std::{
     collections::HashMap,
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use entity::async_operation::{Column, Entity as AsyncOperation, Model, OperationStatus};
-use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QuerySelect,
-    sqlx::{self, SqlitePool},
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -161,10 +159,10 @@ pub const NOTIFY_CHANNEL: &str = "signin_operation_finished";
 /// requests waiting on operations they finished (see `commit_watch`). Only while
 /// some request waits, and then one read by primary key of the waited-on
 /// operations per change (or per new waiter). Runs until the process ends.
-pub fn watch_sqlite_commits(pool: SqlitePool, reader: Reader, events: OperationEvents) {
+pub fn watch_sqlite_commits(file: PathBuf, reader: Reader, events: OperationEvents) {
     let restarted = events.clone();
     commit_watch::keep_watching(
-        pool,
+        file,
         "commit watch",
         move |connection| {
             let (reader, events) = (reader.clone(), events.clone());
@@ -175,7 +173,7 @@ pub fn watch_sqlite_commits(pool: SqlitePool, reader: Reader, events: OperationE
 }
 
 async fn watch(
-    mut connection: sqlx::SqliteConnection,
+    connection: rusqlite::Connection,
     reader: &Reader,
     events: &OperationEvents,
 ) -> anyhow::Error {
@@ -195,9 +193,9 @@ async fn watch(
         // commit this watch already saw: look at new waiters whatever the version.
         waited.sort_unstable();
         let newcomers = waited.iter().any(|id| checked.binary_search(id).is_err());
-        let version = match commit_watch::data_version(&mut connection).await {
+        let version = match commit_watch::data_version(&connection) {
             Ok(version) => version,
-            Err(error) => return commit_watch::stop(connection, error).await,
+            Err(error) => return error.into(),
         };
         if seen == Some(version) && !newcomers {
             continue;

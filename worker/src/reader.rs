@@ -15,7 +15,6 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -56,12 +55,10 @@ impl Reader {
         Self { own: None, pool }
     }
 
-    /// Reads from the SQLite file at `file` on connections of its own, as `pool`'s
-    /// are set up: in WAL mode (the writer set it), waiting up to `busy` for a lock,
-    /// with the query planner stability guarantee (`db::stable_plans`).
-    pub fn open(file: &Path, busy: Duration, pool: DatabaseConnection) -> Result<Self, DbErr> {
+    /// Reads from the SQLite file at `file` on connections of its own ([`connect`]).
+    pub fn open(file: &Path, pool: DatabaseConnection) -> Result<Self, DbErr> {
         let open = (0..CONNECTIONS)
-            .map(|_| connect(file, busy).map(Mutex::new))
+            .map(|_| connect(file).map(Mutex::new))
             .collect::<Result<Vec<_>, rusqlite::Error>>()
             .map_err(|e| DbErr::Conn(RuntimeErr::Internal(format!("opening a reader: {e}"))))?;
         let own = Connections {
@@ -81,12 +78,15 @@ impl Reader {
     }
 }
 
-fn connect(file: &Path, busy: Duration) -> Result<rusqlite::Connection, rusqlite::Error> {
+/// A read connection to the SQLite file at `file`, set up as sqlx's are
+/// (`db::Database::connect`): in WAL mode (the writer set it), waiting as long for
+/// a lock, with the query planner stability guarantee (`db::stable_plans`).
+pub(crate) fn connect(file: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     let conn = rusqlite::Connection::open_with_flags(
         file,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(busy)?;
+    conn.busy_timeout(crate::db::BUSY_TIMEOUT)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     // A read connection: a statement that would write is refused.
     conn.pragma_update(None, "query_only", true)?;

@@ -184,13 +184,11 @@ impl JobQueue {
 
     /// For a `worker` process beside `api` on SQLite: notice jobs other processes
     /// push within milliseconds rather than at the next poll (see `push_watch`).
-    /// Does nothing on PostgreSQL, where workers `LISTEN` for pushes.
+    /// Does nothing on PostgreSQL, where workers `LISTEN` for pushes, nor on
+    /// SQLite in memory, which no other process can reach.
     pub fn watch_pushes_of_other_processes(&self, db: &Database) {
-        if let DbPool::Sqlite(_) = db.pool {
-            push_watch::spawn(
-                db.reader.pool().get_sqlite_connection_pool().clone(),
-                self.wake.clone(),
-            );
+        if let Some(file) = db.sqlite_file() {
+            push_watch::spawn(file.to_path_buf(), self.wake.clone());
         }
     }
 

@@ -8,9 +8,8 @@
 //! would otherwise wait for the next commit or heartbeat. (On PostgreSQL, apalis'
 //! `LISTEN` does this.)
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use sea_orm::sqlx::{self, SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
 use super::QUEUE_NAME;
@@ -19,12 +18,12 @@ use crate::commit_watch;
 /// How long after a commit the watch keeps waking the fetch while a job waits.
 const AFTER_A_CHANGE: Duration = Duration::from_millis(50);
 
-/// Watches `pool`'s database for pushed jobs and wakes `wake`; runs until the
-/// process ends.
-pub(super) fn spawn(pool: SqlitePool, wake: Arc<Notify>) {
+/// Watches the SQLite database `file` for pushed jobs and wakes `wake`; runs
+/// until the process ends.
+pub(super) fn spawn(file: PathBuf, wake: Arc<Notify>) {
     let restarted = wake.clone();
     commit_watch::keep_watching(
-        pool,
+        file,
         "job watch",
         move |connection| {
             let wake = wake.clone();
@@ -35,36 +34,37 @@ pub(super) fn spawn(pool: SqlitePool, wake: Arc<Notify>) {
     );
 }
 
-async fn watch(mut connection: SqliteConnection, wake: &Notify) -> anyhow::Error {
+async fn watch(connection: rusqlite::Connection, wake: &Notify) -> anyhow::Error {
     let mut tick = tokio::time::interval(commit_watch::TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<i64> = None;
     let mut look_until = tokio::time::Instant::now();
     loop {
         let now = tick.tick().await;
-        let version = match commit_watch::data_version(&mut connection).await {
+        let version = match commit_watch::data_version(&connection) {
             Ok(version) => version,
-            Err(error) => return commit_watch::stop(connection, error).await,
+            Err(error) => return error.into(),
         };
         if seen.replace(version) != Some(version) {
             look_until = now + AFTER_A_CHANGE;
         } else if now > look_until {
             continue;
         }
-        // `idx_jobs_pending` answers this without touching a row.
-        let waiting: bool = match sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM Jobs WHERE job_type = ?1 \
-             AND status = 'Pending' AND lock_by IS NULL)",
-        )
-        .bind(QUEUE_NAME)
-        .fetch_one(&mut connection)
-        .await
-        {
-            Ok(waiting) => waiting,
-            Err(error) => return commit_watch::stop(connection, error).await,
-        };
-        if waiting {
-            wake.notify_one();
+        match job_waiting(&connection) {
+            Ok(true) => wake.notify_one(),
+            Ok(false) => {}
+            Err(error) => return error.into(),
         }
     }
+}
+
+/// A job nobody has claimed waits; `idx_jobs_pending` answers without touching a
+/// row.
+fn job_waiting(connection: &rusqlite::Connection) -> Result<bool, rusqlite::Error> {
+    connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM Jobs WHERE job_type = ?1 \
+             AND status = 'Pending' AND lock_by IS NULL)",
+        )?
+        .query_row([QUEUE_NAME], |row| row.get(0))
 }

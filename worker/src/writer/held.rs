@@ -10,7 +10,7 @@
 //! against 2–4 µs for the statement itself, all serialised on the one writer
 //! (docs/benchmarks.md, ninth sitting). While the owner holds the connection, it
 //! runs the statements itself, on its own thread, through rusqlite on the same
-//! SQLite handle ([`super::sqlite`]): one connection, one write lock, the same
+//! SQLite handle ([`crate::sqlite`]): one connection, one write lock, the same
 //! pragmas, and sqlx's thread parked until the connection goes back to the pool,
 //! where apalis and the readers find it as they left it.
 
@@ -115,7 +115,7 @@ impl Held {
         let db = self.db();
         let committed = if self.poisoned.load(Ordering::Relaxed) {
             Err(DbErr::Custom(
-                "a write could not be undone alone; the batch was rolled back".into(),
+                "a write's savepoint failed; the batch was rolled back".into(),
             ))
         } else {
             sqlite::batch(&db, "COMMIT")
@@ -174,10 +174,15 @@ impl Drop for Held {
 }
 
 impl Savepoint<'_> {
-    /// Keeps what was done since the savepoint.
+    /// Keeps what was done since the savepoint. If that fails, the batch is
+    /// poisoned: its caller hears of an error, so what it did must not commit.
     pub fn release(self) -> Result<(), DbErr> {
         let [_, keep, _] = self.name.sql();
-        self.held.run(|db| sqlite::batch(db, keep))
+        let released = self.held.run(|db| sqlite::batch(db, keep));
+        if released.is_err() {
+            self.held.poisoned.store(true, Ordering::Relaxed);
+        }
+        released
     }
 
     pub fn rollback(self) -> Result<(), DbErr> {

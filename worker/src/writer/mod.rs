@@ -10,7 +10,8 @@
 //! savepoint (a failing write is rolled back alone), then commits once and answers
 //! them all (group commit). A write's result reaches its caller only after the
 //! commit, so nothing is acknowledged before it is durable. The owner keeps the
-//! connection checked out across batches while writes keep coming ([`held`]). On
+//! connection checked out across batches while writes keep coming, and runs the
+//! statements itself on its thread rather than through sqlx's ([`held`]). On
 //! PostgreSQL, which takes concurrent writers, a write runs on the pool as before.
 //!
 //! A write is a closure of database statements only: it must not wait for anything
