@@ -5,7 +5,9 @@
 //! its own, and a read of a few pages (a few microseconds in SQLite) cost a round
 //! trip to that thread, two sleeps and two wake-ups, about 60 µs of CPU
 //! (docs/benchmarks.md, ninth sitting). A read blocks its runtime thread only that
-//! long: a write never blocks a read in WAL mode. Reads that may take longer
+//! long: a write never blocks a read in WAL mode, and a read that finds SQLite busy
+//! all the same (a crashed process's WAL being recovered) goes through sqlx's pool,
+//! which waits on a thread of its own. Reads that may take longer
 //! (the metrics' counts) or wait on the database (the commit watches) use
 //! [`Reader::pool`], sqlx's read pool, as do PostgreSQL and SQLite in memory.
 
@@ -13,8 +15,9 @@ use std::{
     path::Path,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -41,6 +44,7 @@ pub struct Reader {
 struct Connections {
     open: Vec<Mutex<rusqlite::Connection>>,
     next: AtomicUsize,
+    busy_fallbacks: AtomicU64,
 }
 
 impl std::fmt::Debug for Connections {
@@ -58,12 +62,19 @@ impl Reader {
     /// Reads from the SQLite file at `file` on connections of its own ([`connect`]).
     pub fn open(file: &Path, pool: DatabaseConnection) -> Result<Self, DbErr> {
         let open = (0..CONNECTIONS)
-            .map(|_| connect(file).map(Mutex::new))
+            .map(|_| {
+                let conn = connect(file)?;
+                // Never wait for a lock on a runtime thread: a busy read goes to
+                // sqlx's pool, which waits on a thread of its own.
+                conn.busy_timeout(Duration::ZERO)?;
+                Ok(Mutex::new(conn))
+            })
             .collect::<Result<Vec<_>, rusqlite::Error>>()
             .map_err(|e| DbErr::Conn(RuntimeErr::Internal(format!("opening a reader: {e}"))))?;
         let own = Connections {
             open,
             next: AtomicUsize::new(0),
+            busy_fallbacks: AtomicU64::new(0),
         };
         Ok(Self {
             own: Some(Arc::new(own)),
@@ -75,6 +86,30 @@ impl Reader {
     /// commit watches.
     pub fn pool(&self) -> &DatabaseConnection {
         &self.pool
+    }
+
+    /// How many reads found SQLite busy on the reader's own connections and went
+    /// through sqlx's pool instead.
+    pub fn busy_fallbacks(&self) -> u64 {
+        self.own
+            .as_ref()
+            .map_or(0, |own| own.busy_fallbacks.load(Ordering::Relaxed))
+    }
+
+    /// Runs `read` on one of the reader's own connections; `None` without any, or
+    /// when SQLite was busy there (the caller then reads through sqlx's pool).
+    fn own<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, DbErr>,
+    ) -> Option<Result<T, DbErr>> {
+        let own = self.own.as_ref()?;
+        match read(&own.take()) {
+            Err(error) if sqlite::is_busy(&error) => {
+                own.busy_fallbacks.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            done => Some(done),
+        }
     }
 }
 
@@ -117,49 +152,40 @@ impl ConnectionTrait for Reader {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        match &self.own {
-            Some(own) => {
-                let done = sqlite::execute(&own.take(), &stmt)?;
-                sqlite::exec_result(done).await
-            }
-            None => self.pool.execute_raw(stmt).await,
+        if let Some(done) = self.own(|c| sqlite::execute(c, &stmt)) {
+            return sqlite::exec_result(done?).await;
         }
+        self.pool.execute_raw(stmt).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        match &self.own {
-            Some(_) => {
-                self.execute_raw(Statement::from_string(DbBackend::Sqlite, sql))
-                    .await
-            }
-            None => self.pool.execute_unprepared(sql).await,
+        let stmt = Statement::from_string(self.get_database_backend(), sql);
+        if let Some(done) = self.own(|c| sqlite::execute(c, &stmt)) {
+            return sqlite::exec_result(done?).await;
         }
+        self.pool.execute_unprepared(sql).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        match &self.own {
-            Some(own) => {
-                let rows = sqlite::query(&own.take(), &stmt, Some(1))?;
-                Ok(sqlite::results(rows).await?.pop())
-            }
-            None => self.pool.query_one_raw(stmt).await,
+        if let Some(rows) = self.own(|c| sqlite::query(c, &stmt, Some(1))) {
+            return Ok(sqlite::results(rows?).await?.pop());
         }
+        self.pool.query_one_raw(stmt).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        match &self.own {
-            Some(own) => {
-                let rows = sqlite::query(&own.take(), &stmt, None)?;
-                sqlite::results(rows).await
-            }
-            None => self.pool.query_all_raw(stmt).await,
+        if let Some(rows) = self.own(|c| sqlite::query(c, &stmt, None)) {
+            return sqlite::results(rows?).await;
         }
+        self.pool.query_all_raw(stmt).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    use super::Reader;
 
     use crate::{
         config::Process,
@@ -212,5 +238,48 @@ mod tests {
             .await
             .unwrap_err();
         assert!(refused.to_string().contains("readonly"), "{refused}");
+    }
+
+    /// A read that finds SQLite busy on the reader's own connections does not wait
+    /// on the runtime's thread: it goes to sqlx's pool, which waits on its own, and
+    /// succeeds once the lock is gone. (A rollback-journal file, where a writer's
+    /// exclusive lock keeps readers out; in WAL mode only recovery does.)
+    #[tokio::test]
+    async fn a_busy_read_waits_in_sqlx_pool_not_on_the_runtime_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("busy.db");
+        let holder = rusqlite::Connection::open(&file).unwrap();
+        holder.execute_batch("CREATE TABLE t (n INTEGER)").unwrap();
+        let options = sea_orm::sqlx::sqlite::SqliteConnectOptions::new().filename(&file);
+        let pool = sea_orm::sqlx::SqlitePool::connect_with(options)
+            .await
+            .unwrap();
+        let reader = Reader::open(
+            &file,
+            sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+        )
+        .unwrap();
+        holder
+            .execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        let read = tokio::spawn({
+            let reader = reader.clone();
+            async move {
+                reader
+                    .query_all_raw(Statement::from_string(DbBackend::Sqlite, "SELECT n FROM t"))
+                    .await
+            }
+        });
+        // The runtime (one thread in this test) keeps running while the read waits.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!read.is_finished(), "the read waits for the lock");
+        assert_eq!(reader.busy_fallbacks(), 1, "it went to sqlx's pool");
+        holder.execute_batch("COMMIT").unwrap();
+        let rows = tokio::time::timeout(std::time::Duration::from_secs(4), read)
+            .await
+            .expect("the read ends once the lock is gone")
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows.len(), 1);
     }
 }

@@ -274,6 +274,23 @@ fn sqlx_error(error: rusqlite::Error) -> sqlx::Error {
     }
 }
 
+/// SQLite was busy or locked: another connection held a lock the statement needed
+/// and the connection's busy timeout ran out.
+pub fn is_busy(error: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    e.as_database_error()
+        .and_then(|e| e.try_downcast_ref::<SqliteFailure>())
+        .is_some_and(|failure| {
+            matches!(
+                failure.code & 0xff,
+                rusqlite::ffi::SQLITE_BUSY | rusqlite::ffi::SQLITE_LOCKED
+            )
+        })
+}
+
 /// SQLite's refusal of a statement: its extended result code and message.
 #[derive(Debug)]
 pub struct SqliteFailure {
