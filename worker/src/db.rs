@@ -153,15 +153,16 @@ impl Database {
                 // against 55 MB without), and reading them through `pread` cost no
                 // throughput in `signin_bench` (docs/benchmarks.md, 2026-11-30).
                 //
-                // `temp_store`: the writer's savepoints stay open until its batch
-                // commits, so their journal outgrows SQLite's 64 KiB in-memory spill
-                // and would go to a temporary file, created and unlinked for every
+                // `temp_store`: the journal of the writer's savepoints (one per
+                // write in a batch) outgrows SQLite's 64 KiB in-memory spill and
+                // would go to a temporary file, created and unlinked for every
                 // batch.
                 .pragma("temp_store", "memory");
             tracing::info!(
                 database = "sqlite",
                 database.writers = 1,
                 database.readers = SQLITE_READERS,
+                database.hot_readers = crate::reader::CONNECTIONS,
                 worker.concurrency = concurrency,
                 "connection pool and job slots"
             );

@@ -32,7 +32,7 @@ use crate::sqlite;
 /// How many rusqlite read connections a process opens. Reads run on the runtime's
 /// threads (two on two cores) and the writer's, and return at once: four leave
 /// one free almost always.
-const CONNECTIONS: usize = 4;
+pub(crate) const CONNECTIONS: usize = 4;
 
 /// Runs the hot reads; cheap to clone.
 #[derive(Clone, Debug)]
