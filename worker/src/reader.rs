@@ -7,9 +7,9 @@
 //! (docs/benchmarks.md, ninth sitting). A read blocks its runtime thread only that
 //! long: a write never blocks a read in WAL mode, and a read that finds SQLite busy
 //! all the same (a crashed process's WAL being recovered) goes through sqlx's pool,
-//! which waits on a thread of its own. Reads that may take longer
-//! (the metrics' counts) or wait on the database (the commit watches) use
-//! [`Reader::pool`], sqlx's read pool, as do PostgreSQL and SQLite in memory.
+//! which waits on a thread of its own. Reads that may take longer (the metrics'
+//! counts) use [`Reader::pool`], sqlx's read pool, as do PostgreSQL and SQLite in
+//! memory.
 
 use std::{
     path::Path,
@@ -82,14 +82,13 @@ impl Reader {
         })
     }
 
-    /// sqlx's read pool: for reads that may take long, and for `LISTEN` and the
-    /// commit watches.
+    /// sqlx's read pool: for reads that may take long (the metrics' counts).
     pub fn pool(&self) -> &DatabaseConnection {
         &self.pool
     }
 
     /// How many reads found SQLite busy on the reader's own connections and went
-    /// through sqlx's pool instead.
+    /// through sqlx's pool instead (also `signin_db_read_busy_total`).
     pub fn busy_fallbacks(&self) -> u64 {
         self.own
             .as_ref()
@@ -106,6 +105,7 @@ impl Reader {
         match read(&own.take()) {
             Err(error) if sqlite::is_busy(&error) => {
                 own.busy_fallbacks.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("signin_db_read_busy_total").increment(1);
                 None
             }
             done => Some(done),
