@@ -28,6 +28,7 @@ use crate::{
     writer::Writer,
 };
 
+mod checkpoints;
 mod loopback_tls;
 pub mod stable_plans;
 
@@ -53,6 +54,8 @@ pub struct Database {
     pub writer: Writer,
     /// The SQLite database file (none in memory or on PostgreSQL).
     sqlite_file: Option<std::path::PathBuf>,
+    /// Keeps the background checkpoints of `sqlite_file` running.
+    _checkpoints: Option<std::sync::Arc<checkpoints::Running>>,
 }
 
 /// An exclusive lock on `<database file>.migrate-lock`, held while one process
@@ -142,6 +145,7 @@ impl Database {
                 conn,
                 pool: DbPool::Postgres(pool),
                 sqlite_file: None,
+                _checkpoints: None,
             })
         } else {
             let options = SqliteConnectOptions::from_str(url)
@@ -178,11 +182,16 @@ impl Database {
                     conn,
                     pool: DbPool::Sqlite(pool),
                     sqlite_file: None,
+                    _checkpoints: None,
                 });
             }
             // The writer first: it creates the file and switches it to WAL.
             let sqlite_file = Some(options.get_filename().to_path_buf());
-            let writer = sqlite_pool(options.clone(), 1).await?;
+            // Checkpoints run in the background (`checkpoints`), not in its commits.
+            let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
+            let writer = sqlite_pool(writer_options, 1).await?;
+            let running = std::sync::Arc::new(checkpoints::Running);
+            checkpoints::spawn(options.get_filename().to_path_buf(), &running);
             let readers = sqlite_pool(options.clone(), SQLITE_READERS).await?;
             let readers = SqlxSqliteConnector::from_sqlx_sqlite_pool(readers);
             let reader = Reader::open(options.get_filename(), readers)?;
@@ -193,6 +202,7 @@ impl Database {
                 reader,
                 pool: DbPool::Sqlite(writer),
                 sqlite_file,
+                _checkpoints: Some(running),
             })
         }
     }
