@@ -186,22 +186,22 @@ impl Database {
                 });
             }
             // The writer first: it creates the file and switches it to WAL.
-            let sqlite_file = Some(options.get_filename().to_path_buf());
+            let file = options.get_filename().to_path_buf();
             // Checkpoints run in the background (`checkpoints`), not in its commits.
             let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
             let writer = sqlite_pool(writer_options, 1).await?;
             let running = std::sync::Arc::new(checkpoints::Running);
-            checkpoints::spawn(options.get_filename().to_path_buf(), &running);
-            let readers = sqlite_pool(options.clone(), SQLITE_READERS).await?;
+            checkpoints::spawn(file.clone(), &running);
+            let readers = sqlite_pool(options, SQLITE_READERS).await?;
             let readers = SqlxSqliteConnector::from_sqlx_sqlite_pool(readers);
-            let reader = Reader::open(options.get_filename(), readers)?;
+            let reader = Reader::open(&file, readers)?;
             let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone());
             Ok(Self {
                 writer: Writer::new(conn.clone()),
                 conn,
                 reader,
                 pool: DbPool::Sqlite(writer),
-                sqlite_file,
+                sqlite_file: Some(file),
                 _checkpoints: Some(running),
             })
         }

@@ -125,7 +125,7 @@ pub(crate) fn connect(file: &Path) -> Result<rusqlite::Connection, rusqlite::Err
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     // A read connection: a statement that would write is refused.
     conn.pragma_update(None, "query_only", true)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(sqlite::STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -159,11 +159,13 @@ impl ConnectionTrait for Reader {
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        let stmt = Statement::from_string(self.get_database_backend(), sql);
-        if let Some(done) = self.own(|c| sqlite::execute(c, &stmt)) {
-            return sqlite::exec_result(done?).await;
+        match &self.own {
+            Some(_) => {
+                self.execute_raw(Statement::from_string(DbBackend::Sqlite, sql))
+                    .await
+            }
+            None => self.pool.execute_unprepared(sql).await,
         }
-        self.pool.execute_unprepared(sql).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {

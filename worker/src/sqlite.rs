@@ -32,6 +32,10 @@ use sea_orm::{
 };
 use values::{stored, typed};
 
+/// Prepared statements a rusqlite connection keeps: more than the writes or the hot
+/// reads use (rusqlite keeps 16 by default, fewer than a sign-in's distinct ones).
+pub const STATEMENT_CACHE: usize = 64;
+
 /// A row read: its columns by name.
 pub type Row = BTreeMap<String, Value>;
 

@@ -55,10 +55,6 @@ pub struct Savepoint<'a> {
     name: Name,
 }
 
-/// The most prepared statements kept while held: more than the writes use (rusqlite
-/// keeps 16 by default, fewer than a sign-in's distinct statements).
-const STATEMENTS: usize = 64;
-
 /// A savepoint's name: the one around each write, or around a transaction
 /// inside one.
 #[derive(Clone, Copy)]
@@ -93,7 +89,7 @@ impl Held {
         // connection is checked out to the owner, which runs every statement here.
         let db = unsafe { rusqlite::Connection::from_handle(handle.as_ptr()) }
             .map_err(|e| DbErr::Conn(RuntimeErr::Internal(e.to_string())))?;
-        db.set_prepared_statement_cache_capacity(STATEMENTS);
+        db.set_prepared_statement_cache_capacity(sqlite::STATEMENT_CACHE);
         Ok(Self {
             db: Mutex::new(db),
             conn,
@@ -174,27 +170,28 @@ impl Drop for Held {
 }
 
 impl Savepoint<'_> {
-    /// Keeps what was done since the savepoint. If that fails, the batch is
-    /// poisoned: its caller hears of an error, so what it did must not commit.
+    /// Keeps what was done since the savepoint.
     pub fn release(self) -> Result<(), DbErr> {
         let [_, keep, _] = self.name.sql();
-        let released = self.held.run(|db| sqlite::batch(db, keep));
-        if released.is_err() {
-            self.held.poisoned.store(true, Ordering::Relaxed);
-        }
-        released
+        self.settle(&[keep])
     }
 
+    /// Undoes what was done since the savepoint, then takes it off the stack.
     pub fn rollback(self) -> Result<(), DbErr> {
         let [_, keep, undo] = self.name.sql();
-        // Undone, then taken off the stack of savepoints.
-        let rolled_back = self
+        self.settle(&[undo, keep])
+    }
+
+    /// Runs `statements` in order. If one fails the batch is poisoned: the write's
+    /// caller hears of an error, so nothing it did may commit.
+    fn settle(&self, statements: &[&'static str]) -> Result<(), DbErr> {
+        let settled = self
             .held
-            .run(|db| sqlite::batch(db, undo).and_then(|()| sqlite::batch(db, keep)));
-        if rolled_back.is_err() {
+            .run(|db| statements.iter().try_for_each(|sql| sqlite::batch(db, sql)));
+        if settled.is_err() {
             self.held.poisoned.store(true, Ordering::Relaxed);
         }
-        rolled_back
+        settled
     }
 }
 
@@ -210,9 +207,8 @@ impl ConnectionTrait for Held {
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        let stmt = Statement::from_string(DbBackend::Sqlite, sql);
-        let done = self.run(|db| sqlite::execute(db, &stmt))?;
-        sqlite::exec_result(done).await
+        self.execute_raw(Statement::from_string(DbBackend::Sqlite, sql))
+            .await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {

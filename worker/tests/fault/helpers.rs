@@ -267,12 +267,7 @@ pub fn job(operation_id: Uuid, code: &str) -> SignInJob {
         code: code.to_owned(),
         pkce_verifier: "v".repeat(43),
         nonce: Some(format!("nonce-{}", person_of(code))),
-        form_user: None,
-        redirect_uri: None,
-        id_token: None,
-        access_token: None,
-        one_tap: false,
-        client: Default::default(),
+        ..Default::default()
     }
 }
 

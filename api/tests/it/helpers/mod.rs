@@ -645,11 +645,6 @@ pub fn code_job(
         code: code.into(),
         pkce_verifier: pkce_verifier.into(),
         nonce,
-        form_user: None,
-        redirect_uri: None,
-        id_token: None,
-        access_token: None,
-        one_tap: false,
-        client: Default::default(),
+        ..Default::default()
     }
 }
