@@ -20,6 +20,7 @@ pub mod provider_tokens;
 pub mod providers;
 pub mod reader;
 pub mod recent_finishes;
+pub mod redemption;
 pub mod replay;
 pub mod shutdown;
 mod sqlite;

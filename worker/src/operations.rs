@@ -8,7 +8,8 @@ use chrono::Utc;
 use entity::async_operation::{self, Column, Entity as AsyncOperation, Model, OperationStatus};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QueryTrait,
     sea_query::{Asterisk, Expr, ExprTrait, Func, Query},
 };
 use uuid::Uuid;
@@ -310,23 +311,17 @@ pub async fn redeem(
     redeemer_hash: &str,
     session_max_lifetime: Duration,
 ) -> Result<Option<(Model, Uuid)>, DbErr> {
-    let now = Utc::now();
     // One statement (`RETURNING`): on SQLite each statement waits its turn for the
     // single writer connection.
-    let result = AsyncOperation::update_many()
-        .col_expr(Column::RedeemedAt, Expr::value(now))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::Id.eq(id))
-        .filter(Column::RedeemerHash.eq(redeemer_hash))
-        .filter(Column::Status.eq(OperationStatus::Ok))
-        .filter(Column::RedeemedAt.is_null())
-        .filter(Column::UpdatedAt.gt(now - REDEEM_WINDOW))
-        .exec_with_returning(db)
-        .await?;
-    let Some((operation, user_id)) = result
-        .into_iter()
-        .next()
-        .and_then(|operation| operation.user_id.map(|user_id| (operation, user_id)))
+    let result = Model::find_by_statement(db.get_database_backend().build(&redeem_update(
+        Utc::now(),
+        id,
+        redeemer_hash,
+    )))
+    .one(db)
+    .await?;
+    let Some((operation, user_id)) =
+        result.and_then(|operation| operation.user_id.map(|user_id| (operation, user_id)))
     else {
         return Ok(None);
     };
@@ -337,6 +332,27 @@ pub async fn redeem(
         return Ok(None);
     }
     Ok(Some((operation, user_id)))
+}
+
+/// The redemption itself: `id` marked redeemed at `now` if it is `ok` (finished
+/// within [`REDEEM_WINDOW`]), unredeemed and bound to `redeemer_hash`, returning
+/// the row.
+pub fn redeem_update(
+    now: chrono::DateTime<Utc>,
+    id: Uuid,
+    redeemer_hash: &str,
+) -> sea_orm::sea_query::UpdateStatement {
+    AsyncOperation::update_many()
+        .col_expr(Column::RedeemedAt, Expr::value(now))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::RedeemerHash.eq(redeemer_hash))
+        .filter(Column::Status.eq(OperationStatus::Ok))
+        .filter(Column::RedeemedAt.is_null())
+        .filter(Column::UpdatedAt.gt(now - REDEEM_WINDOW))
+        .into_query()
+        .returning_all()
+        .to_owned()
 }
 
 /// Whether a pending operation has outlived `timeout`.

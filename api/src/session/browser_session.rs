@@ -8,10 +8,10 @@ use entity::{
 use poem::web::cookie::CookieJar;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
-use worker::{crypto, operations};
+use worker::{crypto, redemption};
 
 use super::{
-    Client, KIND_BROWSER, SESSION_COOKIE, browser_lifetime, insert_session, is_plausible_token,
+    Client, KIND_BROWSER, SESSION_COOKIE, browser_lifetime, is_plausible_token, new_session,
     revoke::after_revoke, set_session_cookie,
 };
 use crate::{browser, state::AppState};
@@ -29,23 +29,24 @@ pub async fn redeem_into_browser_session(
 ) -> Result<Option<(async_operation::Model, Uuid)>, DbErr> {
     let lifetime = browser_lifetime(state);
     let max_lifetime = state.settings.session_max_lifetime;
-    let for_session = client.clone();
+    let (session, token) = new_session(KIND_BROWSER, client.clone(), None, lifetime);
+    // One statement on PostgreSQL, so no transaction of its own.
     let started = state
         .writer
-        .run(move |db| {
+        .run_atomic(move |db| {
             Box::pin(async move {
-                let Some((operation, user_id)) =
-                    operations::redeem(db, operation_id, &redeemer_hash, max_lifetime).await?
-                else {
-                    return Ok(None);
-                };
-                let (_, token) =
-                    insert_session(db, user_id, KIND_BROWSER, for_session, None, lifetime).await?;
-                Ok(Some((operation, user_id, token)))
+                redemption::redeem_into_session(
+                    db,
+                    operation_id,
+                    &redeemer_hash,
+                    max_lifetime,
+                    session,
+                )
+                .await
             })
         })
         .await?;
-    let Some((operation, user_id, token)) = started else {
+    let Some((operation, user_id)) = started else {
         return Ok(None);
     };
     if let Some(old) = jar.get(&browser::cookie_name(SESSION_COOKIE, "/", &state.settings)) {

@@ -9,14 +9,11 @@ mod lookup;
 mod revoke;
 
 use chrono::Utc;
-use entity::{
-    session::{self, Entity as Session},
-    user_profile,
-};
+use entity::user_profile;
 use poem::{FromRequest, Request, RequestBody, http::header, web::cookie::CookieJar};
-use sea_orm::{ActiveValue::Set, DbErr, EntityTrait};
+use sea_orm::DbErr;
 use uuid::Uuid;
-use worker::{audit, crypto, linking::LinkTo};
+use worker::{audit, crypto, linking::LinkTo, redemption::NewSession};
 
 use crate::{browser, error::ApiError, state::AppState};
 
@@ -212,31 +209,38 @@ impl Client {
     }
 }
 
+/// A new session of `kind` for `client`, and the token its holder gets (only its
+/// hash is stored).
+pub(crate) fn new_session(
+    kind: &'static str,
+    client: Client,
+    device: Option<String>,
+    lifetime: chrono::Duration,
+) -> (NewSession, String) {
+    let token = crypto::random_token(32);
+    let session = NewSession {
+        id: Uuid::new_v4(),
+        token_hash: crypto::sha256_hex(&token),
+        kind,
+        user_agent: client.user_agent,
+        ip: client.ip,
+        device,
+        lifetime,
+    };
+    (session, token)
+}
+
+/// Inserts a new session for `user_id`: its id and token.
 pub(crate) async fn insert_session(
     db: &impl sea_orm::ConnectionTrait,
     user_id: Uuid,
-    kind: &str,
+    kind: &'static str,
     client: Client,
     device: Option<String>,
     lifetime: chrono::Duration,
 ) -> Result<(Uuid, String), DbErr> {
-    let token = crypto::random_token(32);
-    let now = Utc::now();
-    let id = Uuid::new_v4();
-    Session::insert(session::ActiveModel {
-        id: Set(id),
-        token_hash: Set(crypto::sha256_hex(&token)),
-        user_id: Set(user_id),
-        created_at: Set(now),
-        last_seen_at: Set(now),
-        expires_at: Set(now + lifetime),
-        revoked_at: Set(None),
-        user_agent: Set(client.user_agent),
-        ip: Set(client.ip),
-        kind: Set(kind.to_owned()),
-        device: Set(device),
-    })
-    .exec(db)
-    .await?;
+    let (session, token) = new_session(kind, client, device, lifetime);
+    let id = session.id;
+    session.insert(db, user_id).await?;
     Ok((id, token))
 }

@@ -7,8 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Options, TestApp, app_client, operation_status, poll_operation, register, rows::set_on_all,
-    spawn_app_with, wait_until_finished, workers::InProcessWorker,
+    Backend, Options, TestApp, app_client, operation_status, poll_operation, register,
+    rows::set_on_all, spawn_app, spawn_app_on, spawn_app_with, wait_until_finished,
+    workers::InProcessWorker,
 };
 
 /// A password user's fresh tokens.
@@ -118,9 +119,9 @@ async fn a_link_that_finished_after_its_session_ended_is_not_redeemed() {
     assert_eq!(app.count(Session).await, sessions, "no session was minted");
 }
 
-#[tokio::test]
-async fn a_browser_link_that_finished_after_its_session_ended_signs_nobody_in() {
-    let app = spawn_app_with(Options::default()).await.unwrap();
+/// A browser link finished `ok`, not yet redeemed, asked for by the session the
+/// browser holds.
+async fn finished_browser_link(app: &TestApp) {
     app.sign_in(&app.browser, "browser-owner").await;
     let authorize = app.start_login("mock", "?link=1").await;
     app.given_provider_signs_in(&authorize, "link-code", "second-account")
@@ -130,6 +131,57 @@ async fn a_browser_link_that_finished_after_its_session_ended_signs_nobody_in() 
             .await,
     );
     assert_eq!(app.wait_for_status("").await["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_browser_link_whose_session_is_live_is_redeemed_on_sqlite() {
+    a_browser_link_whose_session_is_live_is_redeemed(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn a_browser_link_whose_session_is_live_is_redeemed_on_postgres() {
+    let Some(app) = spawn_app_on(Backend::Postgres).await else {
+        return;
+    };
+    a_browser_link_whose_session_is_live_is_redeemed(app).await;
+}
+
+async fn a_browser_link_whose_session_is_live_is_redeemed(app: TestApp) {
+    finished_browser_link(&app).await;
+    let sessions = app.count(Session).await;
+    let success = app.get_success("").await;
+    assert!(
+        !crate::helpers::location(&success).starts_with("/auth/error"),
+        "{success:?}"
+    );
+    assert_eq!(
+        app.count(Session).await,
+        sessions + 1,
+        "a session was minted"
+    );
+    assert_eq!(app.get_me().await.status(), StatusCode::OK);
+    assert_eq!(
+        app.count(SocialAccount).await,
+        2,
+        "both accounts are the user's"
+    );
+}
+
+#[tokio::test]
+async fn a_browser_link_that_finished_after_its_session_ended_signs_nobody_in_on_sqlite() {
+    a_browser_link_that_finished_after_its_session_ended_signs_nobody_in(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn a_browser_link_that_finished_after_its_session_ended_signs_nobody_in_on_postgres() {
+    let Some(app) = spawn_app_on(Backend::Postgres).await else {
+        return;
+    };
+    a_browser_link_that_finished_after_its_session_ended_signs_nobody_in(app).await;
+}
+
+async fn a_browser_link_that_finished_after_its_session_ended_signs_nobody_in(app: TestApp) {
+    finished_browser_link(&app).await;
     // The session that asked is revoked (say, from another device) before the
     // browser redeems.
     use sea_orm::EntityTrait;

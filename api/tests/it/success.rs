@@ -3,11 +3,23 @@
 use entity::prelude::Session;
 use reqwest::StatusCode;
 
-use crate::helpers::{assert_redirect_to, location, spawn_app};
+use crate::helpers::{Backend, TestApp, assert_redirect_to, location, spawn_app, spawn_app_on};
 
 #[tokio::test]
-async fn success_redeems_once() {
-    let app = spawn_app().await;
+async fn success_redeems_once_on_sqlite() {
+    success_redeems_once(spawn_app().await).await;
+}
+
+/// On PostgreSQL the redemption and the new session are one statement.
+#[tokio::test]
+async fn success_redeems_once_on_postgres() {
+    let Some(app) = spawn_app_on(Backend::Postgres).await else {
+        return;
+    };
+    success_redeems_once(app).await;
+}
+
+async fn success_redeems_once(app: TestApp) {
     app.sign_in(&app.browser, "once").await;
     let again = app.get_success("").await;
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
@@ -20,8 +32,19 @@ async fn success_redeems_once() {
 }
 
 #[tokio::test]
-async fn another_browser_cannot_redeem_the_operation() {
-    let app = spawn_app().await;
+async fn another_browser_cannot_redeem_the_operation_on_sqlite() {
+    another_browser_cannot_redeem_the_operation(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn another_browser_cannot_redeem_the_operation_on_postgres() {
+    let Some(app) = spawn_app_on(Backend::Postgres).await else {
+        return;
+    };
+    another_browser_cannot_redeem_the_operation(app).await;
+}
+
+async fn another_browser_cannot_redeem_the_operation(app: TestApp) {
     let authorize = app.start_login("mock", "?next=/welcome").await;
     app.given_provider_signs_in(&authorize, "code-victim", "victim")
         .await;
