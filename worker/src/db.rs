@@ -31,6 +31,7 @@ use crate::{
 mod checkpoints;
 mod loopback_tls;
 pub mod stable_plans;
+pub mod with;
 
 /// The raw pool behind the sea-orm connection; apalis storages are built from it.
 #[derive(Clone, Debug)]

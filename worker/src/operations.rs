@@ -10,7 +10,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QueryTrait,
-    sea_query::{Asterisk, Expr, ExprTrait, Func, Query},
+    sea_query::{Asterisk, Expr, ExprTrait, Func, InsertStatement, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -106,26 +106,43 @@ pub async fn claim_state(
     new: NewOperation,
     exchange_started: bool,
 ) -> Result<Claim, DbErr> {
-    let Some(state_hash) = new.state_hash.clone() else {
-        return insert_pending(db, new, exchange_started)
-            .await
-            .map(Claim::New);
-    };
-    let redeemer_hash = new.redeemer_hash.clone();
-    // `ON CONFLICT DO NOTHING`, not a caught unique violation: in a PostgreSQL
-    // transaction a failed statement would abort the rest of the write.
-    let inserted = AsyncOperation::insert(pending_row(new, exchange_started))
-        .on_conflict_do_nothing_on([Column::StateHash])
-        .exec_with_returning_many(db)
-        .await?;
-    // A conflict returns no row (`exec_with_returning` would call that an error).
-    if let sea_orm::TryInsertResult::Inserted(mut rows) = inserted
-        && let Some(model) = rows.pop()
+    let (_, insert) = claim_insert(&new, exchange_started);
+    match Model::find_by_statement(db.get_database_backend().build(&insert))
+        .one(db)
+        .await?
     {
-        return Ok(Claim::New(model));
+        Some(model) => Ok(Claim::New(model)),
+        None => claimed_by(db, &new).await,
     }
+}
+
+/// The insert of [`claim_state`], returning the new row, and that row's id: no row
+/// when another operation holds the state (`ON CONFLICT DO NOTHING`, not a caught
+/// unique violation: in a PostgreSQL transaction a failed statement would abort
+/// the rest of the write).
+pub fn claim_insert(new: &NewOperation, exchange_started: bool) -> (Uuid, InsertStatement) {
+    let id = Uuid::new_v4();
+    let mut insert = AsyncOperation::insert(pending_row(id, new.clone(), exchange_started));
+    if new.state_hash.is_some() {
+        insert = insert.on_conflict(
+            OnConflict::column(Column::StateHash)
+                .do_nothing()
+                .to_owned(),
+        );
+    }
+    let mut query = insert.into_query();
+    query.returning_all();
+    (id, query)
+}
+
+/// Who holds `new`'s state, once its claim inserted nothing: an earlier callback
+/// of the same browser, or another browser.
+pub async fn claimed_by(db: &impl ConnectionTrait, new: &NewOperation) -> Result<Claim, DbErr> {
+    let Some(state_hash) = &new.state_hash else {
+        return Err(DbErr::RecordNotInserted);
+    };
     Ok(
-        match find_by_state(db, &state_hash, &redeemer_hash).await? {
+        match find_by_state(db, state_hash, &new.redeemer_hash).await? {
             Some(model) => Claim::Existing(model),
             None => Claim::Foreign,
         },
@@ -155,17 +172,21 @@ async fn insert_pending(
     new: NewOperation,
     exchange_started: bool,
 ) -> Result<Model, DbErr> {
-    AsyncOperation::insert(pending_row(new, exchange_started))
+    AsyncOperation::insert(pending_row(Uuid::new_v4(), new, exchange_started))
         .exec_with_returning(db)
         .await
 }
 
 /// The row of a new pending operation, its exchange marked as begun now if
 /// `exchange_started`.
-fn pending_row(new: NewOperation, exchange_started: bool) -> async_operation::ActiveModel {
+fn pending_row(
+    id: Uuid,
+    new: NewOperation,
+    exchange_started: bool,
+) -> async_operation::ActiveModel {
     let now = Utc::now();
     async_operation::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        id: Set(id),
         status: Set(OperationStatus::Pending),
         provider: Set(new.provider),
         user_id: Set(None),

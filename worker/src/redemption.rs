@@ -13,12 +13,10 @@ use entity::{
     async_operation::Model,
     session::{self, Entity as Session},
 };
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, Statement,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult};
 use uuid::Uuid;
 
-use crate::operations;
+use crate::{db::with::with_first, operations};
 
 /// A session to start for whoever an operation signed in.
 #[derive(Debug, Clone)]
@@ -85,13 +83,13 @@ pub async fn redeem_into_session(
 /// ([`crate::linking::LinkTo::session_is_live`], the same conditions in SQL). The
 /// last `SELECT` returns the redeemed row and the user the session was started for.
 const REDEEM_AND_START: &str = "\
-), started AS (
+, started AS (
   INSERT INTO session (id, token_hash, user_id, created_at, last_seen_at, expires_at,
                        revoked_at, user_agent, ip, kind, device)
-  SELECT $S1, $S2, r.user_id, $S3, $S3, $S4, NULL, $S5, $S6, $S7, $S8 FROM redeemed r
+  SELECT $V1, $V2, r.user_id, $V3, $V3, $V4, NULL, $V5, $V6, $V7, $V8 FROM redeemed r
   WHERE r.user_id IS NOT NULL AND (r.link_user_id IS NULL OR EXISTS (
     SELECT 1 FROM session s WHERE s.id = r.link_session_id AND s.user_id = r.link_user_id
-      AND s.revoked_at IS NULL AND s.expires_at > $S3 AND s.created_at > $S9))
+      AND s.revoked_at IS NULL AND s.expires_at > $V3 AND s.created_at > $V9))
   RETURNING user_id
 )
 SELECT r.*, (SELECT user_id FROM started) AS session_user_id FROM redeemed r";
@@ -104,13 +102,11 @@ async fn in_one_statement(
     session: NewSession,
 ) -> Result<Option<(Model, Uuid)>, DbErr> {
     let now = Utc::now();
-    let oldest =
-        now - chrono::Duration::from_std(session_max_lifetime).unwrap_or(chrono::Duration::MAX);
-    let update = DbBackend::Postgres.build(&operations::redeem_update(now, id, redeemer_hash));
-    let mut values = update.values.map(|v| v.0).unwrap_or_default();
-    let mut sql = format!("WITH redeemed AS ({}", update.sql);
-    let mut rest = REDEEM_AND_START.to_owned();
-    let session_values: [sea_orm::Value; 9] = [
+    let oldest = chrono::Duration::from_std(session_max_lifetime)
+        .ok()
+        .and_then(|lifetime| now.checked_sub_signed(lifetime))
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let values = vec![
         session.id.into(),
         session.token_hash.into(),
         now.into(),
@@ -121,22 +117,9 @@ async fn in_one_statement(
         session.device.into(),
         oldest.into(),
     ];
-    // Numbered after the update's own placeholders; from the last, so that `$S1`
-    // could never rewrite the start of a `$S10`.
-    let base = values.len();
-    for i in (1..=session_values.len()).rev() {
-        rest = rest.replace(&format!("$S{i}"), &format!("${}", base + i));
-    }
-    values.extend(session_values);
-    sql.push_str(&rest);
-    let Some(row) = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?
-    else {
+    let update = operations::redeem_update(now, id, redeemer_hash);
+    let statement = with_first("redeemed", &update, REDEEM_AND_START, values);
+    let Some(row) = db.query_one_raw(statement).await? else {
         return Ok(None);
     };
     let operation = Model::from_query_result(&row, "")?;

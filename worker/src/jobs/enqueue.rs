@@ -5,6 +5,8 @@
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
+mod postgres;
+
 use super::{
     JobQueue, MAX_ATTEMPTS, QUEUE_NAME, QueuedJob, SignInJob, Started, Storage,
     handoff::Reservation,
@@ -52,46 +54,12 @@ impl JobQueue {
         &self,
         writer: &Writer,
         new: NewOperation,
-        mut job: SignInJob,
+        job: SignInJob,
     ) -> Result<Started, DbErr> {
-        let queue = self.clone();
-        let (claim, job, pushed) = writer
-            .run(move |db| {
-                Box::pin(async move {
-                    // A job this process runs at once is sent on to the provider
-                    // without a write of its own before the token request: its
-                    // operation is written with the exchange marked.
-                    let slot = queue.handoff.as_ref().and_then(|h| h.reserve());
-                    let marked = slot.is_some() && job.id_token.is_none();
-                    let claim = operations::claim_state(db, new, marked).await?;
-                    let Claim::New(operation) = &claim else {
-                        return Ok((claim, job, PushedIn::No));
-                    };
-                    job.operation_id = operation.id;
-                    let held = slot.map(|slot| slot.for_operation(operation.clone()));
-                    let pushed = match queue.push_in(db, &job, held).await {
-                        Ok(pushed) => pushed,
-                        // The failed statement aborted PostgreSQL's transaction:
-                        // the whole write fails, and nothing is claimed.
-                        Err(error) if matches!(queue.storage, Storage::Postgres(_)) => {
-                            return Err(error);
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "could not queue the job beside its operation");
-                            PushedIn::No
-                        }
-                    };
-                    // Not held after all: the run that fetches the job marks it
-                    // itself, and must not find it marked (that looks like an
-                    // interrupted exchange). Should the unmarking fail, so does the
-                    // whole write.
-                    if marked && !matches!(pushed, PushedIn::Held(_)) {
-                        super::exchange::unmark(job.operation_id).exec(db).await?;
-                    }
-                    Ok((claim, job, pushed))
-                })
-            })
-            .await?;
+        let (claim, job, pushed) = match self.storage {
+            Storage::Postgres(_) => self.claim_and_push_on_postgres(writer, new, job).await?,
+            _ => self.claim_and_push_in_batch(writer, new, job).await?,
+        };
         let operation = match claim {
             Claim::New(operation) => operation,
             Claim::Existing(operation) => return Ok(Started::Existing(operation)),
@@ -122,30 +90,67 @@ impl JobQueue {
         Ok(Started::Queued(operation))
     }
 
-    /// Enqueues `job` as part of the write `db`, so the job commits with the
-    /// operation it serves (on SQLite in the writer's batch, no turn of its own on
-    /// the writer connection). The row is the one apalis' own push writes (its 1.0
-    /// layouts; `push_in_writes_what_apalis_reads` checks both), or, when this
-    /// process runs its own jobs and has a slot free, that row as apalis' lock
-    /// leaves it, held by this process (`handoff`). On PostgreSQL the insert of a
-    /// queued row fires apalis' trigger, whose `NOTIFY` wakes the workers at the
-    /// commit.
+    /// Claims `new`'s state and writes `job`'s row with it, in one of the SQLite
+    /// writer's batches.
+    async fn claim_and_push_in_batch(
+        &self,
+        writer: &Writer,
+        new: NewOperation,
+        mut job: SignInJob,
+    ) -> Result<(Claim, SignInJob, PushedIn), DbErr> {
+        let queue = self.clone();
+        writer
+            .run(move |db| {
+                Box::pin(async move {
+                    // A job this process runs at once is sent on to the provider
+                    // without a write of its own before the token request: its
+                    // operation is written with the exchange marked.
+                    let slot = queue.handoff.as_ref().and_then(|h| h.reserve());
+                    let marked = slot.is_some() && job.id_token.is_none();
+                    let claim = operations::claim_state(db, new, marked).await?;
+                    let Claim::New(operation) = &claim else {
+                        return Ok((claim, job, PushedIn::No));
+                    };
+                    job.operation_id = operation.id;
+                    let held = slot.map(|slot| slot.for_operation(operation.clone()));
+                    let pushed = match queue.push_in(db, &job, held).await {
+                        Ok(pushed) => pushed,
+                        Err(error) => {
+                            tracing::warn!(%error, "could not queue the job beside its operation");
+                            PushedIn::No
+                        }
+                    };
+                    // Not held after all: the run that fetches the job marks it
+                    // itself, and must not find it marked (that looks like an
+                    // interrupted exchange). Should the unmarking fail, so does the
+                    // whole write.
+                    if marked && !matches!(pushed, PushedIn::Held(_)) {
+                        super::exchange::unmark(job.operation_id).exec(db).await?;
+                    }
+                    Ok((claim, job, pushed))
+                })
+            })
+            .await
+    }
+
+    /// `job` sealed, as its row holds it.
+    fn sealed(&self, job: &SignInJob) -> Vec<u8> {
+        serde_json::to_vec(&QueuedJob::seal(job, &self.keys)).expect("a queued job serializes")
+    }
+
+    /// Enqueues `job` as part of the SQLite write `db`, so the job commits with
+    /// the operation it serves, in the writer's batch (no turn of its own on the
+    /// writer connection). The row is the one apalis' own push writes (its 1.0
+    /// layouts; `push_in_writes_what_apalis_reads` checks both, and PostgreSQL's
+    /// in `postgres`), or, when this process runs its own jobs and has a slot
+    /// free, that row as apalis' lock leaves it, held by this process (`handoff`).
     async fn push_in(
         &self,
         db: &WriteConn<'_>,
         job: &SignInJob,
         held: Option<Reservation>,
     ) -> Result<PushedIn, DbErr> {
-        let args =
-            serde_json::to_vec(&QueuedJob::seal(job, &self.keys)).expect("a queued job serializes");
-        if let Storage::Postgres(_) = self.storage {
-            let holder = held.as_ref().map(|h| (h.task_id(), h.holder()));
-            let inserted = insert_postgres_row(db, job, args, holder).await?;
-            return Ok(match held {
-                Some(reservation) if inserted => PushedIn::Held(reservation),
-                _ => PushedIn::Queued,
-            });
-        }
+        let args = self.sealed(job);
         let (id, status, holder) = match &held {
             Some(h) => (
                 h.task_id().to_owned(),
@@ -161,50 +166,6 @@ impl JobQueue {
         })
     }
 }
-
-/// The job's row in apalis' PostgreSQL table: `Pending`, as its push writes it
-/// (empty metadata, priority 0, due now), or, with `held` (row id, holder),
-/// `Running` and locked by the holder as apalis' lock leaves it. A held row is due a
-/// microsecond after the transaction's `now()`, which apalis' insert trigger
-/// compares with: no worker is woken to fetch a row nobody else may take (should
-/// the holder die, apalis' heartbeat re-queues it seconds later, long due). `false`
-/// when the operation's job was pushed before (nothing inserted).
-async fn insert_postgres_row(
-    db: &impl ConnectionTrait,
-    job: &SignInJob,
-    args: Vec<u8>,
-    held: Option<(&str, &str)>,
-) -> Result<bool, DbErr> {
-    let (sql, id, holder) = match held {
-        Some((id, holder)) => (INSERT_HELD, id.to_owned(), Some(holder.to_owned())),
-        None => (INSERT_PENDING, ulid::Ulid::generate().to_string(), None),
-    };
-    let mut values = vec![
-        id.into(),
-        QUEUE_NAME.into(),
-        args.into(),
-        (MAX_ATTEMPTS as i32).into(),
-        job.operation_id.to_string().into(),
-    ];
-    values.extend(holder.map(Into::into));
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        values,
-    ))
-    .await
-    .map(|done| done.rows_affected() == 1)
-}
-
-const INSERT_PENDING: &str = "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, \
-     max_attempts, run_at, priority, metadata, idempotency_key) \
-     VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0, ''::hstore, $5) \
-     ON CONFLICT (job_type, idempotency_key) DO NOTHING";
-const INSERT_HELD: &str = "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, \
-     max_attempts, run_at, priority, metadata, idempotency_key, lock_by, lock_at) \
-     VALUES ($1, $2, $3, 'Running', 0, $4, now() + interval '1 microsecond', 0, ''::hstore, $5, \
-     $6, now()) \
-     ON CONFLICT (job_type, idempotency_key) DO NOTHING";
 
 /// The job's row: `Pending` for any worker to fetch, or `Running` and locked by
 /// `holder` as apalis' lock leaves it. `false` when the operation's job was pushed

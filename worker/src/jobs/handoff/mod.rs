@@ -63,6 +63,16 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// Who locks the reserved job's row.
+    pub(super) fn holder(&self) -> &str {
+        &self.handoff.holder
+    }
+
+    /// The id of the reserved job's row.
+    pub(super) fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
     /// The slot of the job for `operation`, just written.
     pub(super) fn for_operation(self, operation: Model) -> Reservation {
         Reservation {
@@ -81,12 +91,12 @@ pub(super) struct Reservation {
 impl Reservation {
     /// Who locks the reserved job's row.
     pub(super) fn holder(&self) -> &str {
-        &self.slot.handoff.holder
+        self.slot.holder()
     }
 
     /// The id of the reserved job's row.
     pub(super) fn task_id(&self) -> &str {
-        &self.slot.task_id
+        self.slot.task_id()
     }
 
     /// Runs `job` on the reserved slot; call once its row has committed.
