@@ -29,6 +29,7 @@ use crate::{
 };
 
 mod checkpoints;
+pub mod liveness;
 mod loopback_tls;
 pub mod stable_plans;
 pub mod with;
@@ -133,7 +134,7 @@ impl Database {
                 worker.concurrency = concurrency,
                 "connection pool and job slots"
             );
-            let pool = PgPoolOptions::new()
+            let pool = liveness::ping_when_idle(PgPoolOptions::new())
                 .max_connections(size)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options)

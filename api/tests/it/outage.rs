@@ -165,3 +165,62 @@ async fn the_database_going_away_gives_503_and_recovers_without_a_restart() {
     );
     let _ = stop.send(());
 }
+
+/// The server ending pooled connections while they sit idle (a restart, an idle
+/// timeout, an operator) costs no request once they have been idle longer than
+/// `liveness::ALIVE_BYPASS`: such a connection is pinged before the pool hands it
+/// out, and a dead one replaced (one used within the window is handed out without
+/// that round trip: see `worker::db::liveness`).
+#[tokio::test]
+async fn pooled_connections_ended_while_idle_are_replaced_once_past_the_window() {
+    use sea_orm::sqlx::{self, Connection, postgres::PgPoolOptions};
+    let Some(url) = crate::helpers::postgres_url() else {
+        return;
+    };
+    let pool = worker::db::liveness::ping_when_idle(PgPoolOptions::new().max_connections(3))
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let mut pids = Vec::new();
+    for conn in &mut held {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        pids.push(pid);
+    }
+    drop(held);
+    // Released connections are checked on their way back; wait until all are idle.
+    for _ in 0..100 {
+        if pool.num_idle() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        pool.num_idle(),
+        3,
+        "the three connections are idle in the pool"
+    );
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    for pid in &pids {
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(ended, "backend {pid} ended");
+    }
+    tokio::time::sleep(worker::db::liveness::ALIVE_BYPASS + Duration::from_millis(200)).await;
+    for i in 0..3 {
+        let row: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|error| panic!("statement {i} after the window: {error}"));
+        assert_eq!(row, 1);
+    }
+}
