@@ -18,7 +18,9 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::{commit_watch, reader::Reader, recent_finishes::RecentFinishes};
+use crate::{
+    commit_watch, reader::Reader, recent_finishes::RecentFinishes, running_here::RunningHere,
+};
 
 /// Wakes the long-polling status requests of this process when an operation
 /// finishes, and knows which operations they wait on.
@@ -29,6 +31,8 @@ pub struct OperationEvents {
     waited: Arc<Mutex<HashMap<Uuid, usize>>>,
     /// Finished operations a status request may be answered from.
     recent: RecentFinishes,
+    /// Operations whose job runs here: `pending` until this process says otherwise.
+    running: RunningHere,
 }
 
 /// What a waiter hears: one operation finished (with its committed row, when the
@@ -48,6 +52,7 @@ impl Default for OperationEvents {
             sender: broadcast::channel(EVENT_BUFFER).0,
             waited: Arc::default(),
             recent: RecentFinishes::default(),
+            running: RunningHere::default(),
         }
     }
 }
@@ -55,6 +60,7 @@ impl Default for OperationEvents {
 impl OperationEvents {
     /// Tells the waiters on `id` that it finished; they read it again.
     pub fn finished(&self, id: Uuid) {
+        self.running.forget(id);
         let _ = self.sender.send(Finished::One(id, None));
     }
 
@@ -63,6 +69,7 @@ impl OperationEvents {
     /// The row is also kept among the [`Self::recent`] finishes.
     pub fn finished_as(&self, operation: Model) {
         let operation = Arc::new(operation);
+        self.running.forget(operation.id);
         self.recent.remember(operation.clone());
         let _ = self
             .sender
@@ -75,9 +82,25 @@ impl OperationEvents {
         &self.recent
     }
 
+    /// Operations whose job runs in this process right now.
+    pub fn running(&self) -> &RunningHere {
+        &self.running
+    }
+
+    /// What this process knows of operation `id` of the browser `redeemer_hash`
+    /// without reading the database: its finished row, or its row as its job
+    /// started here while that job runs. A waiter that took `pending` from here
+    /// hears of the finish: every announcement forgets the running entry first.
+    pub fn known(&self, id: Uuid, redeemer_hash: &str) -> Option<Arc<Model>> {
+        self.recent
+            .get(id, redeemer_hash)
+            .or_else(|| self.running.get(id, redeemer_hash))
+    }
+
     /// Tells every waiter to re-check (operations expired in bulk, or a lost
     /// `LISTEN` connection came back).
     pub fn notify_all(&self) {
+        self.running.forget_all();
         let _ = self.sender.send(Finished::Any);
     }
 

@@ -22,6 +22,7 @@ pub mod reader;
 pub mod recent_finishes;
 pub mod redemption;
 pub mod replay;
+pub mod running_here;
 pub mod shutdown;
 mod sqlite;
 pub mod sweep;

@@ -39,6 +39,7 @@ mod session_cookie;
 mod shared_redis;
 mod sign_in_job;
 mod status;
+mod status_memory;
 mod success;
 mod sweep;
 mod writes;

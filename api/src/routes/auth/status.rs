@@ -102,39 +102,49 @@ async fn current(
     id: Option<uuid::Uuid>,
 ) -> Result<Operation, ApiError> {
     let missing = || ApiError::NotFound("No sign-in is in progress in this browser.");
-    let operation = recent_or_read(state, jar, id).await?.ok_or_else(missing)?;
+    let operation = known_or_read(state, jar, id, true)
+        .await?
+        .ok_or_else(missing)?;
     if operations::is_stale(&operation, state.settings.operation_timeout) {
         let (code, message) = operations::TIMEOUT;
         operations::mark_error(&state.db, operation.id, code, message).await?;
-        return recent_or_read(state, jar, Some(operation.id))
+        // From the database: a copy in memory may be the pending one.
+        return known_or_read(state, jar, Some(operation.id), false)
             .await?
             .ok_or_else(missing);
     }
     Ok(operation)
 }
 
-/// This browser's operation (`id` when given and bound here, else its latest),
-/// except that a finished operation asked for by id comes from memory when this
-/// process finished or read it lately: nothing this route reports of it (status,
-/// error, restart target) changes once it has finished. A finished one read here
-/// is kept for the browser's next ask.
-async fn recent_or_read(
+/// This browser's operation (`id` when given and bound here, else its latest).
+/// With `from_memory`, an operation asked for by id comes from memory when this
+/// process knows it: finished here or read finished lately (nothing this route
+/// reports of a finished one changes), or pending while its job runs here (the
+/// finish will be announced here). A finished one read here is kept for the
+/// browser's next ask.
+async fn known_or_read(
     state: &AppState,
     jar: &poem::web::cookie::CookieJar,
     id: Option<uuid::Uuid>,
+    from_memory: bool,
 ) -> Result<Option<Operation>, ApiError> {
     let Some(redeemer_hash) = browser_redeemer_hash(state, jar) else {
         return Ok(None);
     };
-    let recent = state.events.recent();
-    if let Some(finished) = id.and_then(|id| recent.get(id, &redeemer_hash)) {
-        return Ok(Some(Operation::clone(&finished)));
+    let known = id
+        .filter(|_| from_memory)
+        .and_then(|id| state.events.known(id, &redeemer_hash));
+    if let Some(known) = known {
+        return Ok(Some(Operation::clone(&known)));
     }
     let operation = operations::find_for_browser(&state.reader, &redeemer_hash, id).await?;
     if let Some(operation) = &operation
         && operation.status != OperationStatus::Pending
     {
-        recent.remember(std::sync::Arc::new(operation.clone()));
+        state
+            .events
+            .recent()
+            .remember(std::sync::Arc::new(operation.clone()));
     }
     Ok(operation)
 }
