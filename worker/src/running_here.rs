@@ -1,5 +1,5 @@
-//! Operations whose job runs in this process right now (the embedded worker's
-//! handed-over jobs), kept so that a status request for one is answered `pending`
+//! Operations whose job runs in this process right now (the embedded worker's,
+//! handed over or fetched), kept so that a status request for one is answered `pending`
 //! without a database read: while its job runs here, this process is where the
 //! operation finishes, and it announces the finish to the waiting requests.
 //!

@@ -56,24 +56,14 @@ async fn a_pending_operation_whose_job_runs_here_is_answered_from_memory(app: Te
         .exec(&app.db)
         .await
         .unwrap();
-    let body: Value = app
-        .get_status(&format!("?operation={id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = status_of(&app, id).await;
     assert!(started.elapsed() < HELD, "answered while the job still ran");
     assert_eq!(body["status"], "pending", "answered from memory: {body}");
     // Once the job has ended (finding the row no longer pending), the database
     // answers again.
     let deadline = Instant::now() + HELD * 3;
     let body = loop {
-        let body: Value = app
-            .get_status(&format!("?operation={id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let body = status_of(&app, id).await;
         if body["status"] != "pending" || Instant::now() > deadline {
             break body;
         }
@@ -81,4 +71,9 @@ async fn a_pending_operation_whose_job_runs_here_is_answered_from_memory(app: Te
     };
     assert_eq!(body["status"], "error", "{body}");
     assert_eq!(body["error"]["code"], "test", "{body}");
+}
+
+async fn status_of(app: &TestApp, id: uuid::Uuid) -> Value {
+    let response = app.get_status(&format!("?operation={id}")).await;
+    response.json().await.expect("a JSON status")
 }

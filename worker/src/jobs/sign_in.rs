@@ -50,6 +50,9 @@ pub(super) async fn run_from(
         tracing::info!("operation already finished; nothing to do");
         return Ok(());
     }
+    // Status requests in this process are answered `pending` from memory while it
+    // runs here (`running_here`).
+    let _running = state.events.running().start(&operation);
     let timeout = state.settings.operation_timeout;
     if operations::is_stale(&operation, timeout) {
         return Err(SignInError::Expired);

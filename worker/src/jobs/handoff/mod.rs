@@ -243,8 +243,6 @@ async fn run_one(
 ) -> Option<String> {
     metrics::counter!("signin_jobs_handed_over_total", "provider" => handed.job.provider.clone())
         .increment(1);
-    // Status requests for it are answered `pending` from memory while it runs.
-    let _running = state.events.running().start(&handed.operation);
     let (status, error) =
         match handler::handle(&handed.job, &state, 1, Some(*handed.operation)).await {
             handler::Ran::Done => return Some(handed.task_id),
