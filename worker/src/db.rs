@@ -28,6 +28,7 @@ use crate::{
     writer::Writer,
 };
 
+mod busy;
 mod checkpoints;
 pub mod liveness;
 mod loopback_tls;
@@ -104,7 +105,12 @@ async fn sqlite_pool(options: SqliteConnectOptions, size: u32) -> anyhow::Result
         // A connection to a local file does not drop; sqlx's ping before each
         // acquire would be one more round trip to the connection's thread.
         .test_before_acquire(false)
-        .after_connect(|conn, _| Box::pin(stable_plans::enable(conn)))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                stable_plans::enable(conn).await?;
+                busy::install(conn).await
+            })
+        })
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
