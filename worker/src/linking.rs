@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{
     async_operation,
     session::{self, Entity as Session},
@@ -39,8 +39,7 @@ impl LinkTo {
         max_lifetime: Duration,
     ) -> Result<bool, DbErr> {
         let now = Utc::now();
-        let oldest =
-            now - chrono::Duration::from_std(max_lifetime).unwrap_or(chrono::Duration::MAX);
+        let oldest = oldest_live_start(now, max_lifetime);
         let live = Session::find_by_id(self.session_id)
             .filter(session::Column::UserId.eq(self.user_id))
             .filter(session::Column::RevokedAt.is_null())
@@ -49,5 +48,35 @@ impl LinkTo {
             .one(db)
             .await?;
         Ok(live.is_some())
+    }
+}
+
+/// The earliest start of a session still within `max_lifetime` at `now`; any
+/// start qualifies when the lifetime reaches past the calendar's beginning.
+pub fn oldest_live_start(now: DateTime<Utc>, max_lifetime: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(max_lifetime)
+        .ok()
+        .and_then(|lifetime| now.checked_sub_signed(lifetime))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_past_the_calendars_beginning_admits_any_start() {
+        let now = Utc::now();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(oldest_live_start(now, day), now - chrono::Duration::days(1));
+        // Once a panic (`now - TimeDelta::MAX`) for a very long `session_max_lifetime`.
+        assert_eq!(
+            oldest_live_start(now, Duration::from_secs(u64::MAX)),
+            DateTime::<Utc>::MIN_UTC
+        );
+        assert_eq!(
+            oldest_live_start(now, day * 365 * 1_000_000),
+            DateTime::<Utc>::MIN_UTC
+        );
     }
 }

@@ -16,7 +16,7 @@ use entity::{
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult};
 use uuid::Uuid;
 
-use crate::{db::with::with_first, operations};
+use crate::{db::with::with_first, linking, operations};
 
 /// A session to start for whoever an operation signed in.
 #[derive(Debug, Clone)]
@@ -102,10 +102,7 @@ async fn in_one_statement(
     session: NewSession,
 ) -> Result<Option<(Model, Uuid)>, DbErr> {
     let now = Utc::now();
-    let oldest = chrono::Duration::from_std(session_max_lifetime)
-        .ok()
-        .and_then(|lifetime| now.checked_sub_signed(lifetime))
-        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let oldest = linking::oldest_live_start(now, session_max_lifetime);
     let values = vec![
         session.id.into(),
         session.token_hash.into(),

@@ -33,9 +33,9 @@ pub(super) async fn install(conn: &mut SqliteConnection) -> Result<(), sqlx::Err
     if rc == libsqlite3_sys::SQLITE_OK {
         Ok(())
     } else {
-        Err(sqlx::Error::Configuration(
-            format!("sqlite3_busy_handler failed with code {rc}").into(),
-        ))
+        Err(super::stable_plans::config_error(&format!(
+            "sqlite3_busy_handler failed with code {rc}"
+        )))
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Weak},
     time::Duration,
 };
 
@@ -31,37 +31,32 @@ pub(super) fn spawn(file: PathBuf, running: &Arc<Running>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut conn: Option<Arc<Mutex<rusqlite::Connection>>> = None;
+        // Handed to each blocking checkpoint and back; reopened after a failure.
+        let mut conn: Option<rusqlite::Connection> = None;
         loop {
             tick.tick().await;
             if Weak::strong_count(&running) == 0 {
                 return;
             }
-            let open = match &conn {
-                Some(open) => open.clone(),
-                None => match rusqlite::Connection::open(&file) {
-                    Ok(opened) => conn.insert(Arc::new(Mutex::new(opened))).clone(),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot open the SQLite checkpoint connection");
-                        continue;
-                    }
-                },
-            };
-            let done = tokio::task::spawn_blocking(move || checkpoint(&open)).await;
+            let (open, file) = (conn.take(), file.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                let conn = match open {
+                    Some(conn) => conn,
+                    None => rusqlite::Connection::open(&file)?,
+                };
+                checkpoint(&conn).map(|()| conn)
+            })
+            .await;
             match done {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "a SQLite checkpoint failed; reopening");
-                    conn = None;
-                }
+                Ok(Ok(open)) => conn = Some(open),
+                Ok(Err(error)) => tracing::warn!(%error, "a SQLite checkpoint failed; reopening"),
                 Err(error) => tracing::warn!(%error, "a SQLite checkpoint did not finish"),
             }
         }
     });
 }
 
-fn checkpoint(conn: &Mutex<rusqlite::Connection>) -> Result<(), rusqlite::Error> {
-    let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+fn checkpoint(conn: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
     // (busy, frames in the WAL, frames checkpointed); busy only means another
     // process's checkpoint ran, which did the work.
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))

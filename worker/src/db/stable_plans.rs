@@ -52,7 +52,8 @@ async fn db_config_qpsg(conn: &mut SqliteConnection, value: c_int) -> Result<boo
     Ok(state != 0)
 }
 
-fn config_error(message: &str) -> sqlx::Error {
+/// A connection setting SQLite refused, as sqlx reports configuration errors.
+pub(super) fn config_error(message: &str) -> sqlx::Error {
     sqlx::Error::Configuration(message.to_owned().into())
 }
 

@@ -59,21 +59,18 @@ impl JobQueue {
         let marked = slot.is_some() && job.id_token.is_none();
         let (id, claim) = operations::claim_insert(&new, marked);
         job.operation_id = id;
+        let (rest, row_id, holder) = match &slot {
+            Some(slot) => (HOLD, slot.task_id().to_owned(), Some(slot.holder())),
+            None => (QUEUE, ulid::Ulid::generate().to_string(), None),
+        };
         let mut values: Vec<Value> = vec![
-            ulid::Ulid::generate().to_string().into(),
+            row_id.into(),
             QUEUE_NAME.into(),
             self.sealed(&job).into(),
             (MAX_ATTEMPTS as i32).into(),
             id.to_string().into(),
         ];
-        let rest = match &slot {
-            Some(slot) => {
-                values[0] = slot.task_id().into();
-                values.push(slot.holder().into());
-                HOLD
-            }
-            None => QUEUE,
-        };
+        values.extend(holder.map(Value::from));
         let statement = with_first("claimed", &claim, rest, values);
         let row = writer
             .run_atomic(move |db| Box::pin(async move { db.query_one_raw(statement).await }))
