@@ -57,8 +57,6 @@ pub struct Database {
     pub writer: Writer,
     /// The SQLite database file (none in memory or on PostgreSQL).
     sqlite_file: Option<std::path::PathBuf>,
-    /// Keeps the background checkpoints of `sqlite_file` running.
-    _checkpoints: Option<std::sync::Arc<checkpoints::Running>>,
 }
 
 /// An exclusive lock on `<database file>.migrate-lock`, held while one process
@@ -153,7 +151,6 @@ impl Database {
                 conn,
                 pool: DbPool::Postgres(pool),
                 sqlite_file: None,
-                _checkpoints: None,
             })
         } else {
             let options = SqliteConnectOptions::from_str(url)
@@ -190,7 +187,6 @@ impl Database {
                     conn,
                     pool: DbPool::Sqlite(pool),
                     sqlite_file: None,
-                    _checkpoints: None,
                 });
             }
             // The writer first: it creates the file and switches it to WAL.
@@ -198,19 +194,19 @@ impl Database {
             // Checkpoints run in the background (`checkpoints`), not in its commits.
             let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
             let writer = sqlite_pool(writer_options, 1).await?;
-            let running = std::sync::Arc::new(checkpoints::Running);
-            checkpoints::spawn(file.clone(), &running);
             let readers = sqlite_pool(options, SQLITE_READERS).await?;
             let readers = SqlxSqliteConnector::from_sqlx_sqlite_pool(readers);
             let reader = Reader::open(&file, readers)?;
             let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer.clone());
+            let owner = Writer::new(conn.clone());
+            // As long as the writer runs, whoever holds it (not this struct).
+            checkpoints::spawn(file.clone(), owner.downgrade());
             Ok(Self {
-                writer: Writer::new(conn.clone()),
+                writer: owner,
                 conn,
                 reader,
                 pool: DbPool::Sqlite(writer),
                 sqlite_file: Some(file),
-                _checkpoints: Some(running),
             })
         }
     }

@@ -10,41 +10,72 @@
 //! browsers that took the callback's p99 from 35–36 to 30–31 ms
 //! (docs/benchmarks.md, ninth sitting). Each process on the file runs one; SQLite
 //! lets one checkpoint run at a time and the others find nothing to do.
+//!
+//! A passive checkpoint copies pages but cannot start the WAL over: only a writer
+//! that begins when every frame is copied does, and under steady writes that
+//! moment never comes (some frames always arrive during the copy), so the WAL grew
+//! without bound (about 40 MB/s at 64 browsers; every write then extended the
+//! file, and zeroing the new pages was a tenth of the api's CPU). When a passive
+//! checkpoint leaves more than [`RESTART_AT_FRAMES`] in the WAL, a `RESTART`
+//! checkpoint follows: it takes the write lock, copies the few frames left and
+//! waits for readers to leave the WAL, so the next writer starts it over. Writers
+//! wait for it meanwhile, at most [`RESTART_PATIENCE`] for readers plus the copy.
+//!
+//! The checkpoints run as long as the writer does, whoever holds it: until the
+//! eleventh sitting they ended with the `Database` that started them, which the
+//! binaries drop once its pieces are handed out, so none ran at all.
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, Weak},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
+
+use crate::writer::WeakWriter;
 
 /// How often the WAL is checkpointed (about the pace of SQLite's own 1,000 pages
 /// under load).
 pub const EVERY: Duration = Duration::from_millis(250);
+/// A WAL longer than this (about 32 MB) after a passive checkpoint is started over.
+const RESTART_AT_FRAMES: i64 = 8_000;
+/// How long a restart waits for the write lock, then for readers (holding writers
+/// up meanwhile), before it gives up until the next tick.
+const RESTART_PATIENCE: Duration = Duration::from_millis(20);
+const RESTART_PAUSE: Duration = Duration::from_micros(100);
 
-/// Keeps the checkpoints running while held (each clone of the database holds it).
-#[derive(Debug)]
-pub struct Running;
+/// When checkpoints run, and when they start the WAL over.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    every: Duration,
+    /// `None`: passive checkpoints only (a test shows what they leave).
+    restart_at_frames: Option<i64>,
+}
 
-/// Checkpoints `file` every [`EVERY`] until `running` is dropped.
-pub(super) fn spawn(file: PathBuf, running: &Arc<Running>) {
-    let running = Arc::downgrade(running);
+const POLICY: Policy = Policy {
+    every: EVERY,
+    restart_at_frames: Some(RESTART_AT_FRAMES),
+};
+
+/// Checkpoints `file` every [`EVERY`] until the last clone of `writer` is dropped.
+pub(super) fn spawn(file: PathBuf, writer: WeakWriter) {
+    spawn_with(file, POLICY, move || !writer.is_gone());
+}
+
+/// Checkpoints `file` by `policy` while `running` says so.
+fn spawn_with(file: PathBuf, policy: Policy, running: impl Fn() -> bool + Send + 'static) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EVERY);
+        let mut tick = tokio::time::interval(policy.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Handed to each blocking checkpoint and back; reopened after a failure.
         let mut conn: Option<rusqlite::Connection> = None;
         loop {
             tick.tick().await;
-            if Weak::strong_count(&running) == 0 {
+            if !running() {
                 return;
             }
             let (open, file) = (conn.take(), file.clone());
             let done = tokio::task::spawn_blocking(move || {
                 let conn = match open {
                     Some(conn) => conn,
-                    None => rusqlite::Connection::open(&file)?,
+                    None => connect(&file)?,
                 };
-                checkpoint(&conn).map(|()| conn)
+                checkpoint(&conn, policy.restart_at_frames).map(|()| conn)
             })
             .await;
             match done {
@@ -56,67 +87,47 @@ pub(super) fn spawn(file: PathBuf, running: &Arc<Running>) {
     });
 }
 
-fn checkpoint(conn: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
-    // (busy, frames in the WAL, frames checkpointed); busy only means another
-    // process's checkpoint ran, which did the work.
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+fn connect(file: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let conn = rusqlite::Connection::open(file)?;
+    conn.busy_handler(Some(restart_may_wait))?;
+    Ok(conn)
+}
+
+/// The checkpoint connection's busy handler: short pauses, and soon given up.
+fn restart_may_wait(tries: i32) -> bool {
+    let waited = RESTART_PAUSE * u32::try_from(tries).unwrap_or(u32::MAX);
+    if waited >= RESTART_PATIENCE {
+        return false;
+    }
+    std::thread::sleep(RESTART_PAUSE);
+    true
+}
+
+fn checkpoint(
+    conn: &rusqlite::Connection,
+    restart_at_frames: Option<i64>,
+) -> Result<(), rusqlite::Error> {
+    // Busy only means another process's checkpoint ran, which did the work.
+    let frames = run(conn, "PRAGMA wal_checkpoint(PASSIVE)")?;
+    if restart_at_frames.is_some_and(|limit| frames > limit) {
+        // Busy (a reader stayed, or another process held the lock): next tick.
+        let started = std::time::Instant::now();
+        let left = run(conn, "PRAGMA wal_checkpoint(RESTART)")?;
+        tracing::debug!(
+            frames,
+            left,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "WAL restart checkpoint"
+        );
+    }
+    Ok(())
+}
+
+/// Runs a `wal_checkpoint` pragma; the frames in the WAL (its row is busy, frames
+/// in the WAL, frames checkpointed).
+fn run(conn: &rusqlite::Connection, pragma: &str) -> Result<i64, rusqlite::Error> {
+    conn.query_row(pragma, [], |row| row.get(1))
 }
 
 #[cfg(test)]
-mod tests {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-
-    use crate::{
-        config::Process,
-        db::{Database, sqlite_file_settings},
-    };
-
-    /// The writer never checkpoints, and the background checkpoints copy what it
-    /// wrote into the database file: it grows past what the WAL held.
-    #[tokio::test]
-    async fn the_writer_leaves_checkpoints_to_the_background() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::connect(&sqlite_file_settings(dir.path()), Process::Api)
-            .await
-            .unwrap();
-        let file = db.sqlite_file().unwrap().to_path_buf();
-        let autocheckpoint = db
-            .writer
-            .run(|w| {
-                Box::pin(async move {
-                    w.query_one_raw(Statement::from_string(
-                        DbBackend::Sqlite,
-                        "PRAGMA wal_autocheckpoint",
-                    ))
-                    .await
-                })
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(autocheckpoint.try_get_by_index::<i64>(0).unwrap(), 0);
-        db.writer
-            .run(|w| {
-                Box::pin(async move {
-                    w.execute_unprepared("CREATE TABLE t (b BLOB)").await?;
-                    // About 2,500 pages, past SQLite's own 1,000-page checkpoint.
-                    w.execute_unprepared(
-                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n \
-                         WHERE i < 1200) INSERT INTO t SELECT randomblob(8000) FROM n",
-                    )
-                    .await
-                })
-            })
-            .await
-            .unwrap();
-        let mut grown = 0;
-        for _ in 0..100 {
-            grown = std::fs::metadata(&file).unwrap().len();
-            if grown > 9_000_000 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        assert!(grown > 9_000_000, "the database file holds {grown} bytes");
-    }
-}
+mod tests;

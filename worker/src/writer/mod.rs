@@ -63,6 +63,19 @@ pub enum Writer {
     Pool(DatabaseConnection),
 }
 
+/// See [`Writer::downgrade`].
+#[derive(Debug)]
+pub(crate) struct WeakWriter(Option<mpsc::WeakUnboundedSender<Job>>);
+
+impl WeakWriter {
+    /// Every clone of the writer was dropped (always, for a pool's).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|sender| sender.strong_count() == 0)
+    }
+}
+
 impl Writer {
     /// The writer for `conn`: on SQLite, starts the thread whose task owns it (both
     /// end when the last clone of the writer is dropped). A thread of its own, so
@@ -91,6 +104,15 @@ impl Writer {
             })
             .expect("spawning the SQLite writer thread");
         Self::Owned(tx, transactions)
+    }
+
+    /// A handle that tells whether a clone of this writer is left, without keeping
+    /// it running: for background work that must end with it (checkpoints).
+    pub(crate) fn downgrade(&self) -> WeakWriter {
+        match self {
+            Self::Owned(sender, _) => WeakWriter(Some(sender.downgrade())),
+            Self::Pool(_) => WeakWriter(None),
+        }
     }
 
     /// How many transactions the owner of the SQLite writer has run (none on
