@@ -7,6 +7,12 @@ use api::startup::Application;
 use clap::Parser;
 use worker::{config::Settings, shutdown, telemetry};
 
+/// mimalloc instead of glibc's malloc: allocation was a sixth of the api's CPU
+/// under load, much of it glibc's consolidation and free-list work
+/// (docs/benchmarks.md, eleventh sitting).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serve social-signin.
 #[derive(Parser)]
 #[command(version)]

@@ -17,6 +17,12 @@ use worker::{
     shutdown, telemetry,
 };
 
+/// mimalloc instead of glibc's malloc: allocation was a sixth of the api's CPU
+/// under load, much of it glibc's consolidation and free-list work
+/// (docs/benchmarks.md, eleventh sitting).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Consume social-signin's sign-in jobs.
 #[derive(Parser)]
 #[command(version)]
