@@ -6,16 +6,15 @@
 //! three `fsync`s of 2–3 ms each, while every queued write waited. So the writer
 //! connection does not checkpoint (`wal_autocheckpoint = 0`, set in `db`), and a
 //! connection of its own checkpoints every [`EVERY`] on a blocking thread instead,
-//! `PASSIVE`ly: it never waits for, nor holds up, the writer or a reader. At 64
-//! browsers that took the callback's p99 from 35–36 to 30–31 ms
-//! (docs/benchmarks.md, ninth sitting). Each process on the file runs one; SQLite
-//! lets one checkpoint run at a time and the others find nothing to do.
+//! `PASSIVE`ly: it never waits for, nor holds up, the writer or a reader. Each
+//! process on the file runs one; SQLite lets one checkpoint run at a time and the
+//! others find nothing to do.
 //!
 //! A passive checkpoint copies pages but cannot start the WAL over: only a writer
 //! that begins when every frame is copied does, and under steady writes that
 //! moment never comes (some frames always arrive during the copy), so the WAL grew
-//! without bound (about 40 MB/s at 64 browsers; every write then extended the
-//! file, and zeroing the new pages was a tenth of the api's CPU). When a passive
+//! without bound (about a gigabyte in 13 s at 64 browsers; every write then
+//! extended the file, and zeroing the new pages was a tenth of the api's CPU). When a passive
 //! checkpoint leaves more than [`RESTART_AT_FRAMES`] in the WAL, a `RESTART`
 //! checkpoint follows: it takes the write lock, copies the few frames left and
 //! waits for readers to leave the WAL, so the next writer starts it over. Writers
@@ -23,7 +22,9 @@
 //!
 //! The checkpoints run as long as the writer does, whoever holds it: until the
 //! eleventh sitting they ended with the `Database` that started them, which the
-//! binaries drop once its pieces are handed out, so none ran at all.
+//! binaries drop once its pieces are handed out, so none ran at all (and the ninth
+//! sitting's figures for them measured no checkpoints; docs/benchmarks.md,
+//! eleventh sitting).
 
 use std::{path::PathBuf, time::Duration};
 

@@ -147,9 +147,7 @@ async fn wal_after_steady_writes(policy: Policy) -> u64 {
         }
     });
     writes.await.unwrap();
-    let mut wal = file.as_os_str().to_owned();
-    wal.push("-wal");
-    let bytes = std::fs::metadata(wal).unwrap().len();
+    let bytes = wal_bytes(&file);
     done.store(true, Ordering::Relaxed);
     for reader in readers {
         reader.join().unwrap();
