@@ -171,7 +171,9 @@ async fn restart_checkpoints_bound_a_wal_that_passive_ones_let_grow() {
     })
     .await;
     eprintln!("WAL after steady writes: {passive} bytes passive, {restarted} with restarts");
-    // Restarts at 500 frames (2 MB) left 6–11 MB, passive ones all 75 MB.
-    assert!(passive > 50_000_000, "passive only: {passive} bytes");
-    assert!(restarted < 25_000_000, "with restarts: {restarted} bytes");
+    // Restarts at 500 frames (2 MB) left 6–11 MB, passive ones all 75 MB. (The
+    // file keeps its largest size: passive checkpoints would have to let the
+    // WAL start over every 30 MB or so to stay under the first bound.)
+    assert!(passive > 30_000_000, "passive only: {passive} bytes");
+    assert!(restarted < 20_000_000, "with restarts: {restarted} bytes");
 }
