@@ -17,9 +17,7 @@ use worker::{
     shutdown, telemetry,
 };
 
-/// mimalloc instead of glibc's malloc: allocation was a sixth of the api's CPU
-/// under load, much of it glibc's consolidation and free-list work
-/// (docs/benchmarks.md, eleventh sitting).
+/// The same allocator as `api`'s (see its `main.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
