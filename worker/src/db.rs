@@ -33,7 +33,7 @@ mod checkpoints;
 pub mod liveness;
 mod loopback_tls;
 pub mod stable_plans;
-pub mod with;
+pub(crate) mod with;
 
 /// The raw pool behind the sea-orm connection; apalis storages are built from it.
 #[derive(Clone, Debug)]

@@ -61,14 +61,7 @@ async fn a_pending_operation_whose_job_runs_here_is_answered_from_memory(app: Te
     assert_eq!(body["status"], "pending", "answered from memory: {body}");
     // Once the job has ended (finding the row no longer pending), the database
     // answers again.
-    let deadline = Instant::now() + HELD * 3;
-    let body = loop {
-        let body = status_of(&app, id).await;
-        if body["status"] != "pending" || Instant::now() > deadline {
-            break body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let body = app.wait_for_status(&format!("?operation={id}")).await;
     assert_eq!(body["status"], "error", "{body}");
     assert_eq!(body["error"]["code"], "test", "{body}");
 }

@@ -43,21 +43,29 @@ pub(super) async fn install(conn: &mut SqliteConnection) -> Result<(), sqlx::Err
 /// before for this statement. Sleeps and asks for another try (non-zero), or gives
 /// up (zero: the statement fails with `SQLITE_BUSY`).
 unsafe extern "C" fn busy(_data: *mut c_void, tries: c_int) -> c_int {
-    match pause(u32::try_from(tries).unwrap_or(0)) {
+    c_int::from(wait(tries, super::BUSY_TIMEOUT))
+}
+
+/// A busy handler's step for connections that wait at most `budget` in all:
+/// sleeps the pause before try `tries + 1` and says to try again, or, once the
+/// pauses add up to `budget`, says to give up (the background checkpoints give
+/// their `rusqlite` connection the same pauses).
+pub(super) fn wait(tries: c_int, budget: Duration) -> bool {
+    match pause_within(u32::try_from(tries).unwrap_or(0), budget) {
         Some(pause) => {
             std::thread::sleep(pause);
-            1
+            true
         }
-        None => 0,
+        None => false,
     }
 }
 
 /// The pause before try `tries + 1`, or `None` once the pauses so far add up to
-/// the busy timeout.
-fn pause(tries: u32) -> Option<Duration> {
+/// `budget`.
+fn pause_within(tries: u32, budget: Duration) -> Option<Duration> {
     let short = tries.min(SHORT_TRIES);
     let waited = SHORT_PAUSE * short + LONG_PAUSE * (tries - short);
-    if waited >= super::BUSY_TIMEOUT {
+    if waited >= budget {
         return None;
     }
     Some(if tries < SHORT_TRIES {
@@ -77,6 +85,11 @@ mod tests {
     };
 
     use super::*;
+
+    /// The pause before try `tries + 1` of a connection with the busy timeout.
+    fn pause(tries: u32) -> Option<Duration> {
+        pause_within(tries, crate::db::BUSY_TIMEOUT)
+    }
 
     /// How long after another connection's write lock goes a write waiting for it
     /// on `pool` completes (the lock is held 250 ms).

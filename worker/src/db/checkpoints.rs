@@ -38,7 +38,6 @@ const RESTART_AT_FRAMES: i64 = 8_000;
 /// How long a restart waits for the write lock, then for readers (holding writers
 /// up meanwhile), before it gives up until the next tick.
 const RESTART_PATIENCE: Duration = Duration::from_millis(20);
-const RESTART_PAUSE: Duration = Duration::from_micros(100);
 
 /// When checkpoints run, and when they start the WAL over.
 #[derive(Clone, Copy, Debug)]
@@ -94,14 +93,10 @@ fn connect(file: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Err
     Ok(conn)
 }
 
-/// The checkpoint connection's busy handler: short pauses, and soon given up.
+/// The checkpoint connection's busy handler: the pauses of every connection's
+/// (`busy`), soon given up.
 fn restart_may_wait(tries: i32) -> bool {
-    let waited = RESTART_PAUSE * u32::try_from(tries).unwrap_or(u32::MAX);
-    if waited >= RESTART_PATIENCE {
-        return false;
-    }
-    std::thread::sleep(RESTART_PAUSE);
-    true
+    super::busy::wait(tries, RESTART_PATIENCE)
 }
 
 fn checkpoint(

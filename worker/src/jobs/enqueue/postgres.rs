@@ -15,29 +15,21 @@ use crate::{
     writer::Writer,
 };
 
-/// The job's row as apalis' push writes it: `Pending`, empty metadata, priority 0,
-/// due now (its insert trigger's `NOTIFY` wakes the workers at the commit).
+/// The job's row: `Pending` as apalis' push writes it (empty metadata, priority 0,
+/// due now; its insert trigger's `NOTIFY` wakes the workers at the commit), or,
+/// held by this process (`$V6`), `Running` and locked by `$V7` as apalis' lock
+/// leaves it, due a microsecond after the statement's `now()`, which the trigger
+/// compares with: no worker is woken to fetch a row nobody else may take (should
+/// the holder die, apalis' heartbeat re-queues it seconds later, long due).
 /// Nothing when the state was claimed before (`claimed` is empty).
-const QUEUE: &str = "\
-, job AS (
-  INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at,
-                           priority, metadata, idempotency_key)
-  SELECT $V1, $V2, $V3, 'Pending', 0, $V4, now(), 0, ''::hstore, $V5 FROM claimed
-  ON CONFLICT (job_type, idempotency_key) DO NOTHING
-  RETURNING id
-)
-SELECT claimed.*, EXISTS (SELECT 1 FROM job) AS job_inserted FROM claimed";
-
-/// The row as apalis' lock leaves it, `Running` and locked by this process. Due a
-/// microsecond after the statement's `now()`, which apalis' insert trigger compares
-/// with: no worker is woken to fetch a row nobody else may take (should the holder
-/// die, apalis' heartbeat re-queues it seconds later, long due).
-const HOLD: &str = "\
+const JOB: &str = "\
 , job AS (
   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at,
                            priority, metadata, idempotency_key, lock_by, lock_at)
-  SELECT $V1, $V2, $V3, 'Running', 0, $V4, now() + interval '1 microsecond', 0, ''::hstore,
-         $V5, $V6, now() FROM claimed
+  SELECT $V1, $V2, $V3, CASE WHEN $V6 THEN 'Running' ELSE 'Pending' END, 0, $V4,
+         CASE WHEN $V6 THEN now() + interval '1 microsecond' ELSE now() END, 0, ''::hstore,
+         $V5, $V7, CASE WHEN $V6 THEN now() END
+  FROM claimed
   ON CONFLICT (job_type, idempotency_key) DO NOTHING
   RETURNING id
 )
@@ -59,19 +51,20 @@ impl JobQueue {
         let marked = slot.is_some() && job.id_token.is_none();
         let (id, claim) = operations::claim_insert(&new, marked);
         job.operation_id = id;
-        let (rest, row_id, holder) = match &slot {
-            Some(slot) => (HOLD, slot.task_id().to_owned(), Some(slot.holder())),
-            None => (QUEUE, ulid::Ulid::generate().to_string(), None),
+        let (row_id, holder) = match &slot {
+            Some(slot) => (slot.task_id().to_owned(), Some(slot.holder().to_owned())),
+            None => (ulid::Ulid::generate().to_string(), None),
         };
-        let mut values: Vec<Value> = vec![
+        let values: Vec<Value> = vec![
             row_id.into(),
             QUEUE_NAME.into(),
             self.sealed(&job).into(),
             (MAX_ATTEMPTS as i32).into(),
             id.to_string().into(),
+            slot.is_some().into(),
+            holder.into(),
         ];
-        values.extend(holder.map(Value::from));
-        let statement = with_first("claimed", &claim, rest, values);
+        let statement = with_first("claimed", &claim, JOB, values);
         let row = writer
             .run_atomic(move |db| Box::pin(async move { db.query_one_raw(statement).await }))
             .await?;
