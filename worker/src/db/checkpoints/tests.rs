@@ -41,6 +41,36 @@ async fn file_grows_past(file: &Path, bytes: u64) -> u64 {
     size
 }
 
+/// The WAL header's checkpoint sequence number, which goes up each time the WAL
+/// starts over (SQLite's WAL format: bytes 12 to 15, big-endian).
+fn wal_restarts(file: &Path) -> u32 {
+    let mut wal = file.as_os_str().to_owned();
+    wal.push("-wal");
+    let header = std::fs::read(wal).unwrap_or_default();
+    header
+        .get(12..16)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Small writes until one starts the WAL over (a write does once the background
+/// checkpoint has copied every frame); fails after 5 s.
+async fn the_wal_starts_over(writer: &Writer, file: &Path) {
+    let before = wal_restarts(file);
+    for _ in 0..100 {
+        writer
+            .run(|w| {
+                Box::pin(async move { w.execute_unprepared("INSERT INTO t VALUES (x'00')").await })
+            })
+            .await
+            .unwrap();
+        if wal_restarts(file) != before {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the WAL did not start over within 5 s: no checkpoint completed");
+}
+
 fn wal_bytes(file: &Path) -> u64 {
     let mut wal = file.as_os_str().to_owned();
     wal.push("-wal");
@@ -89,6 +119,10 @@ async fn the_background_checkpoints_keep_the_wal_bounded_while_the_writer_runs()
         if round == 1 {
             wal_after_first = wal_bytes(&file);
         }
+        // The file grows while the checkpoint still copies (and syncs): the next
+        // round starts the WAL over only once it is done. Wait for that restart,
+        // seen in the WAL's header, instead of racing it.
+        the_wal_starts_over(&writer, &file).await;
     }
     // Three rounds unchecked would leave a WAL of three times the first.
     let wal = wal_bytes(&file);
