@@ -8,19 +8,21 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use entity::async_operation::{Column, Entity as AsyncOperation, Model, OperationStatus};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use entity::async_operation::Model;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::{
-    commit_watch, reader::Reader, recent_finishes::RecentFinishes, running_here::RunningHere,
-};
+use crate::{recent_finishes::RecentFinishes, running_here::RunningHere};
+
+mod postgres;
+mod sqlite;
+
+pub(crate) use postgres::announcement;
+pub use postgres::{NOTIFY_CHANNEL, listen_for_finishes};
+pub use sqlite::watch_sqlite_commits;
 
 /// Wakes the long-polling status requests of this process when an operation
 /// finishes, and knows which operations they wait on.
@@ -35,12 +37,21 @@ pub struct OperationEvents {
     running: RunningHere,
 }
 
-/// What a waiter hears: one operation finished (with its committed row, when the
-/// finishing process has it), or "re-check whatever you wait on".
+/// What a waiter hears: one operation finished (with what is known of it here),
+/// or "re-check whatever you wait on".
 #[derive(Clone, Debug)]
 enum Finished {
-    One(Uuid, Option<Arc<Model>>),
+    One(Uuid, Option<Known>),
     Any,
+}
+
+/// What a finish tells its waiters besides the id.
+#[derive(Clone, Debug)]
+enum Known {
+    /// The committed row, from the process that finished it or read it.
+    Row(Arc<Model>),
+    /// What another process's finish wrote (PostgreSQL's announcement).
+    Change(Arc<postgres::Finish>),
 }
 
 /// Finishes buffered per waiter; one that falls further behind re-checks.
@@ -73,7 +84,17 @@ impl OperationEvents {
         self.recent.remember(operation.clone());
         let _ = self
             .sender
-            .send(Finished::One(operation.id, Some(operation)));
+            .send(Finished::One(operation.id, Some(Known::Row(operation))));
+    }
+
+    /// Tells the waiters on an operation another process finished what that finish
+    /// wrote: they answer from their own row with it applied.
+    pub(crate) fn finished_elsewhere(&self, finish: postgres::Finish) {
+        let id = finish.id();
+        self.running.forget(id);
+        let _ = self
+            .sender
+            .send(Finished::One(id, Some(Known::Change(Arc::new(finish)))));
     }
 
     /// Operations that finished lately, by id: a status request for one is
@@ -132,16 +153,21 @@ pub struct FinishWatch {
 }
 
 impl FinishWatch {
-    /// Resolves when `id` finishes (or everyone is told to re-check), with its row
-    /// when the finisher sent it (`None`: read it again). Never resolves otherwise:
-    /// bound it with a timeout. While it waits, `id` is in
-    /// [`OperationEvents::waited_on`].
-    pub async fn wait_for(&mut self, id: Uuid) -> Option<Arc<Model>> {
+    /// Resolves when the operation of the `pending` row finishes (or everyone is
+    /// told to re-check), with its finished row when the finish said enough
+    /// (`None`: read it again). Never resolves otherwise: bound it with a timeout.
+    /// While it waits, its id is in [`OperationEvents::waited_on`].
+    pub async fn wait_for(&mut self, pending: &Model) -> Option<Arc<Model>> {
+        let id = pending.id;
         let _waiting = Waiting::new(&self.waited, id);
         loop {
             match self.receiver.recv().await {
                 Ok(Finished::One(done, _)) if done != id => {}
-                Ok(Finished::One(_, finished)) => return finished,
+                Ok(Finished::One(_, None)) => return None,
+                Ok(Finished::One(_, Some(Known::Row(row)))) => return Some(row),
+                Ok(Finished::One(_, Some(Known::Change(finish)))) => {
+                    return finish.applied_to(pending).map(Arc::new);
+                }
                 Ok(Finished::Any) | Err(broadcast::error::RecvError::Lagged(_)) => return None,
                 Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
             }
@@ -173,104 +199,6 @@ impl Drop for Waiting<'_> {
             }
         }
     }
-}
-
-/// The PostgreSQL channel on which every finished operation is announced.
-pub const NOTIFY_CHANNEL: &str = "signin_operation_finished";
-
-/// On SQLite, notices commits of other processes (separate `worker`s) and wakes the
-/// requests waiting on operations they finished (see `commit_watch`). Only while
-/// some request waits, and then one read by primary key of the waited-on
-/// operations per change (or per new waiter). Runs until the process ends.
-pub fn watch_sqlite_commits(file: PathBuf, reader: Reader, events: OperationEvents) {
-    let restarted = events.clone();
-    commit_watch::keep_watching(
-        file,
-        "commit watch",
-        move |connection| {
-            let (reader, events) = (reader.clone(), events.clone());
-            async move { watch(connection, &reader, &events).await }
-        },
-        move || restarted.notify_all(),
-    );
-}
-
-async fn watch(
-    connection: rusqlite::Connection,
-    reader: &Reader,
-    events: &OperationEvents,
-) -> anyhow::Error {
-    let mut tick = tokio::time::interval(commit_watch::TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen: Option<i64> = None;
-    let mut checked: Vec<Uuid> = Vec::new();
-    loop {
-        tick.tick().await;
-        let mut waited = events.waited_on();
-        if waited.is_empty() {
-            seen = None;
-            checked.clear();
-            continue;
-        }
-        // A request that began waiting may have read its operation just before a
-        // commit this watch already saw: look at new waiters whatever the version.
-        waited.sort_unstable();
-        let newcomers = waited.iter().any(|id| checked.binary_search(id).is_err());
-        let version = match commit_watch::data_version(&connection) {
-            Ok(version) => version,
-            Err(error) => return error.into(),
-        };
-        if seen == Some(version) && !newcomers {
-            continue;
-        }
-        seen = Some(version);
-        checked.clone_from(&waited);
-        let finished = AsyncOperation::find()
-            .select_only()
-            .column(Column::Id)
-            .filter(Column::Id.is_in(waited))
-            .filter(Column::Status.ne(OperationStatus::Pending))
-            .into_tuple::<Uuid>()
-            .all(reader)
-            .await;
-        match finished {
-            Ok(ids) => ids.into_iter().for_each(|id| events.finished(id)),
-            Err(error) => return error.into(),
-        }
-    }
-}
-
-/// Relays `NOTIFY`s of finished operations from any process to `events`, so long
-/// polls answer at once even when separate workers finish the operations.
-/// Reconnects with backoff; runs until the process ends.
-pub fn listen_for_finishes(pool: sea_orm::sqlx::PgPool, events: OperationEvents) {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(mut listener) => {
-                    if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
-                        tracing::warn!(%error, "cannot LISTEN for finished operations");
-                    } else {
-                        backoff = Duration::from_millis(200);
-                        // Something may have finished while we were not listening.
-                        events.notify_all();
-                        while let Ok(notification) = listener.recv().await {
-                            match Uuid::parse_str(notification.payload()) {
-                                Ok(id) => events.finished(id),
-                                Err(_) => events.notify_all(),
-                            }
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot connect to LISTEN for finished operations")
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-    });
 }
 
 #[cfg(test)]
@@ -309,26 +237,51 @@ pub(crate) mod tests {
         }
     }
 
+    /// The `pending` row of operation `id`, as a waiter read it.
+    pub(crate) fn pending_row(id: Uuid) -> Model {
+        Model {
+            status: OperationStatus::Pending,
+            user_id: None,
+            ..finished_row(id)
+        }
+    }
+
     #[tokio::test]
     async fn a_waiter_gets_the_finished_row_when_the_finisher_sends_it() {
         let events = OperationEvents::default();
         let (waited, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let pending = pending_row(waited);
         let bound = Duration::from_secs(5);
 
         // Another operation's finish does not end the wait; its own, with the row, does.
         let mut watch = events.subscribe();
         events.finished_as(finished_row(other));
         events.finished_as(finished_row(waited));
-        let row = tokio::time::timeout(bound, watch.wait_for(waited))
+        let row = tokio::time::timeout(bound, watch.wait_for(&pending))
             .await
             .expect("woken")
             .expect("with the row");
         assert_eq!((row.id, row.status), (waited, OperationStatus::Ok));
 
+        // Another process's announced finish: applied to the waiter's own row.
+        let mut watch = events.subscribe();
+        let user = Uuid::new_v4();
+        let finish = serde_json::from_value(serde_json::json!({
+            "id": waited, "status": "ok", "user_id": user, "error_code": null,
+            "error_message": null, "updated_at": Utc::now(),
+        }))
+        .unwrap();
+        events.finished_elsewhere(finish);
+        let row = tokio::time::timeout(bound, watch.wait_for(&pending))
+            .await
+            .expect("woken")
+            .expect("with the row");
+        assert_eq!((row.status, row.user_id), (OperationStatus::Ok, Some(user)));
+
         // A finish heard from elsewhere (only the id) means: read it again.
         let mut watch = events.subscribe();
         events.finished(waited);
-        let row = tokio::time::timeout(bound, watch.wait_for(waited))
+        let row = tokio::time::timeout(bound, watch.wait_for(&pending))
             .await
             .expect("woken");
         assert!(row.is_none());

@@ -10,7 +10,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QueryTrait,
-    sea_query::{Asterisk, Expr, ExprTrait, Func, InsertStatement, OnConflict, Query},
+    sea_query::{Asterisk, Expr, InsertStatement, OnConflict, Query},
 };
 use uuid::Uuid;
 
@@ -29,9 +29,9 @@ pub use crate::finishes::{FinishWatch, NOTIFY_CHANNEL, OperationEvents, listen_f
 /// Moves operation `id` from pending to `status`, with what `outcome` sets besides
 /// (the user, or the error), drops its stored token response, and returns the
 /// finished row: `None` if it was no longer pending. On PostgreSQL the same
-/// statement announces the finish (`pg_notify` of the row's id in its `RETURNING`,
-/// evaluated for an updated row only and delivered at commit): no round trip of
-/// its own.
+/// statement announces the finish (`pg_notify` in its `RETURNING`, evaluated for an
+/// updated row only and delivered at commit; see `finishes::announcement`): no
+/// round trip of its own.
 async fn finish(
     db: &impl ConnectionTrait,
     id: Uuid,
@@ -48,12 +48,7 @@ async fn finish(
     let backend = db.get_database_backend();
     let mut returning = vec![Expr::col(Asterisk)];
     if backend == sea_orm::DatabaseBackend::Postgres {
-        returning.push(
-            Func::cust("pg_notify")
-                .arg(NOTIFY_CHANNEL)
-                .arg(Expr::col(Column::Id).cast_as("text"))
-                .into(),
-        );
+        returning.push(Expr::cust(crate::finishes::announcement()));
     }
     let mut query = update.into_query();
     query.returning(Query::returning().exprs(returning));

@@ -3,12 +3,12 @@
 use chrono::{Duration, Utc};
 use entity::async_operation;
 use reqwest::StatusCode;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel, TransactionTrait};
 use serde_json::Value;
 
 use crate::helpers::{
     Backend, Options, assert_redirect_to, assert_to_preloader, spawn_app, spawn_app_with,
-    spawn_app_without_worker, workers::InProcessWorker,
+    spawn_app_without_worker, spawn_app_without_worker_on, workers::InProcessWorker,
 };
 
 #[tokio::test]
@@ -221,6 +221,38 @@ async fn a_finish_committed_by_another_process_answers_the_long_poll_at_once_on_
         waited < std::time::Duration::from_secs(2),
         "answered {waited:?} after the commit (the re-read backstop is 5 s)"
     );
+}
+
+/// With separate workers on PostgreSQL, the `NOTIFY` of a finish carries what the
+/// finish wrote, and the waiting long poll answers from it without reading the row
+/// again: here the row is deleted in the transaction that finished it, so a poll
+/// that read it again would find nothing (a 404).
+#[tokio::test]
+async fn a_finish_announced_by_another_process_answers_the_long_poll_from_the_announcement() {
+    let Some(app) = spawn_app_without_worker_on(Backend::Postgres).await else {
+        return;
+    };
+    let authorize = app.start_login("mock", "").await;
+    app.return_from_provider(&authorize, "code-announced").await;
+    let id = the_operation(&app).await.id;
+    let other = sea_orm::Database::connect(&app.settings.database_url)
+        .await
+        .unwrap();
+    let (response, ()) = tokio::join!(app.get_status("?wait=20"), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let txn = other.begin().await.unwrap();
+        let finished = worker::operations::mark_error(&txn, id, "provider_error", "Announced.");
+        assert!(finished.await.unwrap());
+        async_operation::Entity::delete_by_id(id)
+            .exec(&txn)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    });
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "error", "{body}");
+    assert_eq!(body["error"]["message"], "Announced.", "{body}");
 }
 
 /// The one operation of a test's app.

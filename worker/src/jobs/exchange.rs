@@ -44,8 +44,9 @@ const IN_FLIGHT_SLACK: Duration = Duration::from_secs(1);
 const RECHECK: Duration = Duration::from_millis(100);
 
 /// The token response for `job`'s code, with the code presented at most once per
-/// operation (see the module docs). `marked_for_us`: the callback that handed the
-/// job over in process marked the operation for this run as it wrote it.
+/// operation (see the module docs). `marked_for_us`: the mark was set for this
+/// run, by the callback that handed the job over in process as it wrote the
+/// operation, or by the run itself as it read it ([`begin`]).
 pub(super) async fn exchange(
     state: &WorkerState,
     provider: &Provider,
@@ -139,6 +140,19 @@ fn mark(id: Uuid, first: bool) -> UpdateMany<AsyncOperation> {
         true => update.filter(Column::ExchangeStartedAt.is_null()),
         false => update,
     }
+}
+
+/// For a run the queue handed out: marks the exchange of operation `id` begun, by
+/// this run, and returns the operation, in one statement (`RETURNING`) instead of a
+/// read and then the mark; `None` when it is no longer pending or another run began
+/// its exchange (read it to see which).
+pub(super) async fn begin(state: &WorkerState, id: Uuid) -> Result<Option<Model>, DbErr> {
+    let update = mark(id, true).filter(Column::TokenResponse.is_null());
+    let rows = state
+        .writer
+        .run_atomic(move |db| Box::pin(async move { update.exec_with_returning(db).await }))
+        .await?;
+    Ok(rows.into_iter().next())
 }
 
 /// Clears the mark of an operation written marked (`operations::claim_state`)

@@ -32,6 +32,17 @@ const MAX_TRIES: u32 = 5;
 /// The whole sign-in for one job. Idempotent: an operation that already left
 /// `pending` is left alone.
 pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError> {
+    // A code to exchange: discovery first (only the token request may leave the
+    // code in doubt), then the operation read and its exchange marked together.
+    if job.id_token.is_none()
+        && job.access_token.is_none()
+        && let Some(provider) = state.providers.get(&job.provider)
+    {
+        provider.prepare().await?;
+        if let Some(operation) = super::exchange::begin(state, job.operation_id).await? {
+            return run_from(job, state, operation, true).await;
+        }
+    }
     let operation = operations::find(&state.reader, job.operation_id)
         .await?
         .ok_or(SignInError::OperationMissing(job.operation_id))?;
@@ -39,7 +50,8 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
 }
 
 /// [`run`] from `operation` as read; `marked_for_us`: its exchange mark was set
-/// for this run by the callback that handed it over (see `handoff`).
+/// for this run, by the callback that handed it over (see `handoff`) or as the
+/// run read it.
 pub(super) async fn run_from(
     job: &SignInJob,
     state: &WorkerState,

@@ -98,9 +98,10 @@ where
                         });
                     }
                 }
-                // The embedded worker sends the finished row: answer from it.
+                // The finish said how it ended (the embedded worker's row, another
+                // process's announcement): answer from it.
                 if let Ok(Some(finished)) =
-                    tokio::time::timeout(remaining.min(RECHECK), finishes.wait_for(op.id)).await
+                    tokio::time::timeout(remaining.min(RECHECK), finishes.wait_for(&op)).await
                 {
                     return Ok(Polled {
                         operation: Some(Operation::clone(&finished)),
