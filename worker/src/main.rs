@@ -41,8 +41,11 @@ async fn main() -> anyhow::Result<()> {
     let providers =
         Arc::new(ProviderRegistry::from_settings(&settings).context("configuring providers")?);
     providers.warm_up();
-    let metrics =
-        MetricsListener::bind(settings.worker.metrics_listen, "worker.metrics_listen").await?;
+    let metrics = MetricsListener::bind_first_free(
+        &settings.worker.metrics_addresses(),
+        "worker.metrics_listen",
+    )
+    .await?;
     // Ends with the process.
     tokio::spawn(metrics.serve(db.reader.pool().clone(), std::future::pending()));
     let queue = JobQueue::new(&db, settings.worker.concurrency, keys.clone());

@@ -139,15 +139,37 @@ pub struct MetricsListener {
 impl MetricsListener {
     /// Installs the recorder and binds `addr`; `key` names the setting in errors.
     pub async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<Self> {
+        Self::bind_first_free(&[addr], key).await
+    }
+
+    /// Installs the recorder and binds the first of `addrs` not in use (by another
+    /// `worker` on the same host, say); `key` names the setting in errors.
+    pub async fn bind_first_free(addrs: &[SocketAddr], key: &str) -> anyhow::Result<Self> {
         let _ = handle();
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("{key}: cannot serve metrics on {addr}"))?;
-        let addr = listener
-            .local_addr()
-            .context("the metrics listener has no address")?;
-        tracing::info!(%addr, "metrics at /metrics");
-        Ok(Self { listener, addr })
+        let mut taken = Vec::new();
+        for &addr in addrs {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let addr = listener
+                        .local_addr()
+                        .context("the metrics listener has no address")?;
+                    if taken.is_empty() {
+                        tracing::info!(%addr, "metrics at /metrics");
+                    } else {
+                        tracing::info!(%addr, ?taken, "metrics at /metrics (the addresses before it were in use)");
+                    }
+                    return Ok(Self { listener, addr });
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && addrs.len() > 1 => {
+                    taken.push(addr);
+                }
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("{key}: cannot serve metrics on {addr}"));
+                }
+            }
+        }
+        anyhow::bail!("{key}: cannot serve metrics: {taken:?} are all in use; set {key}")
     }
 
     /// Answers `GET /metrics` (anything else 404) until `shutdown`, refreshing the
@@ -207,5 +229,39 @@ fn raw_pool(db: &DatabaseConnection) -> DbPool {
             DbPool::Postgres(db.get_postgres_connection_pool().clone())
         }
         _ => DbPool::Sqlite(db.get_sqlite_connection_pool().clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddr, TcpListener};
+
+    use super::MetricsListener;
+
+    #[tokio::test]
+    async fn a_taken_address_moves_to_the_next_and_all_taken_is_an_error() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+
+        let next = MetricsListener::bind_first_free(&[taken, any], "worker.metrics_listen")
+            .await
+            .unwrap();
+        assert_ne!(next.addr, taken);
+
+        // One address (the setting was given): taken is an error naming the setting.
+        let error = MetricsListener::bind(taken, "worker.metrics_listen")
+            .await
+            .err()
+            .expect("taken");
+        assert!(
+            format!("{error:#}").contains("worker.metrics_listen"),
+            "{error:#}"
+        );
+        let error = MetricsListener::bind_first_free(&[taken, taken], "worker.metrics_listen")
+            .await
+            .err()
+            .expect("all taken");
+        assert!(format!("{error:#}").contains("all in use"), "{error:#}");
     }
 }

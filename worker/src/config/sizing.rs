@@ -34,9 +34,11 @@ pub struct WorkerSettings {
     /// sized for provider round trips, not CPUs.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Where a `worker` process serves `/metrics`. Default `127.0.0.1:9091`.
-    #[serde(default = "default_metrics_listen")]
-    pub metrics_listen: SocketAddr,
+    /// Where a `worker` process serves `/metrics`. Unset: the first free port of
+    /// `127.0.0.1:9091` to `:9099`, so that several workers on one host each get
+    /// one (each logs its address); set, that address or the worker does not start.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for WorkerSettings {
@@ -44,7 +46,7 @@ impl Default for WorkerSettings {
         Self {
             embedded: true,
             concurrency: default_concurrency(),
-            metrics_listen: default_metrics_listen(),
+            metrics_listen: None,
         }
     }
 }
@@ -55,6 +57,16 @@ impl WorkerSettings {
             bail!("worker.concurrency: must be between 1 and 1024");
         }
         Ok(())
+    }
+
+    /// Where a `worker` process may serve `/metrics`, in order of preference.
+    pub fn metrics_addresses(&self) -> Vec<SocketAddr> {
+        match self.metrics_listen {
+            Some(addr) => vec![addr],
+            None => DEFAULT_METRICS_PORTS
+                .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+                .collect(),
+        }
     }
 
     /// PostgreSQL connections a worker needs beside its jobs' waiting: a job holds a
@@ -120,9 +132,8 @@ fn default_concurrency() -> usize {
     DEFAULT_CONCURRENCY
 }
 
-fn default_metrics_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9091))
-}
+/// The loopback ports a `worker` tries for `/metrics` when none is set.
+const DEFAULT_METRICS_PORTS: std::ops::RangeInclusive<u16> = 9091..=9099;
 
 #[cfg(test)]
 mod tests {
@@ -145,6 +156,19 @@ mod tests {
         let separate = settings(json!({"worker": {"embedded": false, "concurrency": 8}}));
         assert_eq!(separate.pool_size(Process::Api), 16);
         assert_eq!(separate.pool_size(Process::Worker), 6);
+    }
+
+    #[test]
+    fn an_unset_metrics_listen_tries_the_loopback_ports_from_9091() {
+        let unset = settings(json!({})).worker.metrics_addresses();
+        assert_eq!(unset.len(), 9);
+        assert_eq!(unset[0].to_string(), "127.0.0.1:9091");
+        assert_eq!(unset[8].to_string(), "127.0.0.1:9099");
+        let set = settings(json!({"worker": {"metrics_listen": "10.0.0.7:9300"}}));
+        assert_eq!(
+            set.worker.metrics_addresses(),
+            vec![([10, 0, 0, 7], 9300).into()]
+        );
     }
 
     #[test]
