@@ -35,7 +35,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(settings.log.format);
+    let _logs = telemetry::init(settings.log.format);
     if let Some(Command::Admin(command)) = cli.command {
         return api::admin::run(settings, command).await;
     }

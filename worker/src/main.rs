@@ -34,7 +34,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Arc::new(Settings::load(cli.config.as_deref())?);
-    telemetry::init(settings.log.format);
+    let _logs = telemetry::init(settings.log.format);
     let db = Database::connect(&settings, Process::Worker).await?;
     db.migrate().await?;
     let keys = Arc::new(Keys::load(&settings)?);
