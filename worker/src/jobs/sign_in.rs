@@ -34,14 +34,15 @@ const MAX_TRIES: u32 = 5;
 pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError> {
     // A code to exchange: discovery first (only the token request may leave the
     // code in doubt), then the operation read and its exchange marked together.
+    // Otherwise (discovery failed, the operation finished or another run began)
+    // the operation is read, and the steps below say what follows.
     if job.id_token.is_none()
         && job.access_token.is_none()
         && let Some(provider) = state.providers.get(&job.provider)
+        && provider.prepare().await.is_ok()
+        && let Some(operation) = super::exchange::begin(state, job.operation_id).await?
     {
-        provider.prepare().await?;
-        if let Some(operation) = super::exchange::begin(state, job.operation_id).await? {
-            return run_from(job, state, operation, true).await;
-        }
+        return run_from(job, state, operation, true).await;
     }
     let operation = operations::find(&state.reader, job.operation_id)
         .await?
