@@ -20,7 +20,7 @@ use crate::{recent_finishes::RecentFinishes, running_here::RunningHere};
 mod postgres;
 mod sqlite;
 
-pub(crate) use postgres::announcement;
+pub(crate) use postgres::ANNOUNCEMENT;
 pub use postgres::{NOTIFY_CHANNEL, listen_for_finishes};
 pub use sqlite::watch_sqlite_commits;
 

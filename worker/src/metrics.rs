@@ -153,11 +153,8 @@ impl MetricsListener {
                     let addr = listener
                         .local_addr()
                         .context("the metrics listener has no address")?;
-                    if taken.is_empty() {
-                        tracing::info!(%addr, "metrics at /metrics");
-                    } else {
-                        tracing::info!(%addr, ?taken, "metrics at /metrics (the addresses before it were in use)");
-                    }
+                    // `in_use`: the addresses tried before it (another worker's).
+                    tracing::info!(%addr, in_use = ?taken, "metrics at /metrics");
                     return Ok(Self { listener, addr });
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && addrs.len() > 1 => {

@@ -30,7 +30,7 @@ pub use crate::finishes::{FinishWatch, NOTIFY_CHANNEL, OperationEvents, listen_f
 /// (the user, or the error), drops its stored token response, and returns the
 /// finished row: `None` if it was no longer pending. On PostgreSQL the same
 /// statement announces the finish (`pg_notify` in its `RETURNING`, evaluated for an
-/// updated row only and delivered at commit; see `finishes::announcement`): no
+/// updated row only and delivered at commit; see `finishes::ANNOUNCEMENT`): no
 /// round trip of its own.
 async fn finish(
     db: &impl ConnectionTrait,
@@ -48,7 +48,7 @@ async fn finish(
     let backend = db.get_database_backend();
     let mut returning = vec![Expr::col(Asterisk)];
     if backend == sea_orm::DatabaseBackend::Postgres {
-        returning.push(Expr::cust(crate::finishes::announcement()));
+        returning.push(Expr::cust(crate::finishes::ANNOUNCEMENT));
     }
     let mut query = update.into_query();
     query.returning(Query::returning().exprs(returning));

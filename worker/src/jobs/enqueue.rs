@@ -106,7 +106,7 @@ impl JobQueue {
                     // without a write of its own before the token request: its
                     // operation is written with the exchange marked.
                     let slot = queue.handoff.as_ref().and_then(|h| h.reserve());
-                    let marked = slot.is_some() && job.id_token.is_none();
+                    let marked = slot.is_some() && job.exchanges_code();
                     let claim = operations::claim_state(db, new, marked).await?;
                     let Claim::New(operation) = &claim else {
                         return Ok((claim, job, PushedIn::No));

@@ -46,6 +46,14 @@ pub struct QueuedJob {
     sealed: String,
 }
 
+impl SignInJob {
+    /// Whether the job presents a code at the token endpoint (not an SDK's ID
+    /// token or access token): only then does its exchange get marked.
+    pub fn exchanges_code(&self) -> bool {
+        self.id_token.is_none() && self.access_token.is_none()
+    }
+}
+
 impl QueuedJob {
     /// Seals `job` for the queue.
     pub fn seal(job: &SignInJob, keys: &crate::crypto::Keys) -> Self {

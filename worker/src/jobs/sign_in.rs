@@ -36,8 +36,7 @@ pub async fn run(job: &SignInJob, state: &WorkerState) -> Result<(), SignInError
     // code in doubt), then the operation read and its exchange marked together.
     // Otherwise (discovery failed, the operation finished or another run began)
     // the operation is read, and the steps below say what follows.
-    if job.id_token.is_none()
-        && job.access_token.is_none()
+    if job.exchanges_code()
         && let Some(provider) = state.providers.get(&job.provider)
         && provider.prepare().await.is_ok()
         && let Some(operation) = super::exchange::begin(state, job.operation_id).await?

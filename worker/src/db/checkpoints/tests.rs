@@ -44,9 +44,7 @@ async fn file_grows_past(file: &Path, bytes: u64) -> u64 {
 /// The WAL header's checkpoint sequence number, which goes up each time the WAL
 /// starts over (SQLite's WAL format: bytes 12 to 15, big-endian).
 fn wal_restarts(file: &Path) -> u32 {
-    let mut wal = file.as_os_str().to_owned();
-    wal.push("-wal");
-    let header = std::fs::read(wal).unwrap_or_default();
+    let header = std::fs::read(wal_of(file)).unwrap_or_default();
     header
         .get(12..16)
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -71,10 +69,15 @@ async fn the_wal_starts_over(writer: &Writer, file: &Path) {
     panic!("the WAL did not start over within 5 s: no checkpoint completed");
 }
 
-fn wal_bytes(file: &Path) -> u64 {
+/// The WAL file beside the database `file`.
+fn wal_of(file: &Path) -> std::ffi::OsString {
     let mut wal = file.as_os_str().to_owned();
     wal.push("-wal");
-    std::fs::metadata(wal).map_or(0, |m| m.len())
+    wal
+}
+
+fn wal_bytes(file: &Path) -> u64 {
+    std::fs::metadata(wal_of(file)).map_or(0, |m| m.len())
 }
 
 /// The writer never checkpoints; the background checkpoints copy what it wrote

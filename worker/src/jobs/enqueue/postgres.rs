@@ -48,7 +48,7 @@ impl JobQueue {
         // A job this process runs at once is sent on to the provider without a
         // write of its own before the token request: its operation is written with
         // the exchange marked.
-        let marked = slot.is_some() && job.id_token.is_none();
+        let marked = slot.is_some() && job.exchanges_code();
         let (id, claim) = operations::claim_insert(&new, marked);
         job.operation_id = id;
         let (row_id, holder) = match &slot {
